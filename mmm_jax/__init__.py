@@ -1,0 +1,37 @@
+"""mmm_jax: Bayesian marketing mix models written in PyMC, compiled to JAX, sampled with
+NumPyro and BlackJAX NUTS."""
+
+from ._runtime import configure as _configure
+
+_configure()
+
+from .compile import LogDensity, compile_logdensity  # noqa: E402
+from .config import ConfigError, GeometricAdstock, LogisticSaturation, ModelConfig, Prior  # noqa: E402
+from .data import DataError, MMMData, validate_frame  # noqa: E402
+from .inference import SampleResult, SamplerConfig, sample  # noqa: E402
+from .mmm import MMM, NotFittedError  # noqa: E402
+from .model import build_pymc_model  # noqa: E402
+from .results import ConvergenceWarning  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MMM",
+    "ModelConfig",
+    "Prior",
+    "GeometricAdstock",
+    "LogisticSaturation",
+    "ConfigError",
+    "DataError",
+    "MMMData",
+    "validate_frame",
+    "build_pymc_model",
+    "compile_logdensity",
+    "LogDensity",
+    "sample",
+    "SampleResult",
+    "SamplerConfig",
+    "ConvergenceWarning",
+    "NotFittedError",
+    "__version__",
+]

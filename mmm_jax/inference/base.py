@@ -1,0 +1,116 @@
+"""What every sampler returns, and the one entry point that picks a sampler."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from ..compile import LogDensity
+
+__all__ = ["SampleResult", "SamplerConfig", "sample", "SAMPLERS", "bind_data"]
+
+SAMPLERS = ("numpyro", "blackjax")
+
+
+class SamplerConfig(NamedTuple):
+    """NUTS settings shared by all samplers."""
+
+    chains: int = 4
+    warmup: int = 1000
+    draws: int = 1000
+    target_accept: float = 0.8
+    max_tree_depth: int = 10
+    dense_mass: bool = False
+    chain_method: str = "auto"  # "parallel" (one chain per device), "vectorized" (vmap) or "auto"
+    progress: bool = True
+    jitter: float = 1.0
+
+
+class SampleResult(NamedTuple):
+    """Raw output of a sampler, on the unconstrained space.
+
+    Attributes
+    ----------
+    samples : dict[str, np.ndarray]
+        Unconstrained draws, each (chains, draws, *shape).
+    stats : dict[str, np.ndarray]
+        Per-draw sampler statistics, each (chains, draws): ``diverging``, ``energy``,
+        ``tree_depth``, ``n_steps``, ``step_size``, ``acceptance_rate``, ``lp``.
+    timings : dict[str, float]
+        Wall seconds: ``warmup`` (includes JIT compilation), ``sampling``, ``total``.
+    sampler : str
+    config : SamplerConfig
+    """
+
+    samples: dict
+    stats: dict
+    timings: dict
+    sampler: str
+    config: SamplerConfig
+
+
+def bind_data(ld: LogDensity, data: dict | None):
+    """``params -> logp`` with ``data`` fixed; checks the data names."""
+    data = dict(ld.default_data if data is None else data)
+    missing = [n for n in ld.data_names if n not in data]
+    if missing:
+        raise ValueError(f"data is missing inputs {missing}; the model needs {list(ld.data_names)}")
+    data = {n: jax.numpy.asarray(data[n]) for n in ld.data_names}
+
+    def logdensity(params):
+        return ld.logp(params, data)
+
+    return logdensity
+
+
+def sample(
+    ld: LogDensity,
+    data: dict | None = None,
+    *,
+    key: jax.Array | int = 0,
+    sampler: str = "numpyro",
+    **settings: Any,
+) -> SampleResult:
+    """Run NUTS on a compiled model.
+
+    Parameters
+    ----------
+    ld : LogDensity
+        From :func:`mmm_jax.compile.compile_logdensity`.
+    data : dict, optional
+        Data inputs (defaults to the data the model was built with).
+    key : PRNG key or int seed
+    sampler : {"numpyro", "blackjax"}
+    **settings
+        Fields of :class:`SamplerConfig` (chains, warmup, draws, target_accept, ...).
+    """
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler {sampler!r} is not available; choose one of {list(SAMPLERS)}")
+    unknown = set(settings) - set(SamplerConfig._fields)
+    if unknown:
+        raise TypeError(f"unknown sampler settings {sorted(unknown)}; allowed: {list(SamplerConfig._fields)}")
+    cfg = SamplerConfig(**settings)
+    if cfg.chains < 1 or cfg.draws < 1 or cfg.warmup < 0:
+        raise ValueError(f"need chains >= 1, draws >= 1, warmup >= 0; got {cfg.chains}, {cfg.draws}, {cfg.warmup}")
+    if not 0.0 < cfg.target_accept < 1.0:
+        raise ValueError(f"target_accept must be in (0, 1), got {cfg.target_accept}")
+    if isinstance(key, int | np.integer):
+        key = jax.random.key(int(key))
+    if sampler == "numpyro":
+        from .numpyro import sample_numpyro
+
+        return sample_numpyro(ld, data, key=key, config=cfg)
+    from .blackjax import sample_blackjax
+
+    return sample_blackjax(ld, data, key=key, config=cfg)
+
+
+def resolve_chain_method(cfg: SamplerConfig) -> str:
+    """``auto`` -> ``parallel`` when there is a device per chain, else ``vectorized``."""
+    if cfg.chain_method != "auto":
+        if cfg.chain_method not in ("parallel", "vectorized", "sequential"):
+            raise ValueError(f"chain_method {cfg.chain_method!r}; allowed: auto, parallel, vectorized, sequential")
+        return cfg.chain_method
+    return "parallel" if cfg.chains > 1 and jax.local_device_count() >= cfg.chains else "vectorized"

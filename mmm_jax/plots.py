@@ -1,0 +1,75 @@
+"""Plots people look at: the contribution decomposition and ROAS posteriors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_decomposition", "plot_roas"]
+
+
+def _plt():
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg",) and not _has_display():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _has_display() -> bool:
+    import os
+
+    return bool(os.environ.get("DISPLAY")) or os.name == "nt"
+
+
+def plot_decomposition(mmm, path: str | Path | None = None, *, title: str | None = None):
+    """Stacked weekly decomposition (baseline + channels, posterior means) against the target.
+
+    Returns the matplotlib Figure; writes a PNG when ``path`` is given.
+    """
+    plt = _plt()
+    contrib = mmm.contributions()
+    post = mmm.idata.posterior
+    observed = mmm.idata.observed_data["y"].values
+    mu = post["mu_original"]
+    lo, hi = np.quantile(mu.values.reshape(-1, mu.shape[-1]), [0.05, 0.95], axis=0)
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(12, 7.5), height_ratios=(3, 1.2), constrained_layout=True)
+    dates = contrib.index
+    ax.stackplot(dates, *[contrib[c].values for c in contrib.columns], labels=list(contrib.columns), alpha=0.8)
+    ax.plot(dates, observed, color="black", lw=1.2, label="observed")
+    ax.fill_between(dates, lo, hi, color="grey", alpha=0.3, label="model mean, 90% interval")
+    ax.set_ylabel(mmm.config.target)
+    ax.set_title(title or "Contribution decomposition (posterior means)")
+    ax.legend(loc="upper left", ncol=min(6, len(contrib.columns) + 2), fontsize=8)
+    ax.margins(x=0)
+    shares = contrib.drop(columns="baseline").sum() / contrib.sum().sum()
+    ax2.barh(shares.index, shares.values * 100, color=[f"C{i + 1}" for i in range(len(shares))])
+    ax2.set_xlabel("share of the target explained (%)")
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_roas(mmm, path: str | Path | None = None, *, truth: dict | None = None):
+    """ROAS posterior per channel (90% and 50% intervals, median), with the truth if known."""
+    plt = _plt()
+    roas = mmm.idata.posterior["roas"]
+    chans = list(roas["channel"].values)
+    v = roas.values.reshape(-1, len(chans))
+    q = np.quantile(v, [0.05, 0.25, 0.5, 0.75, 0.95], axis=0)
+    fig, ax = plt.subplots(figsize=(7, 0.6 * len(chans) + 1.5), constrained_layout=True)
+    y = np.arange(len(chans))
+    ax.hlines(y, q[0], q[4], lw=1.5, color="C0", label="90% interval")
+    ax.hlines(y, q[1], q[3], lw=5, color="C0", label="50% interval")
+    ax.plot(q[2], y, "o", color="white", mec="C0", label="median")
+    if truth:
+        ax.plot([truth[c] for c in chans], y, "x", color="C3", ms=9, label="truth")
+    ax.set_yticks(y, chans)
+    ax.set_xlabel("ROAS (contribution per unit of spend)")
+    ax.legend(fontsize=8)
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig

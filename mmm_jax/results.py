@@ -1,0 +1,245 @@
+"""From raw sampler output to a labelled ArviZ ``InferenceData``.
+
+Deterministics (contributions, baseline, mean) are computed after sampling, in one
+vectorised, jitted pass over all draws (chunked with ``lax.map`` to bound memory), then
+converted to original units and labelled with (chain, draw, date, channel).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import platform
+import warnings
+from collections.abc import Mapping
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import xarray as xr
+
+from .compile import LogDensity
+from .inference.base import SampleResult
+from .likelihood import predictive_draw
+
+__all__ = [
+    "ConvergenceWarning",
+    "posterior_quantities",
+    "to_inference_data",
+    "diagnostics",
+    "check_convergence",
+    "package_versions",
+    "RHAT_MAX",
+]
+
+RHAT_MAX = 1.01
+_PACKAGES = ("mmm_jax", "jax", "jaxlib", "numpyro", "blackjax", "pymc", "pytensor", "arviz", "numpy", "pandas")
+
+
+class ConvergenceWarning(UserWarning):
+    """The sampler did not converge (R-hat above threshold or divergent transitions)."""
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that produce a result (recorded in every result)."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    out["jax_backend"] = jax.default_backend()
+    out["jax_x64"] = str(bool(jax.config.jax_enable_x64))
+    return out
+
+
+def posterior_quantities(
+    ld: LogDensity,
+    samples: Mapping[str, np.ndarray],
+    data: Mapping[str, np.ndarray],
+    *,
+    target_scale: float,
+    spend: np.ndarray,
+    likelihood: str,
+    key: jax.Array | None = None,
+    batch_size: int = 256,
+) -> dict[str, np.ndarray]:
+    """Constrained parameters, deterministics and original-unit quantities for every draw.
+
+    Parameters
+    ----------
+    samples : dict of (chains, draws, ...) unconstrained arrays
+    data : the model's data inputs (scaled), as used for fitting or new data
+    target_scale : float
+        Multiplies scaled target quantities back to original units.
+    spend : (T, C) original-unit spend (for ROAS)
+    likelihood : str
+        Likelihood family for the posterior predictive.
+    key : PRNG key, optional
+        If given, also draws ``y`` from the posterior predictive (original units).
+
+    Returns
+    -------
+    dict of arrays with leading (chains, draws):
+        every output of ``ld.constrain``; ``channel_contribution_original`` (T, C),
+        ``baseline_original`` (T,), ``mu_original`` (T,), ``total_contribution`` (C,),
+        ``roas`` (C,); and ``y`` (T,) when ``key`` is given.
+    """
+    data = {n: jnp.asarray(data[n]) for n in ld.data_names}
+    first = next(iter(samples.values()))
+    n_chains, n_draws = first.shape[:2]
+    flat = {k: jnp.asarray(v).reshape((n_chains * n_draws, *v.shape[2:])) for k, v in samples.items()}
+    mask = data["mask"]
+    spend = jnp.asarray(spend)
+    total_spend = jnp.sum(spend * mask[:, None], axis=0)
+    keys = None if key is None else jax.random.split(key, n_chains * n_draws)
+
+    def one(args):
+        params, k = args
+        out = ld.constrain(params, data)
+        contrib = out["channel_contribution"] * target_scale
+        out = {n: v for n, v in out.items() if not (n in ld.param_names and n.endswith("__"))}
+        out["channel_contribution_original"] = contrib
+        out["baseline_original"] = out["baseline"] * target_scale
+        out["mu_original"] = out["mu"] * target_scale
+        tot = jnp.sum(contrib * mask[:, None], axis=0)
+        out["total_contribution"] = tot
+        out["roas"] = tot / jnp.where(total_spend > 0, total_spend, jnp.nan)
+        if k is not None:
+            sigma = out["sigma"]
+            nu = out.get("nu")
+            out["y"] = predictive_draw(k, likelihood, out["mu"], sigma, nu) * target_scale
+        return out
+
+    fn = jax.jit(lambda flat, keys: jax.lax.map(one, (flat, keys), batch_size=min(batch_size, n_chains * n_draws)))
+    res = fn(flat, keys)
+    return {k: np.asarray(v).reshape((n_chains, n_draws, *v.shape[1:])) for k, v in res.items()}
+
+
+def _dims_for(name: str, ld: LogDensity, shape: tuple) -> list[str]:
+    base = {
+        "channel_contribution_original": ("date", "channel"),
+        "baseline_original": ("date",),
+        "mu_original": ("date",),
+        "total_contribution": ("channel",),
+        "roas": ("channel",),
+        "y": ("date",),
+    }
+    dims = base.get(name) or ld.dims.get(name) or ()
+    if len(dims) != len(shape):
+        dims = tuple(f"{name}_dim_{i}" for i in range(len(shape)))
+    return ["chain", "draw", *dims]
+
+
+def to_inference_data(
+    result: SampleResult,
+    ld: LogDensity,
+    data: Mapping[str, np.ndarray],
+    *,
+    coords: Mapping[str, list],
+    target_scale: float,
+    spend: np.ndarray,
+    target: np.ndarray | None,
+    likelihood: str,
+    key: jax.Array,
+    constant_data: Mapping[str, tuple[tuple[str, ...], np.ndarray]] | None = None,
+    attrs: Mapping[str, object] | None = None,
+) -> az.InferenceData:
+    """Labelled InferenceData with posterior, posterior_predictive, sample_stats, data groups.
+
+    Scaled-unit deterministics keep their model names (``channel_contribution``,
+    ``baseline``, ``mu``); original-unit ones end in ``_original``; ``roas`` and
+    ``total_contribution`` are per channel over the fitted (unmasked) weeks.
+    """
+    q = posterior_quantities(
+        ld, result.samples, data, target_scale=target_scale, spend=spend, likelihood=likelihood, key=key
+    )
+    n_chains, n_draws = next(iter(q.values())).shape[:2]
+    base_coords = {"chain": np.arange(n_chains), "draw": np.arange(n_draws), **{k: list(v) for k, v in coords.items()}}
+    y_pp = q.pop("y")
+    post = xr.Dataset(
+        {name: (_dims_for(name, ld, v.shape[2:]), v) for name, v in q.items()},
+        coords={k: v for k, v in base_coords.items()},
+    )
+    post = post.drop_vars([c for c in post.coords if c not in set().union(*[set(d.dims) for d in post.values()])])
+    pp = xr.Dataset({"y": (("chain", "draw", "date"), y_pp)}, coords={k: base_coords[k] for k in ("chain", "draw", "date")})
+    stats = {
+        "diverging": result.stats["diverging"],
+        "energy": result.stats["energy"],
+        "tree_depth": result.stats["tree_depth"],
+        "n_steps": result.stats["n_steps"],
+        "step_size": result.stats["step_size"],
+        "acceptance_rate": result.stats["acceptance_rate"],
+        "lp": result.stats["lp"],
+    }
+    ss = xr.Dataset(
+        {k: (("chain", "draw"), np.asarray(v)) for k, v in stats.items()},
+        coords={"chain": base_coords["chain"], "draw": base_coords["draw"]},
+    )
+    groups = {"posterior": post, "posterior_predictive": pp, "sample_stats": ss}
+    if target is not None:
+        groups["observed_data"] = xr.Dataset({"y": (("date",), np.asarray(target))}, coords={"date": base_coords["date"]})
+    if constant_data:
+        cd = xr.Dataset(
+            {k: (dims, np.asarray(v)) for k, (dims, v) in constant_data.items()},
+        )
+        cd = cd.assign_coords({d: base_coords[d] for d in cd.dims if d in base_coords})
+        groups["constant_data"] = cd
+    meta = {
+        "created_by": "mmm_jax",
+        "sampler": result.sampler,
+        "sampler_config": json.dumps(result.config._asdict()),
+        "timings": json.dumps(result.timings),
+        "versions": json.dumps(package_versions()),
+    }
+    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (attrs or {}).items()})
+    for g in groups.values():
+        g.attrs.update(meta)
+    return az.InferenceData(**groups)
+
+
+def diagnostics(idata: az.InferenceData, var_names: list[str] | None = None) -> dict[str, float]:
+    """Max R-hat, min bulk/tail ESS over the free parameters, and the divergence count."""
+    names = var_names or free_parameter_names(idata)
+    post = idata.posterior[names]
+    rhat = az.rhat(post)
+    ess_bulk = az.ess(post, method="bulk")
+    ess_tail = az.ess(post, method="tail")
+
+    def _max(ds):
+        return float(max(np.nanmax(ds[v].values) for v in ds.data_vars))
+
+    def _min(ds):
+        return float(min(np.nanmin(ds[v].values) for v in ds.data_vars))
+
+    return {
+        "max_rhat": _max(rhat),
+        "min_ess_bulk": _min(ess_bulk),
+        "min_ess_tail": _min(ess_tail),
+        "divergences": int(idata.sample_stats["diverging"].values.sum()),
+        "draws": int(post.sizes["chain"] * post.sizes["draw"]),
+    }
+
+
+def free_parameter_names(idata: az.InferenceData) -> list[str]:
+    """Names of the model's free parameters stored in ``idata.attrs['free_parameters']``."""
+    names = json.loads(idata.posterior.attrs.get("free_parameters", "[]"))
+    return [n for n in names if n in idata.posterior] or [
+        n for n in idata.posterior.data_vars if "date" not in idata.posterior[n].dims
+    ]
+
+
+def check_convergence(diag: Mapping[str, float], rhat_max: float = RHAT_MAX) -> list[str]:
+    """Warn (``ConvergenceWarning``) when R-hat > ``rhat_max`` or there are divergences."""
+    problems = []
+    if not np.isfinite(diag["max_rhat"]) or diag["max_rhat"] > rhat_max:
+        problems.append(f"max R-hat {diag['max_rhat']:.3f} > {rhat_max} (chains disagree: run longer or reparametrise)")
+    if diag["divergences"] > 0:
+        problems.append(
+            f"{diag['divergences']} divergent transitions of {diag['draws']} draws "
+            "(raise target_accept, e.g. 0.95, or tighten priors)"
+        )
+    for p in problems:
+        warnings.warn(p, ConvergenceWarning, stacklevel=3)
+    return problems
