@@ -26,6 +26,7 @@ class SamplerConfig(NamedTuple):
     chain_method: str = "auto"  # "parallel" (one chain per device), "vectorized" (vmap) or "auto"
     progress: bool = True
     jitter: float = 1.0
+    split_timing: bool = False  # compile warm-up and sampling separately to time each (slower)
 
 
 class SampleResult(NamedTuple):
@@ -39,7 +40,9 @@ class SampleResult(NamedTuple):
         Per-draw sampler statistics, each (chains, draws): ``diverging``, ``energy``,
         ``tree_depth``, ``n_steps``, ``step_size``, ``acceptance_rate``, ``lp``.
     timings : dict[str, float]
-        Wall seconds: ``warmup`` (includes JIT compilation), ``sampling``, ``total``.
+        Wall seconds: ``total`` (compilation + warm-up + sampling); ``warmup`` (includes
+        compilation) and ``sampling`` where the sampler can tell them apart (BlackJAX always;
+        NumPyro with ``split_timing=True``), else NaN.
     sampler : str
     config : SamplerConfig
     """

@@ -3,9 +3,10 @@
 PyMC 5.28's ``nuts_sampler="blackjax"`` path breaks on BlackJAX 1.7, so we compose the
 warm-up from BlackJAX's own pieces — ``dual_averaging_adaptation`` (step size),
 ``mass_matrix_adaptation`` (Welford, diagonal or dense) and Stan's window ``build_schedule``
-— as an ``(init, update, final)`` triple run inside one ``lax.scan``. Chains are a ``vmap``
-inside the scan body, so each chain keeps its own step size and mass matrix; the same
-pure functions are what the batch engine vmaps over brands.
+— as an ``(init, update, final)`` triple run inside one ``lax.scan`` together with the
+sampling phase. :func:`nuts_chain` is written for one chain; chains come from ``pmap`` (one
+per device, no lock-step) or ``vmap``, each with its own step size and mass matrix — the
+same pure function the batch engine vmaps over brands.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ..compile import LogDensity, initial_params
-from .base import SampleResult, SamplerConfig, bind_data
+from .base import SampleResult, SamplerConfig, bind_data, resolve_chain_method
 from .progress import ProgressClock, scan_with_progress
 
-__all__ = ["AdaptState", "window_adaptation", "sample_blackjax", "nuts_chains"]
+__all__ = ["AdaptState", "window_adaptation", "sample_blackjax", "nuts_chain"]
 
 
 class AdaptState(NamedTuple):
@@ -70,96 +71,108 @@ def window_adaptation(target_accept: float, dense_mass: bool):
     return init, update, final
 
 
-def nuts_chains(logdensity, init_positions, key, cfg: SamplerConfig, progress: bool = True,
-                clock: ProgressClock | None = None):
-    """Warm up and sample ``cfg.chains`` NUTS chains (vmapped) for one log-density.
+def nuts_chain(logdensity, init_position, key, cfg: SamplerConfig, progress: bool = True,
+               clock: ProgressClock | None = None):
+    """Warm up and sample ONE NUTS chain; ``vmap``/``pmap`` it for chains, brands or both.
 
     Parameters
     ----------
     logdensity : callable
         ``params (pytree) -> scalar`` log-density on the unconstrained space.
-    init_positions : pytree
-        Starting points with a leading ``(chains,)`` axis.
+    init_position : pytree
+        Starting point (unconstrained).
     key : PRNG key
+    cfg : SamplerConfig
+        ``warmup``, ``draws``, ``target_accept``, ``max_tree_depth``, ``dense_mass``.
 
     Returns
     -------
-    positions : pytree with leading (chains, draws) axes
-    info : dict of (chains, draws) arrays
-    tuned : (step_size (chains,), inverse_mass_matrix (chains, d[, d]))
+    positions : pytree, leading (draws,) axis
+    stats : dict of (draws,) arrays
+    tuned : (step_size (), inverse_mass_matrix (d,) or (d, d))
+
+    Warm-up and sampling are one ``lax.scan`` so the NUTS kernel is compiled once: during
+    warm-up the adaptation state is updated after every transition and frozen at its end.
     """
     import blackjax
     from blackjax.adaptation.window_adaptation import build_schedule
 
     kernel = blackjax.nuts.build_kernel()
     a_init, a_update, a_final = window_adaptation(cfg.target_accept, cfg.dense_mass)
-    example = jax.tree.map(lambda x: x[0], init_positions)
-    flat0, unravel = ravel_pytree(example)
-    n_dims = flat0.shape[0]
+    n_dims = ravel_pytree(init_position)[0].shape[0]
+    state = blackjax.nuts.init(init_position, logdensity)
+    adapt = a_init(n_dims)
 
-    def init_chain(pos):
-        return blackjax.nuts.init(pos, logdensity), a_init(n_dims)
+    n_warm, n_total = cfg.warmup, cfg.warmup + cfg.draws
+    with jax.ensure_compile_time_eval():
+        schedule = np.zeros((n_total, 2), dtype=np.int64)
+        if n_warm > 0:
+            schedule[:n_warm] = np.asarray(build_schedule(n_warm))
+    stage = jnp.asarray(schedule[:, 0])
+    window_end = jnp.asarray(schedule[:, 1], dtype=bool)
 
-    states, adapt = jax.vmap(init_chain)(init_positions)
-    key_warm, key_draw = jax.random.split(key)
+    def finalize(ad: AdaptState) -> AdaptState:
+        step_size, imm = a_final(ad)
+        return ad._replace(step_size=step_size, inverse_mass_matrix=imm)
 
-    def warm_step(carry, xs):
-        states, adapt = carry
-        (stage, is_end), keys = xs
+    if n_warm == 0:
+        adapt = finalize(adapt)
 
-        def one(k, st, ad):
-            st, info = kernel(k, st, logdensity, ad.step_size, ad.inverse_mass_matrix, cfg.max_tree_depth)
-            ad = a_update(ad, stage, is_end, ravel_pytree(st.position)[0], info.acceptance_rate)
-            return st, ad, info.is_divergent
+    def step(carry, xs):
+        st, ad = carry
+        i, k = xs
+        st, info = kernel(k, st, logdensity, ad.step_size, ad.inverse_mass_matrix, cfg.max_tree_depth)
+        ad = jax.lax.cond(
+            i < n_warm,
+            lambda a: a_update(a, stage[i], window_end[i], ravel_pytree(st.position)[0], info.acceptance_rate),
+            lambda a: a,
+            ad,
+        )
+        ad = jax.lax.cond(i == n_warm - 1, finalize, lambda a: a, ad)
+        stats = {
+            "diverging": info.is_divergent,
+            "energy": info.energy,
+            "n_steps": info.num_integration_steps,
+            "tree_depth": info.num_trajectory_expansions,
+            "acceptance_rate": info.acceptance_rate,
+            "lp": st.logdensity,
+            "step_size": ad.step_size,
+        }
+        return (st, ad), (st.position, stats)
 
-        states, adapt, div = jax.vmap(one)(keys, states, adapt)
-        return (states, adapt), div
-
-    if cfg.warmup > 0:
-        with jax.ensure_compile_time_eval():
-            schedule = np.asarray(build_schedule(cfg.warmup))
-        xs = ((jnp.asarray(schedule[:, 0]), jnp.asarray(schedule[:, 1], dtype=bool)),
-              jax.random.split(key_warm, (cfg.warmup, cfg.chains)))
-        (states, adapt), _ = scan_with_progress(warm_step, (states, adapt), xs, cfg.warmup, "warmup", progress, clock)
-    step_size, inv_mass = jax.vmap(a_final)(adapt)
-
-    def draw_step(states, keys):
-        def one(k, st, eps, imm):
-            st, info = kernel(k, st, logdensity, eps, imm, cfg.max_tree_depth)
-            stats = {
-                "diverging": info.is_divergent,
-                "energy": info.energy,
-                "n_steps": info.num_integration_steps,
-                "tree_depth": info.num_trajectory_expansions,
-                "acceptance_rate": info.acceptance_rate,
-                "lp": st.logdensity,
-            }
-            return st, (st.position, stats)
-
-        return jax.vmap(one)(keys, states, step_size, inv_mass)
-
-    keys = jax.random.split(key_draw, (cfg.draws, cfg.chains))
-    _, (positions, stats) = scan_with_progress(draw_step, states, keys, cfg.draws, "sampling", progress, clock)
-    # scan stacks draws first: (draws, chains, ...) -> (chains, draws, ...)
-    positions = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), positions)
-    stats = {k: jnp.swapaxes(v, 0, 1) for k, v in stats.items()}
-    stats["step_size"] = jnp.broadcast_to(step_size[:, None], stats["lp"].shape)
-    return positions, stats, (step_size, inv_mass)
+    keys = jax.random.split(key, n_total)
+    (state, adapt), (positions, stats) = scan_with_progress(
+        step, (state, adapt), (jnp.arange(n_total), keys), n_total, "NUTS", progress, clock, marks={"warmup": n_warm}
+    )
+    positions = jax.tree.map(lambda x: x[n_warm:], positions)
+    stats = {k: v[n_warm:] for k, v in stats.items()}
+    return positions, stats, (adapt.step_size, adapt.inverse_mass_matrix)
 
 
 def sample_blackjax(ld: LogDensity, data: dict | None, *, key: jax.Array, config: SamplerConfig) -> SampleResult:
-    """Run :func:`nuts_chains` on a compiled model: one ``jit``, chains vmapped."""
+    """Run :func:`nuts_chain` for every chain: ``pmap`` (one chain per device) or ``vmap``."""
     logdensity = bind_data(ld, data)
     key_init, key_run = jax.random.split(key)
     init = initial_params(ld, key_init, config.chains, config.jitter)
+    keys = jax.random.split(key_run, config.chains)
+    chain_method = resolve_chain_method(config)
+    if chain_method == "sequential":
+        chain_method = "vectorized"
 
     clock = ProgressClock()
+
+    def one(pos, k):
+        return nuts_chain(logdensity, pos, k, config, config.progress, clock)
+
     t0 = time.perf_counter()
-    run = jax.jit(lambda init, k: nuts_chains(logdensity, init, k, config, config.progress, clock))
-    positions, stats, _ = run(init, key_run)
+    if chain_method == "parallel":
+        devices = jax.local_devices()[: config.chains]
+        positions, stats, _ = jax.pmap(one, devices=devices)(init, keys)
+    else:
+        positions, stats, _ = jax.jit(jax.vmap(one))(init, keys)
     jax.block_until_ready(positions)
     t2 = time.perf_counter()
-    t1 = clock.get("warmup", t0)
+    t1 = clock.get("warmup", float("nan"))
     samples = {k: np.asarray(v) for k, v in positions.items()}
     stats = {k: np.asarray(v) for k, v in stats.items()}
     stats["diverging"] = stats["diverging"].astype(bool)
@@ -168,5 +181,5 @@ def sample_blackjax(ld: LogDensity, data: dict | None, *, key: jax.Array, config
         stats=stats,
         timings={"warmup": t1 - t0, "sampling": t2 - t1, "total": t2 - t0},
         sampler="blackjax",
-        config=config._replace(chain_method="vectorized"),
+        config=config._replace(chain_method=chain_method),
     )

@@ -1,0 +1,200 @@
+"""Helpers shared by the benchmark workers.
+
+This module is imported by workers running in *different* interpreters (ours, and the
+separate PyMC-Marketing environment), so it must only need the standard library, NumPy and
+ArviZ -- never ``mmm_jax``.
+
+Protocol: a worker reads its spec as JSON (from ``argv[1]`` if given, else stdin) and prints
+exactly one line ``RESULT_MARKER + json`` on stdout; anything else it prints (progress bars,
+warnings) is ignored by the parent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from importlib import metadata
+
+RESULT_MARKER = "@@BENCH_RESULT@@ "
+
+VERSION_PACKAGES = (
+    "mmm_jax",
+    "pymc-marketing",
+    "pymc",
+    "pytensor",
+    "numpyro",
+    "blackjax",
+    "jax",
+    "jaxlib",
+    "arviz",
+    "numpy",
+    "pandas",
+    "xarray",
+)
+
+
+def read_spec() -> dict:
+    """The run spec: JSON from argv[1] when given, else from stdin."""
+    text = sys.argv[1] if len(sys.argv) > 1 else sys.stdin.read()
+    return json.loads(text)
+
+
+def emit(result: dict) -> None:
+    """Print the single result line the parent parses."""
+    sys.stdout.flush()
+    sys.stdout.write(RESULT_MARKER + json.dumps(result, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(o)
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages that matter here (absent ones are skipped)."""
+    out = {"python": platform.python_version()}
+    for name in VERSION_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def run_main(fn) -> None:
+    """Run ``fn(spec) -> dict`` and emit its result, or an error result with the traceback."""
+    spec = read_spec()
+    t0 = time.perf_counter()
+    try:
+        result = fn(spec)
+        result.setdefault("status", "ok")
+    except BaseException as err:  # noqa: BLE001 - the parent must always get a result line
+        result = {
+            "status": "error",
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(),
+        }
+    result["run"] = spec.get("run")
+    result["worker_seconds"] = time.perf_counter() - t0
+    result["cpu_seconds"] = _cpu_seconds()
+    result["versions"] = versions()
+    result["python_executable"] = sys.executable
+    result["env"] = {k: os.environ[k] for k in ("XLA_FLAGS", "JAX_PLATFORMS", "OMP_NUM_THREADS") if k in os.environ}
+    emit(result)
+
+
+def _cpu_seconds() -> float | None:
+    """User + system CPU seconds of this process and its waited-for children."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return None
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        ru = resource.getrusage(who)
+        total += ru.ru_utime + ru.ru_stime
+    return total
+
+
+class Timer:
+    """Accumulates wall seconds per label: ``with timer("build"): ...``."""
+
+    def __init__(self):
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, label: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[label] = self.times.get(label, 0.0) + time.perf_counter() - t0
+
+
+def wrap_timed(owner, attr: str, timer: Timer, label: str):
+    """Replace ``owner.attr`` by a wrapper that adds its wall time to ``timer[label]``."""
+    fn = getattr(owner, attr)
+
+    def wrapped(*args, **kwargs):
+        with timer(label):
+            return fn(*args, **kwargs)
+
+    wrapped.__wrapped__ = fn
+    setattr(owner, attr, wrapped)
+    return fn
+
+
+def load_data(spec: dict):
+    """The benchmark data (DataFrame with a parsed date column) and the truth dict."""
+    import pandas as pd
+
+    df = pd.read_csv(spec["data_csv"], parse_dates=[spec["date"]])
+    with open(spec["truth_json"]) as fh:
+        truth = json.load(fh)
+    return df, truth
+
+
+def convergence(posterior, sample_stats, var_names: list[str]) -> dict:
+    """Min bulk ESS / max R-hat over ``var_names``, divergences and tree statistics.
+
+    ``posterior`` and ``sample_stats`` are xarray Datasets with (chain, draw) dims.
+    """
+    import arviz as az
+    import numpy as np
+
+    post = posterior[list(var_names)]
+    ess = az.ess(post, method="bulk")
+    rhat = az.rhat(post)
+    min_ess = min(float(np.nanmin(ess[v].values)) for v in ess.data_vars)
+    max_rhat = max(float(np.nanmax(rhat[v].values)) for v in rhat.data_vars)
+    # the parameter with the smallest ESS, for the record
+    worst = min(ess.data_vars, key=lambda v: float(np.nanmin(ess[v].values)))
+    n = post.sizes["chain"] * post.sizes["draw"]
+    out = {
+        "free_parameters": list(var_names),
+        "n_free_scalars": int(sum(post[v].size // n for v in post.data_vars)),
+        "min_ess_bulk": min_ess,
+        "min_ess_bulk_param": str(worst),
+        "max_rhat": max_rhat,
+        "chains": int(post.sizes["chain"]),
+        "draws": int(post.sizes["draw"]),
+    }
+    ss = sample_stats
+    out["divergences"] = int(np.asarray(ss["diverging"]).sum()) if "diverging" in ss else None
+    for name, key in (("tree_depth", "mean_tree_depth"), ("n_steps", "mean_n_steps"),
+                      ("step_size", "mean_step_size"), ("acceptance_rate", "mean_acceptance_rate")):
+        out[key] = float(np.asarray(ss[name]).mean()) if name in ss else None
+    if "tree_depth" in ss:
+        out["max_tree_depth_seen"] = int(np.asarray(ss["tree_depth"]).max())
+    if "n_steps" in ss:
+        out["total_leapfrog_steps"] = int(np.asarray(ss["n_steps"]).sum())
+    return out
+
+
+def roas_from_contributions(contrib, spend, channels: list[str]) -> dict:
+    """Posterior-mean ROAS per channel.
+
+    contrib : array (chain, draw, date, channel), original currency units
+    spend : array (date, channel), original currency units
+    """
+    import numpy as np
+
+    contrib = np.asarray(contrib, dtype=float)
+    spend = np.asarray(spend, dtype=float)
+    roas = contrib.sum(axis=2) / spend.sum(axis=0)  # (chain, draw, channel)
+    mean = roas.mean(axis=(0, 1))
+    return {c: float(v) for c, v in zip(channels, mean)}

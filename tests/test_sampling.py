@@ -1,0 +1,188 @@
+"""Samplers behind one interface: shapes, stats, reproducibility, InferenceData, save/load."""
+
+import json
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+from mmm_jax import MMM, ConvergenceWarning, ModelConfig, NotFittedError
+from mmm_jax.compile import compile_logdensity
+from mmm_jax.datasets import simulate
+from mmm_jax.inference import sample
+from mmm_jax.model import build_pymc_model
+from mmm_jax.results import check_convergence
+
+SMALL = dict(chains=2, warmup=150, draws=100, progress=False)
+
+
+@pytest.fixture(scope="module")
+def small_problem():
+    df, truth = simulate(80, 2, seed=3)
+    cfg = ModelConfig(date="date", target="sales", channels=tuple(truth.channels), controls=("price_index",))
+    return df, truth, cfg
+
+
+@pytest.fixture(scope="module")
+def fitted(small_problem):
+    df, truth, cfg = small_problem
+    mmm = MMM(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mmm.fit(df, seed=11, **SMALL)
+    return mmm
+
+
+@pytest.mark.parametrize("sampler", ["numpyro", "blackjax"])
+def test_sampler_outputs_and_reproducibility(small_problem, sampler):
+    df, truth, cfg = small_problem
+    mmm = MMM(cfg)
+    mmm.build(df)
+    ld = mmm.logdensity
+    r1 = sample(ld, mmm._arrays, key=5, sampler=sampler, **SMALL)
+    r2 = sample(ld, mmm._arrays, key=5, sampler=sampler, **SMALL)
+    r3 = sample(ld, mmm._arrays, key=6, sampler=sampler, **SMALL)
+    for name, shape in ld.param_shapes.items():
+        assert r1.samples[name].shape == (2, 100, *shape)
+        np.testing.assert_array_equal(r1.samples[name], r2.samples[name])  # same seed, same draws
+    assert not np.array_equal(r1.samples["beta_log__"], r3.samples["beta_log__"])
+    for k in ("diverging", "energy", "tree_depth", "n_steps", "step_size", "acceptance_rate", "lp"):
+        assert r1.stats[k].shape == (2, 100), k
+    assert r1.stats["diverging"].dtype == bool
+    assert np.all(r1.stats["step_size"] > 0)
+    assert np.all((r1.stats["acceptance_rate"] >= 0) & (r1.stats["acceptance_rate"] <= 1))
+    assert np.all(r1.stats["tree_depth"] >= 1)
+    assert r1.timings["total"] > 0
+    if sampler == "blackjax":  # numpyro splits warm-up from sampling only with split_timing=True
+        assert 0 < r1.timings["warmup"] < r1.timings["total"]
+    # draws should be near the posterior: lp at draws comparable to lp at init
+    assert np.all(np.isfinite(r1.stats["lp"]))
+
+
+def test_samplers_agree_on_posterior_mean(small_problem):
+    """NumPyro and BlackJAX target the same density: posterior means within MC error."""
+    df, truth, cfg = small_problem
+    mmm = MMM(cfg)
+    mmm.build(df)
+    s = dict(chains=2, warmup=300, draws=400, progress=False)
+    a = sample(mmm.logdensity, mmm._arrays, key=1, sampler="numpyro", **s).samples
+    b = sample(mmm.logdensity, mmm._arrays, key=2, sampler="blackjax", **s).samples
+    for name in ("intercept", "beta_log__"):
+        ma, mb = a[name].mean((0, 1)), b[name].mean((0, 1))
+        sd = np.sqrt(a[name].var((0, 1)) + b[name].var((0, 1)))
+        # generous: 4 pooled sd / sqrt(effective draws ~ 100)
+        assert np.all(np.abs(ma - mb) < 4 * sd / np.sqrt(100)), name
+
+
+def test_inference_data_groups_dims_and_units(fitted, small_problem):
+    df, truth, cfg = small_problem
+    idata = fitted.idata
+    for g in ("posterior", "posterior_predictive", "sample_stats", "observed_data", "constant_data"):
+        assert g in idata.groups()
+    post = idata.posterior
+    assert post["channel_contribution_original"].dims == ("chain", "draw", "date", "channel")
+    assert post["roas"].dims == ("chain", "draw", "channel")
+    assert list(post["channel"].values) == list(cfg.channels)
+    assert idata.posterior_predictive["y"].dims == ("chain", "draw", "date")
+    for k in ("diverging", "energy", "tree_depth", "step_size", "acceptance_rate"):
+        assert k in idata.sample_stats
+    # original units: contributions are target-scale, roas = total / spend
+    scale = fitted.scaling.target_scale
+    np.testing.assert_allclose(post["channel_contribution_original"].values, post["channel_contribution"].values * scale)
+    spend = df[list(cfg.channels)].to_numpy().sum(0)
+    np.testing.assert_allclose(
+        post["roas"].values, post["channel_contribution_original"].values.sum(2) / spend, rtol=1e-10
+    )
+    np.testing.assert_allclose(idata.observed_data["y"].values, df["sales"].to_numpy())
+    # mu = baseline + contributions
+    np.testing.assert_allclose(
+        post["mu_original"].values,
+        post["baseline_original"].values + post["channel_contribution_original"].values.sum(-1),
+        rtol=1e-10,
+    )
+    # the posterior predictive scatters around the observed target
+    pp = idata.posterior_predictive["y"].values.reshape(-1, len(df))
+    inside = np.mean((df["sales"].values > np.quantile(pp, 0.05, 0)) & (df["sales"].values < np.quantile(pp, 0.95, 0)))
+    assert inside > 0.75
+    versions = json.loads(post.attrs["versions"])
+    assert versions["jax"] and versions["pymc"]
+    assert json.loads(post.attrs["config"])["channels"] == list(cfg.channels)
+
+
+def test_summary_roas_contributions(fitted):
+    s = fitted.summary()
+    assert {"r_hat", "ess_bulk", "ess_tail", "mean"} <= set(s.columns)
+    assert any(i.startswith("roas[") for i in s.index)
+    r = fitted.roas()
+    assert list(r.index) == list(fitted.config.channels)
+    assert np.all(r.iloc[:, 2] <= r["mean"]) and np.all(r["mean"] <= r.iloc[:, 3])
+    c = fitted.contributions()
+    assert list(c.columns) == ["baseline", *fitted.config.channels]
+    assert len(c) == fitted.data.n_periods
+
+
+def test_save_load_same_predictions(fitted, small_problem, tmp_path):
+    df, truth, cfg = small_problem
+    path = fitted.save(tmp_path / "model")
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", "data.csv", "idata.nc", "meta.json", "scaling.json"]
+    loaded = MMM.load(path)
+    assert loaded.config == fitted.config
+    p1 = fitted.predict(df, seed=4)
+    p2 = loaded.predict(df, seed=4)
+    np.testing.assert_allclose(p1["y"].values, p2["y"].values, rtol=1e-12)
+    np.testing.assert_allclose(p1["mu"].values, fitted.idata.posterior["mu_original"].values, rtol=1e-9)
+    # forecast: future rows without a target
+    future = df.copy()
+    future.loc[future.index[-10:], "sales"] = np.nan
+    f = loaded.predict(future, seed=4, include_noise=False)
+    np.testing.assert_allclose(f["mu"].values, p1["mu"].values, rtol=1e-9)
+    # saving again over an existing directory is atomic and leaves no temp dirs
+    fitted.save(tmp_path / "model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_unfitted_model_raises():
+    mmm = MMM(ModelConfig(date="d", target="y", channels=("a",)))
+    with pytest.raises(NotFittedError):
+        mmm.roas()
+
+
+def test_convergence_warnings():
+    with pytest.warns(ConvergenceWarning, match="R-hat"):
+        check_convergence({"max_rhat": 1.2, "divergences": 0, "draws": 100})
+    with pytest.warns(ConvergenceWarning, match="divergent"):
+        check_convergence({"max_rhat": 1.0, "divergences": 3, "draws": 100})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_convergence({"max_rhat": 1.005, "divergences": 0, "draws": 100}) == []
+
+
+def test_bad_sampler_settings(small_problem):
+    df, truth, cfg = small_problem
+    ld = compile_logdensity(build_pymc_model(cfg, _arrays(cfg, df)))
+    with pytest.raises(ValueError, match="sampler"):
+        sample(ld, sampler="stan")
+    with pytest.raises(TypeError, match="unknown sampler settings"):
+        sample(ld, chainz=3)
+    with pytest.raises(ValueError, match="target_accept"):
+        sample(ld, target_accept=1.5)
+
+
+def _arrays(cfg, df):
+    m = MMM(cfg)
+    m.build(df)
+    return m._arrays
+
+
+def test_jax_key_types(small_problem):
+    df, truth, cfg = small_problem
+    m = MMM(cfg)
+    m.build(df)
+    r1 = sample(m.logdensity, m._arrays, key=jax.random.key(9), sampler="blackjax", chains=1, warmup=20, draws=10,
+                progress=False)
+    assert r1.samples["intercept"].shape == (1, 10)
+    r2 = sample(m.logdensity, m._arrays, key=jax.random.key(9), sampler="numpyro", chains=1, warmup=20, draws=10,
+                progress=False)
+    assert r2.samples["intercept"].shape == (1, 10)
+    assert r2.stats["diverging"].shape == (1, 10)
