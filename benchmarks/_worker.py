@@ -67,6 +67,7 @@ def run_ours(spec: dict) -> dict:
         "wall_s": timings["wall"],
         "breakdown_s": breakdown,
         "timings_raw": timings,
+        "mmm_jax_file": __import__("mmm_jax").__file__,
         "import_s": import_s,
         "sampler_settings": {k: v for k, v in mmm.fit_settings.items()},
         "jax_device_count": jax.local_device_count(),

@@ -385,6 +385,17 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def git_info() -> dict | None:
+    """Commit and dirty state of the repository holding this script (None outside git)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "mmm_jax"], cwd=HERE.parent,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return {"commit": head.stdout.strip(), "mmm_jax_dirty": bool(dirty.stdout.strip())}
+
+
 def machine_info() -> dict:
     return {
         "cpu_count": os.cpu_count(),
@@ -494,6 +505,7 @@ def main(argv=None) -> int:
         },
         "machine": machine_info(),
         "parent_versions": versions(),
+        "git": git_info(),
         "pmm_python": pmm_python,
         "skipped": skipped,
         "runs": results,
