@@ -142,3 +142,17 @@ def test_initial_params_shapes_and_finite_logp(rng):
     assert all(init[n].shape == (4, *ld.param_shapes[n]) for n in ld.param_names)
     lps = jax.vmap(ld.logp, in_axes=(0, None))(init, ld.default_data)
     assert np.all(np.isfinite(np.asarray(lps)))
+
+
+def test_model_runs_under_pymc_backend(rng):
+    """The same pm.Model samples with PyMC's own NUTS (C/NumPy backend: Op.perform + L_op)."""
+    import pymc as pm
+
+    cfg, arrays, model = make(rng, "bare", T=40)
+    with model:
+        idata = pm.sample(draws=30, tune=30, chains=1, random_seed=1, progressbar=False,
+                          compute_convergence_checks=False)
+        prior = pm.sample_prior_predictive(5, random_seed=1)
+    assert idata.posterior["beta"].shape == (1, 30, 3)
+    assert np.all(idata.posterior["beta"].values >= 0)
+    assert prior.prior_predictive["y"].shape == (1, 5, 40)
