@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import warnings
 import json
 import sys
@@ -41,10 +42,13 @@ def _print_diagnostics(mmm) -> None:
         f"\nmax R-hat {d['max_rhat']:.4f} | min bulk ESS {d['min_ess_bulk']:.0f} | "
         f"min tail ESS {d['min_ess_tail']:.0f} | divergences {d['divergences']} / {d['draws']}"
     )
+    if math.isfinite(t["warmup"]):
+        nuts = f"warmup {t['warmup']:.1f}s (incl. JIT) + sampling {t['sampling']:.1f}s"
+    else:
+        nuts = f"JIT + warmup + sampling {t['total']:.1f}s"
     print(
-        f"time: compile {t['build_compile']:.1f}s + warmup {t['warmup']:.1f}s + sampling {t['sampling']:.1f}s "
-        f"+ post-processing {t['postprocess']:.1f}s = {t['wall']:.1f}s; "
-        f"min bulk ESS/s {d['min_ess_bulk'] / max(t['wall'], 1e-9):.1f}"
+        f"time: build {t['build_compile']:.1f}s + {nuts} + post-processing {t['postprocess']:.1f}s "
+        f"= {t['wall']:.1f}s; min bulk ESS/s {d['min_ess_bulk'] / max(t['wall'], 1e-9):.1f}"
     )
 
 
