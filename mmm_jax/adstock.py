@@ -30,6 +30,7 @@ __all__ = [
     "adstock_conv",
     "adstock_conv_jax",
     "adstock_conv_np",
+    "lag_matrix",
     "geometric_weights",
     "geometric_weights_np",
     "geometric_adstock",
@@ -67,30 +68,36 @@ def geometric_weights_np(alpha: np.ndarray, l_max: int, normalize: bool = True) 
 
 
 # --------------------------------------------------------------------------- JAX kernel
-#: Windows up to this length use the shifted-sum kernel; longer ones use ``lax.conv``.
-#: On CPU the shifted sum is ~2x faster for L <= 16 (gradient of a 156 x 4 x 8 adstock:
-#: 6 us vs 12 us inside a compiled loop); the convolution scales better for long windows.
+#: Windows up to this length use the lag-matrix kernel; longer ones use ``lax.conv``.
 SHIFTED_SUM_MAX_LAGS = 24
+
+
+def lag_matrix(x, n_lags: int):
+    """Lagged copies of ``x`` (T, C): ``out[t, l, c] = x[t - l, c]`` (0 before the start) -> (T, L, C).
+
+    A single gather with a static index; when ``x`` is a constant of the traced program (a
+    single brand's data closed over by the sampler), XLA folds it away entirely.
+    """
+    T = x.shape[0]
+    idx = np.arange(T)[:, None] - np.arange(n_lags)[None, :]
+    valid = jnp.asarray(idx >= 0)[..., None]
+    return jnp.where(valid, x[np.clip(idx, 0, None)], jnp.zeros((), x.dtype))
 
 
 def adstock_conv_jax(x: jax.Array, w: jax.Array) -> jax.Array:
     """Causal per-channel convolution in JAX. ``x`` (T, C), ``w`` (C, L) -> (T, C).
 
-    Short windows: ``L`` shifted slices of the zero-padded series, weighted and summed
-    (each term vectorised over time and channels). Long windows: one depthwise
-    ``lax.conv_general_dilated`` (``feature_group_count=C``). Differentiable in both
-    arguments and ``vmap``-able over leading batch axes.
+    Short windows (``L <= 24``): the Toeplitz form — a lag matrix (T, L, C) contracted with
+    the weights in one ``einsum``; with the data constant it is a single small contraction per
+    gradient (measured 15 us vs 28 us for shifted slices, full model gradient, 156 x 4 x 8,
+    2-core CPU). Long windows: one depthwise ``lax.conv_general_dilated``. Differentiable in
+    both arguments and ``vmap``-able over leading batch axes.
     """
     x = jnp.asarray(x)
     w = jnp.asarray(w, dtype=x.dtype)
-    T, C = x.shape
     L = w.shape[-1]
     if L <= SHIFTED_SUM_MAX_LAGS:
-        xp = jnp.pad(x, ((L - 1, 0), (0, 0)))
-        out = w[:, 0] * x
-        for lag in range(1, L):
-            out = out + w[:, lag] * xp[L - 1 - lag : L - 1 - lag + T]
-        return out
+        return jnp.einsum("tlc,cl->tc", lag_matrix(x, L), w, precision=jax.lax.Precision.HIGHEST)
     return _adstock_conv_lax(x, w)
 
 

@@ -1,0 +1,19 @@
+"""Budget optimisation over posterior samples (optax, projected gradients, batched)."""
+
+from .optimize import OBJECTIVES, BudgetProblem, OptimizeResult, objective_value, optimize_allocation
+from .projection import project_budget, project_budget_capped
+from .response import ResponseParams, plan_contributions, plan_response, response_params_from_mmm
+
+__all__ = [
+    "OBJECTIVES",
+    "BudgetProblem",
+    "OptimizeResult",
+    "objective_value",
+    "optimize_allocation",
+    "project_budget",
+    "project_budget_capped",
+    "ResponseParams",
+    "plan_contributions",
+    "plan_response",
+    "response_params_from_mmm",
+]
