@@ -281,6 +281,14 @@ class MMM:
                 out[value.name] = _backward_transform(tr, x)
         return out
 
+    def optimize_budget(self, total: float, horizon: int = 13, **kwargs: Any):
+        """Optimal split of ``total`` over the next ``horizon`` weeks; see
+        :func:`mmm_jax.budget.optimize_budget` for the objectives and constraints."""
+        self._require_fit()
+        from .budget import optimize_budget
+
+        return optimize_budget(self, total, horizon, **kwargs)
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
         """Write the fitted model to the directory ``path`` (atomically: temp dir + rename).

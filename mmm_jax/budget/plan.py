@@ -1,0 +1,270 @@
+"""The user-facing budget planner on a fitted :class:`mmm_jax.MMM`.
+
+>>> plan = optimize_budget(mmm, total=1_000_000, horizon=13, objective="cvar", alpha=0.1)  # doctest: +SKIP
+>>> plan.table          # current vs optimal spend per channel, change in %, ROAS   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from .optimize import OBJECTIVES, BudgetProblem, optimize_allocation
+from .response import plan_contributions, response_params_from_mmm
+
+__all__ = ["BudgetError", "ExtrapolationWarning", "BudgetPlan", "build_problem", "optimize_budget"]
+
+
+class BudgetError(ValueError):
+    """An impossible budget request (bounds that cannot meet the total, unknown channel, ...)."""
+
+
+class ExtrapolationWarning(UserWarning):
+    """The plan spends beyond what the model has seen: the response there is extrapolated."""
+
+
+_jit_optimize = jax.jit(optimize_allocation, static_argnames=("objective", "l_max", "normalize", "steps",
+                                                              "learning_rate"))
+
+
+@dataclass
+class BudgetPlan:
+    """Result of :func:`optimize_budget`.
+
+    Attributes
+    ----------
+    table : DataFrame indexed by channel: current and optimal spend over the horizon, change
+        (%), expected contribution and ROAS of each, and an ``extrapolated`` flag.
+    responses : dict with ``optimal`` and ``current`` response draws (S,), original units.
+    summary : dict: expected response and 94% HDI for both, uplift mean / HDI / P(uplift > 0).
+    settings : the request (total, horizon, objective, bounds, ...).
+    """
+
+    table: pd.DataFrame
+    responses: dict[str, np.ndarray]
+    summary: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"table": json.loads(self.table.reset_index().to_json(orient="records")),
+             "summary": self.summary, "settings": self.settings},
+            indent=2, default=float,
+        )
+
+    def plot(self, path=None):
+        """Allocation before/after and the response distributions."""
+        import matplotlib
+
+        if not matplotlib.get_backend().lower().startswith(("agg", "module")):
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+        idx = np.arange(len(self.table))
+        a1.barh(idx + 0.2, self.table["current_spend"], height=0.4, label="current")
+        a1.barh(idx - 0.2, self.table["optimal_spend"], height=0.4, label="optimal")
+        a1.set_yticks(idx, self.table.index)
+        a1.set_xlabel("spend over the horizon")
+        a1.legend()
+        for name, r in self.responses.items():
+            a2.hist(r, bins=50, alpha=0.6, label=name, density=True)
+        a2.set_xlabel("response over the horizon (incl. carry-over)")
+        a2.legend()
+        if path is not None:
+            fig.savefig(path, dpi=110)
+        return fig
+
+
+def _hdi(x, prob=0.94):
+    import arviz as az
+
+    lo, hi = az.hdi(np.asarray(x), hdi_prob=prob)
+    return float(lo), float(hi)
+
+
+def build_problem(
+    mmm,
+    total: float,
+    horizon: int,
+    *,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    bounds_pct: float | None = None,
+    locked: Mapping[str, float] | None = None,
+    max_history_multiple: float | None = None,
+    risk_aversion: float = 1.0,
+    alpha: float = 0.1,
+    min_mroas: float = 0.0,
+    max_draws: int | None = None,
+    seed: int = 0,
+):
+    """Turn a request into a :class:`BudgetProblem` plus the current allocation and metadata.
+
+    Bounds are totals per channel over the horizon (original currency). ``bounds_pct=0.2``
+    allows +-20% around the current allocation; ``locked`` fixes channels at a value;
+    ``max_history_multiple=k`` caps each channel's weekly spend at k x its historical max.
+    """
+    if not np.isfinite(total) or total < 0:
+        raise BudgetError(f"total budget must be a finite number >= 0, got {total!r}")
+    if int(horizon) != horizon or horizon < 1:
+        raise BudgetError(f"horizon must be a positive number of weeks, got {horizon!r}")
+    channels = list(mmm.config.channels)
+    C = len(channels)
+    for name, mapping in (("bounds", bounds or {}), ("locked", locked or {})):
+        unknown = [k for k in mapping if k not in channels]
+        if unknown:
+            raise BudgetError(f"{name}: unknown channel(s) {unknown}; channels are {channels}")
+    params, static = response_params_from_mmm(mmm, max_draws=max_draws, seed=seed)
+    recent = mmm.data.spend[-horizon:]
+    share = recent.sum(0)
+    share = share / share.sum() if share.sum() > 0 else np.full(C, 1.0 / C)
+    current = total * share
+    lo, hi = np.zeros(C), np.full(C, float(total))
+    if bounds_pct is not None:
+        if bounds_pct < 0:
+            raise BudgetError(f"bounds_pct must be >= 0, got {bounds_pct}")
+        lo, hi = current * (1 - bounds_pct), current * (1 + bounds_pct)
+    for k, (a, b) in (bounds or {}).items():
+        i = channels.index(k)
+        if a > b or a < 0:
+            raise BudgetError(f"bounds[{k!r}] = ({a}, {b}): need 0 <= lower <= upper")
+        lo[i], hi[i] = a, b
+    hist_max = mmm.data.spend.max(0)
+    if max_history_multiple is not None:
+        hi = np.minimum(hi, max_history_multiple * hist_max * horizon)
+    for k, v in (locked or {}).items():
+        i = channels.index(k)
+        if v < 0:
+            raise BudgetError(f"locked[{k!r}] = {v}: spend must be >= 0")
+        lo[i] = hi[i] = v
+    lo = np.minimum(lo, hi)
+    if lo.sum() > total * (1 + 1e-12):
+        raise BudgetError(f"the lower bounds sum to {lo.sum():,.2f}, more than the total {total:,.2f}")
+    if hi.sum() < total * (1 - 1e-12):
+        raise BudgetError(
+            f"the upper bounds sum to {hi.sum():,.2f}, less than the total {total:,.2f} "
+            "(raise the bounds or max_history_multiple, or lower the total)"
+        )
+    problem = BudgetProblem(
+        params=params,
+        lo=jnp.asarray(lo),
+        hi=jnp.asarray(hi),
+        total=jnp.asarray(float(total)),
+        pattern=jnp.full((int(horizon), C), 1.0 / horizon),
+        risk_aversion=jnp.asarray(float(risk_aversion)),
+        alpha=jnp.asarray(float(alpha)),
+        min_mroas=jnp.asarray(float(min_mroas)),
+    )
+    meta = {"channels": channels, "current": current, "hist_max_week": hist_max, **static}
+    return problem, meta
+
+
+def optimize_budget(
+    mmm,
+    total: float,
+    horizon: int = 13,
+    *,
+    objective: str = "mean",
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    bounds_pct: float | None = None,
+    locked: Mapping[str, float] | None = None,
+    max_history_multiple: float | None = None,
+    risk_aversion: float = 1.0,
+    alpha: float = 0.1,
+    min_mroas: float | None = None,
+    max_draws: int | None = 2000,
+    steps: int = 300,
+    learning_rate: float = 0.02,
+    seed: int = 0,
+) -> BudgetPlan:
+    """Optimise next period's split of ``total`` across the channels of a fitted model.
+
+    Parameters
+    ----------
+    total : budget over the horizon (original currency).
+    horizon : weeks; spend is flat within the horizon; carry-over from past spend is counted
+        in the starting point and the plan's own carry-over after the horizon is credited.
+    objective : "mean", "mean_sd" (``risk_aversion``), "cvar" (``alpha``), or "mroas"
+        (spend only while the expected marginal ROAS >= ``min_mroas``; ``total`` is a cap).
+    bounds, bounds_pct, locked, max_history_multiple : constraints (see :func:`build_problem`).
+    max_draws : posterior draws used (random subset; all if None).
+    """
+    if objective not in OBJECTIVES:
+        raise BudgetError(f"objective {objective!r} is not available; allowed: {list(OBJECTIVES)}")
+    if objective == "mroas" and min_mroas is None:
+        raise BudgetError("objective 'mroas' needs min_mroas (e.g. 1.0 for break-even on revenue)")
+    problem, meta = build_problem(
+        mmm, total, horizon, bounds=bounds, bounds_pct=bounds_pct, locked=locked,
+        max_history_multiple=max_history_multiple, risk_aversion=risk_aversion, alpha=alpha,
+        min_mroas=min_mroas or 0.0, max_draws=max_draws, seed=seed,
+    )
+    res = _jit_optimize(problem, objective=objective, l_max=meta["l_max"], normalize=meta["normalize"],
+                        steps=steps, learning_rate=learning_rate)
+    x = np.asarray(res.x)
+    cur = meta["current"]
+    pattern = np.asarray(problem.pattern)
+
+    def contribs(alloc):
+        c = plan_contributions(jnp.asarray(pattern * alloc[None, :]), problem.params, meta["l_max"], meta["normalize"])
+        return np.asarray(c.sum(axis=1))  # (S, C)
+
+    c_opt, c_cur = contribs(x), contribs(cur)
+    r_opt, r_cur = c_opt.sum(1), c_cur.sum(1)
+    weekly = x / horizon
+    extrap = weekly > meta["hist_max_week"] * (1 + 1e-9)
+    channels = meta["channels"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table = pd.DataFrame(
+            {
+                "current_spend": cur,
+                "optimal_spend": x,
+                "change_pct": np.where(cur > 0, 100 * (x - cur) / cur, np.nan),
+                "current_contribution": c_cur.mean(0),
+                "optimal_contribution": c_opt.mean(0),
+                "current_roas": np.where(cur > 0, c_cur.mean(0) / cur, np.nan),
+                "optimal_roas": np.where(x > 0, c_opt.mean(0) / x, np.nan),
+                "lower_bound": np.asarray(problem.lo),
+                "upper_bound": np.asarray(problem.hi),
+                "extrapolated": extrap,
+            },
+            index=pd.Index(channels, name="channel"),
+        )
+    if extrap.any():
+        names = [c for c, e in zip(channels, extrap, strict=True) if e]
+        warnings.warn(
+            f"the plan spends more per week than ever seen on {names}; the response there is "
+            "extrapolated from the fitted curve (cap it with max_history_multiple=...)",
+            ExtrapolationWarning,
+            stacklevel=2,
+        )
+    uplift = r_opt - r_cur
+    summary = {
+        "objective": objective,
+        "objective_value": float(res.value),
+        "total": float(total),
+        "spent": float(x.sum()),
+        "expected_response": float(r_opt.mean()),
+        "response_hdi_94": _hdi(r_opt),
+        "current_expected_response": float(r_cur.mean()),
+        "current_response_hdi_94": _hdi(r_cur),
+        "uplift_mean": float(uplift.mean()),
+        "uplift_hdi_94": _hdi(uplift),
+        "p_uplift_positive": float(np.mean(uplift > 0)),
+        "roas": float(r_opt.mean() / x.sum()) if x.sum() > 0 else float("nan"),
+        "draws": int(r_opt.shape[0]),
+    }
+    settings = {
+        "total": float(total), "horizon": int(horizon), "objective": objective, "bounds": dict(bounds or {}),
+        "bounds_pct": bounds_pct, "locked": dict(locked or {}), "max_history_multiple": max_history_multiple,
+        "risk_aversion": risk_aversion, "alpha": alpha, "min_mroas": min_mroas, "steps": steps,
+        "learning_rate": learning_rate, "max_draws": max_draws, "seed": seed,
+    }
+    return BudgetPlan(table=table, responses={"optimal": r_opt, "current": r_cur}, summary=summary, settings=settings)
