@@ -1,4 +1,5 @@
-"""Command line: ``mmm-jax demo`` and ``mmm-jax fit DATA.csv --config CONFIG.yaml --out DIR``."""
+"""Command line: ``mmm-jax demo``, ``mmm-jax fit DATA.csv --config CONFIG.yaml --out DIR``,
+``mmm-jax optimize RUN_DIR --total ... --horizon ... --objective cvar --alpha 0.1``."""
 
 from __future__ import annotations
 
@@ -109,6 +110,45 @@ def cmd_fit(a) -> int:
     return 0
 
 
+def cmd_optimize(a) -> int:
+    from . import MMM
+
+    mmm = MMM.load(a.run_dir)
+    locked = dict(_pair(x) for x in a.lock or [])
+    bounds = {}
+    for x in a.bound or []:
+        name, rest = x.split("=", 1)
+        lo, hi = rest.split(":", 1)
+        bounds[name] = (float(lo), float(hi))
+    plan = mmm.optimize_budget(
+        a.total, a.horizon, objective=a.objective, alpha=a.alpha, risk_aversion=a.risk_aversion,
+        min_mroas=a.min_mroas, bounds=bounds or None, bounds_pct=a.bounds_pct, locked=locked or None,
+        max_history_multiple=a.max_history_multiple, max_draws=a.draws, seed=a.seed,
+    )
+    out = Path(a.out) if a.out else Path(a.run_dir) / "budget"
+    out.mkdir(parents=True, exist_ok=True)
+    plan.table.to_csv(out / "plan.csv")
+    (out / "plan.json").write_text(plan.to_json())
+    plan.plot(out / "plan.png")
+    import pandas as pd
+
+    with pd.option_context("display.float_format", "{:,.2f}".format, "display.width", 160):
+        print(plan.table.to_string())
+    s = plan.summary
+    print(
+        f"\nexpected response {s['expected_response']:,.0f} (94% HDI {s['response_hdi_94'][0]:,.0f} - "
+        f"{s['response_hdi_94'][1]:,.0f}); current allocation {s['current_expected_response']:,.0f}; "
+        f"uplift {s['uplift_mean']:,.0f}, P(uplift > 0) = {s['p_uplift_positive']:.2f}"
+    )
+    print(f"wrote {out / 'plan.csv'}, {out / 'plan.json'}, {out / 'plan.png'}")
+    return 0
+
+
+def _pair(text: str) -> tuple[str, float]:
+    name, value = text.split("=", 1)
+    return name, float(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mmm-jax", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,15 +162,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="directory to write the fitted model to")
     _sampler_args(p)
     p.set_defaults(func=cmd_fit)
+    p = sub.add_parser("optimize", help="optimise the budget split for a fitted model (a directory from `fit`)")
+    p.add_argument("run_dir", help="directory written by `mmm-jax fit`")
+    p.add_argument("--total", type=float, required=True, help="budget over the horizon (currency)")
+    p.add_argument("--horizon", type=int, default=13, help="weeks (default 13)")
+    p.add_argument("--objective", choices=["mean", "mean_sd", "cvar", "mroas"], default="mean")
+    p.add_argument("--alpha", type=float, default=0.1, help="CVaR tail fraction (default 0.1)")
+    p.add_argument("--risk-aversion", type=float, default=1.0, help="weight of sd in mean_sd")
+    p.add_argument("--min-mroas", type=float, default=None, help="minimum marginal ROAS for objective mroas")
+    p.add_argument("--bound", action="append", metavar="CH=LO:HI", help="spend bounds over the horizon")
+    p.add_argument("--bounds-pct", type=float, default=None, help="allow +-this fraction around current spend")
+    p.add_argument("--lock", action="append", metavar="CH=VALUE", help="fix a channel's spend")
+    p.add_argument("--max-history-multiple", type=float, default=None,
+                   help="cap weekly spend at this multiple of the channel's historical max")
+    p.add_argument("--draws", type=int, default=2000, help="posterior draws used (default 2000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output directory (default RUN_DIR/budget)")
+    p.set_defaults(func=cmd_optimize)
     a = parser.parse_args(argv)
     # PyTensor's C backend warns about BLAS at import; we run on JAX, so it is noise here.
     warnings.filterwarnings("ignore", message=".*BLAS.*")
+    from .budget import BudgetError
     from .config import ConfigError
     from .data import DataError
 
     try:
         return a.func(a)
-    except (DataError, ConfigError, FileNotFoundError) as err:
+    except (DataError, ConfigError, BudgetError, FileNotFoundError) as err:
         print(f"mmm-jax {a.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -59,3 +59,23 @@ def test_fit_reports_bad_input_clearly(tmp_path, capsys):
 def test_cli_requires_command():
     with pytest.raises(SystemExit):
         main([])
+
+
+def test_optimize_on_a_fitted_run(tmp_path, capsys):
+    df, truth = simulate(60, 3, seed=8)
+    data = tmp_path / "data.csv"
+    df.to_csv(data, index=False)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"date": "date", "target": "sales", "channels": list(truth.channels),
+                                   "seasonality": 1}))
+    run = tmp_path / "run"
+    assert main(["fit", str(data), "--config", str(cfg), "--out", str(run), *FAST]) == 0
+    ch = truth.channels
+    assert main(["optimize", str(run), "--total", "100000", "--horizon", "8", "--objective", "cvar",
+                 "--alpha", "0.1", "--lock", f"{ch[0]}=20000", "--draws", "200"]) == 0
+    plan = pd.read_csv(run / "budget" / "plan.csv", index_col=0)
+    assert abs(plan["optimal_spend"].sum() - 100000) < 1e-3
+    assert plan.loc[ch[0], "optimal_spend"] == pytest.approx(20000)
+    assert json.loads((run / "budget" / "plan.json").read_text())["summary"]["objective"] == "cvar"
+    assert main(["optimize", str(run), "--total", "-1"]) == 2
+    assert "total budget" in capsys.readouterr().err
