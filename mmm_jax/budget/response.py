@@ -24,6 +24,7 @@ __all__ = [
     "plan_contributions",
     "plan_response",
     "gross_response",
+    "linear_adstock_parts",
 ]
 
 
@@ -137,3 +138,29 @@ def gross_response(plan, params: ResponseParams, l_max: int, normalize: bool = T
         return jnp.sum(_contrib_one_draw(x, beta, alpha, lam, l_max, normalize)[L:])
 
     return jax.vmap(one)(params.beta, params.alpha, params.lam) * params.target_scale
+
+
+def linear_adstock_parts(pattern, params: ResponseParams, l_max: int, normalize: bool = True):
+    """Adstock over the plan window as ``A + x * B`` (adstock is linear in spend).
+
+    For a plan ``pattern * x`` (pattern (H, C) fixed, x (C,) the decision), the scaled adstocked
+    spend over the window (horizon + carry-over weeks) of draw s is ``A[s] + x * B[s]`` with
+    ``A`` the history's carry-over and ``B`` the adstock of the pattern per unit of spend. Both
+    are computed once per problem, so each optimiser step is one ``tanh`` over (S, W, C).
+
+    Returns ``A, B``: (S, W, C) each, ``W = H + l_max - 1``.
+    """
+    pattern = jnp.asarray(pattern)
+    H, C = pattern.shape
+    L = params.history.shape[0]
+    tail = jnp.zeros((max(l_max - 1, 0), C), pattern.dtype)
+    hist = jnp.concatenate([params.history, jnp.zeros_like(pattern), tail]) / params.spend_scale
+    unit = jnp.concatenate([jnp.zeros_like(params.history), pattern, tail]) / params.spend_scale
+
+    def one(alpha):
+        w = alpha[:, None] ** jnp.arange(l_max, dtype=pattern.dtype)[None, :]
+        if normalize:
+            w = w / jnp.sum(w, axis=-1, keepdims=True)
+        return adstock_conv_jax(hist, w)[L:], adstock_conv_jax(unit, w)[L:]
+
+    return jax.vmap(one)(params.alpha)
