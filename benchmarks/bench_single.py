@@ -426,6 +426,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
     now = dt.datetime.now(dt.UTC)
+    git = git_info()  # before the runs: the code that is benchmarked
     out_dir = Path(args.out) if args.out else HERE / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -505,7 +506,7 @@ def main(argv=None) -> int:
         },
         "machine": machine_info(),
         "parent_versions": versions(),
-        "git": git_info(),
+        "git": git,
         "pmm_python": pmm_python,
         "skipped": skipped,
         "runs": results,
