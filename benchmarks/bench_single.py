@@ -422,6 +422,17 @@ def _finite(o):
     return o
 
 
+def _redact_paths(obj):
+    """Results are committed: keep only the last parts of absolute paths (no machine paths)."""
+    if isinstance(obj, dict):
+        return {k: _redact_paths(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_redact_paths(v) for v in obj]
+    if isinstance(obj, str) and obj.startswith("/") and obj.count("/") >= 2:
+        return "<local>/" + "/".join(Path(obj).parts[-3:])
+    return obj
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
@@ -516,7 +527,7 @@ def main(argv=None) -> int:
     md = markdown(report)
 
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    text = json.dumps(report, indent=2, default=str, allow_nan=False)
+    text = json.dumps(_redact_paths(report), indent=2, default=str, allow_nan=False)
     (out_dir / f"bench_single_{stamp}.json").write_text(text)
     (out_dir / "bench_single_latest.json").write_text(text)
     (out_dir / "bench_single_latest.md").write_text(md)

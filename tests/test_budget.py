@@ -191,3 +191,44 @@ def test_facade_errors_and_plan(example):
     assert plan.summary["p_uplift_positive"] >= 0.5
     assert plan.summary["response_hdi_94"][0] < plan.summary["expected_response"] < plan.summary["response_hdi_94"][1]
     assert '"objective": "mean"' in plan.to_json()
+
+
+def test_minimum_budget_reaches_target_and_is_minimal():
+    from mmm_jax.budget import minimum_budget
+
+    rng = np.random.default_rng(21)
+    prob = random_problem(rng, S=300, C=3, H=5)
+    full = opt(prob, objective="mean", l_max=L_MAX, steps=200)
+    target = 0.6 * float(np.mean(np.asarray(full.responses)))
+    f = jax.jit(minimum_budget, static_argnames=("l_max", "normalize", "steps", "learning_rate", "n_bisect"))
+    total, res, ok = f(prob, target, l_max=L_MAX, steps=200)
+    assert bool(ok)
+    assert float(np.mean(np.asarray(res.responses))) >= target * (1 - 1e-9)
+    assert abs(float(res.x.sum()) - float(total)) <= 1e-6 * float(total)
+    # 2% less budget cannot reach it
+    less = opt(prob._replace(total=total * 0.98), objective="mean", l_max=L_MAX, steps=200)
+    assert float(np.mean(np.asarray(less.responses))) < target
+    # an unreachable target is reported as such
+    _, _, ok2 = f(prob, 10 * float(np.mean(np.asarray(full.responses))), l_max=L_MAX, steps=200)
+    assert not bool(ok2)
+
+
+def test_minimum_budget_plan_facade(example):
+    import warnings
+
+    from mmm_jax import MMM, ModelConfig
+    from mmm_jax.budget import minimum_budget_plan
+
+    df, truth = example
+    m = MMM(ModelConfig(date="date", target="sales", channels=["tv", "search", "social", "display"],
+                        controls=["price_index"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m.fit(df, chains=2, warmup=150, draws=100, progress=False)
+        full = m.optimize_budget(4e5, 13)
+        target = 0.7 * full.summary["expected_response"]
+        plan = minimum_budget_plan(m, target, 13, max_total=4e5)
+    assert plan.summary["expected_response"] >= target * (1 - 1e-6)
+    assert plan.summary["spent"] < 4e5
+    with pytest.raises(BudgetError, match="even the maximum budget"):
+        minimum_budget_plan(m, 100 * target, 13, max_total=4e5)

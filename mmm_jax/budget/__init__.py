@@ -1,7 +1,7 @@
 """Budget optimisation over posterior samples (optax, projected gradients, batched)."""
 
-from .optimize import OBJECTIVES, BudgetProblem, OptimizeResult, objective_value, optimize_allocation
-from .plan import BudgetError, BudgetPlan, ExtrapolationWarning, build_problem, optimize_budget
+from .optimize import OBJECTIVES, BudgetProblem, OptimizeResult, minimum_budget, objective_value, optimize_allocation
+from .plan import BudgetError, BudgetPlan, ExtrapolationWarning, build_problem, minimum_budget_plan, optimize_budget
 from .projection import project_budget, project_budget_capped
 from .response import (
     ResponseParams,
@@ -17,11 +17,13 @@ __all__ = [
     "ExtrapolationWarning",
     "build_problem",
     "optimize_budget",
+    "minimum_budget_plan",
     "OBJECTIVES",
     "BudgetProblem",
     "OptimizeResult",
     "objective_value",
     "optimize_allocation",
+    "minimum_budget",
     "project_budget",
     "project_budget_capped",
     "ResponseParams",

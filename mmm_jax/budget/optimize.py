@@ -28,7 +28,7 @@ import optax
 from .projection import project_budget, project_budget_capped
 from .response import ResponseParams, linear_adstock_parts
 
-__all__ = ["BudgetProblem", "OptimizeResult", "objective_value", "optimize_allocation", "OBJECTIVES"]
+__all__ = ["BudgetProblem", "OptimizeResult", "objective_value", "optimize_allocation", "minimum_budget", "OBJECTIVES"]
 
 OBJECTIVES = ("mean", "mean_sd", "cvar", "mroas")
 
@@ -161,3 +161,47 @@ def optimize_allocation(
     best_u = jnp.where(v_last > best_v, u, best_u)
     value, r = value_fn(best_u)
     return OptimizeResult(x=best_u * scale, value=value, responses=r, trace=trace)
+
+
+def minimum_budget(
+    problem: BudgetProblem,
+    target: float,
+    *,
+    l_max: int,
+    normalize: bool = True,
+    steps: int = 300,
+    learning_rate: float = 0.05,
+    n_bisect: int = 30,
+):
+    """Smallest total (within ``[sum(lo), problem.total]``) whose best allocation reaches an
+    expected response of ``target``.
+
+    The expected response of the optimal allocation increases with the budget, so a bisection
+    on the total, each step solving the ``"mean"`` problem, finds the smallest budget that meets
+    the target (pure; ``jit`` with the keyword-only args static).
+
+    Returns
+    -------
+    (total, OptimizeResult at that total, reachable) — ``reachable`` is False when even the
+    full ``problem.total`` does not reach the target (then the result is the one at the cap).
+    """
+
+    def solve(total):
+        p = problem._replace(total=total)
+        return optimize_allocation(p, objective="mean", l_max=l_max, normalize=normalize, steps=steps,
+                                   learning_rate=learning_rate)
+
+    lo = jnp.sum(problem.lo)
+    hi = problem.total
+    at_cap = solve(hi)
+    reachable = jnp.mean(at_cap.responses) >= target
+
+    def body(_, bounds):
+        a, b = bounds
+        m = 0.5 * (a + b)
+        ok = jnp.mean(solve(m).responses) >= target
+        return jnp.where(ok, a, m), jnp.where(ok, m, b)
+
+    a, b = jax.lax.fori_loop(0, n_bisect, body, (lo, hi))
+    total = jnp.where(reachable, b, hi)
+    return total, solve(total), reachable

@@ -17,10 +17,17 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .optimize import OBJECTIVES, BudgetProblem, optimize_allocation
+from .optimize import OBJECTIVES, BudgetProblem, minimum_budget, optimize_allocation
 from .response import plan_contributions, response_params_from_mmm
 
-__all__ = ["BudgetError", "ExtrapolationWarning", "BudgetPlan", "build_problem", "optimize_budget"]
+__all__ = [
+    "BudgetError",
+    "ExtrapolationWarning",
+    "BudgetPlan",
+    "build_problem",
+    "optimize_budget",
+    "minimum_budget_plan",
+]
 
 
 class BudgetError(ValueError):
@@ -31,6 +38,8 @@ class ExtrapolationWarning(UserWarning):
     """The plan spends beyond what the model has seen: the response there is extrapolated."""
 
 
+_jit_minimum_budget = jax.jit(minimum_budget, static_argnames=("l_max", "normalize", "steps", "learning_rate",
+                                                                 "n_bisect"))
 _jit_optimize = jax.jit(optimize_allocation, static_argnames=("objective", "l_max", "normalize", "steps",
                                                               "learning_rate"))
 
@@ -208,7 +217,20 @@ def optimize_budget(
     )
     res = _jit_optimize(problem, objective=objective, l_max=meta["l_max"], normalize=meta["normalize"],
                         steps=steps, learning_rate=learning_rate)
-    x = np.asarray(res.x)
+    settings = {
+        "total": float(total), "horizon": int(horizon), "objective": objective, "bounds": dict(bounds or {}),
+        "bounds_pct": bounds_pct, "locked": dict(locked or {}), "max_history_multiple": max_history_multiple,
+        "risk_aversion": risk_aversion, "alpha": alpha, "min_mroas": min_mroas, "steps": steps,
+        "learning_rate": learning_rate, "max_draws": max_draws, "seed": seed,
+    }
+    return _make_plan(problem, meta, np.asarray(res.x), float(res.value), objective, settings)
+
+
+def _make_plan(problem: BudgetProblem, meta: dict, x: np.ndarray, value: float, objective: str,
+               settings: dict) -> BudgetPlan:
+    """Tables, response draws and summary for allocation ``x``."""
+    total = float(problem.total)
+    horizon = int(problem.pattern.shape[0])
     cur = meta["current"]
     pattern = np.asarray(problem.pattern)
 
@@ -243,12 +265,12 @@ def optimize_budget(
             f"the plan spends more per week than ever seen on {names}; the response there is "
             "extrapolated from the fitted curve (cap it with max_history_multiple=...)",
             ExtrapolationWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     uplift = r_opt - r_cur
     summary = {
         "objective": objective,
-        "objective_value": float(res.value),
+        "objective_value": value,
         "total": float(total),
         "spent": float(x.sum()),
         "expected_response": float(r_opt.mean()),
@@ -261,10 +283,39 @@ def optimize_budget(
         "roas": float(r_opt.mean() / x.sum()) if x.sum() > 0 else float("nan"),
         "draws": int(r_opt.shape[0]),
     }
-    settings = {
-        "total": float(total), "horizon": int(horizon), "objective": objective, "bounds": dict(bounds or {}),
-        "bounds_pct": bounds_pct, "locked": dict(locked or {}), "max_history_multiple": max_history_multiple,
-        "risk_aversion": risk_aversion, "alpha": alpha, "min_mroas": min_mroas, "steps": steps,
-        "learning_rate": learning_rate, "max_draws": max_draws, "seed": seed,
-    }
     return BudgetPlan(table=table, responses={"optimal": r_opt, "current": r_cur}, summary=summary, settings=settings)
+
+
+def minimum_budget_plan(
+    mmm,
+    target_response: float,
+    horizon: int = 13,
+    *,
+    max_total: float,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    locked: Mapping[str, float] | None = None,
+    max_history_multiple: float | None = None,
+    max_draws: int | None = 2000,
+    steps: int = 300,
+    seed: int = 0,
+) -> BudgetPlan:
+    """The smallest budget (up to ``max_total``) whose best split reaches an expected response of
+    ``target_response`` over the horizon (incl. carry-over), and that split.
+
+    Raises :class:`BudgetError` when even ``max_total`` cannot reach the target.
+    """
+    problem, meta = build_problem(mmm, max_total, horizon, bounds=bounds, locked=locked,
+                                  max_history_multiple=max_history_multiple, max_draws=max_draws, seed=seed)
+    total, res, ok = _jit_minimum_budget(problem, float(target_response), l_max=meta["l_max"],
+                                         normalize=meta["normalize"], steps=steps)
+    if not bool(ok):
+        raise BudgetError(
+            f"even the maximum budget {max_total:,.2f} reaches an expected response of only "
+            f"{float(np.mean(np.asarray(res.responses))):,.2f} < target {target_response:,.2f}"
+        )
+    problem = problem._replace(total=total)
+    meta = {**meta, "current": meta["current"] * float(total) / float(max_total)}
+    settings = {"target_response": float(target_response), "max_total": float(max_total), "horizon": int(horizon),
+                "bounds": dict(bounds or {}), "locked": dict(locked or {}),
+                "max_history_multiple": max_history_multiple, "max_draws": max_draws, "seed": seed}
+    return _make_plan(problem, meta, np.asarray(res.x), float(res.value), "min_spend", settings)
