@@ -162,17 +162,24 @@ def test_degenerate_problems_do_not_break():
     del C
 
 
-def test_facade_errors_and_plan(example):
+@pytest.fixture(scope="module")
+def small_fit(example):
+    """A quick fit of the bundled example (the budget facade needs a fitted model)."""
+    import warnings
+
     from mmm_jax import MMM, ModelConfig
 
     df, truth = example
     m = MMM(ModelConfig(date="date", target="sales", channels=["tv", "search", "social", "display"],
                         controls=["price_index"]))
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m.fit(df, chains=2, warmup=150, draws=100, progress=False)
+    return m
+
+
+def test_facade_errors_and_plan(small_fit):
+    m = small_fit
     with pytest.raises(BudgetError, match="total budget must be"):
         m.optimize_budget(-5, 13)
     with pytest.raises(BudgetError, match="unknown channel"):
@@ -213,18 +220,14 @@ def test_minimum_budget_reaches_target_and_is_minimal():
     assert not bool(ok2)
 
 
-def test_minimum_budget_plan_facade(example):
+def test_minimum_budget_plan_facade(small_fit):
     import warnings
 
-    from mmm_jax import MMM, ModelConfig
     from mmm_jax.budget import minimum_budget_plan
 
-    df, truth = example
-    m = MMM(ModelConfig(date="date", target="sales", channels=["tv", "search", "social", "display"],
-                        controls=["price_index"]))
+    m = small_fit
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m.fit(df, chains=2, warmup=150, draws=100, progress=False)
         full = m.optimize_budget(4e5, 13)
         target = 0.7 * full.summary["expected_response"]
         plan = minimum_budget_plan(m, target, 13, max_total=4e5)
