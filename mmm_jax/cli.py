@@ -130,6 +130,7 @@ def cmd_optimize(a) -> int:
     plan.table.to_csv(out / "plan.csv")
     (out / "plan.json").write_text(plan.to_json())
     plan.plot(out / "plan.png")
+    plan.plot_response_curves(out / "response_curves.png")
     import pandas as pd
 
     with pd.option_context("display.float_format", "{:,.2f}".format, "display.width", 160):
@@ -140,7 +141,7 @@ def cmd_optimize(a) -> int:
         f"{s['response_hdi_94'][1]:,.0f}); current allocation {s['current_expected_response']:,.0f}; "
         f"uplift {s['uplift_mean']:,.0f}, P(uplift > 0) = {s['p_uplift_positive']:.2f}"
     )
-    print(f"wrote {out / 'plan.csv'}, {out / 'plan.json'}, {out / 'plan.png'}")
+    print(f"wrote {out / 'plan.csv'}, {out / 'plan.json'}, {out / 'plan.png'}, {out / 'response_curves.png'}")
     return 0
 
 

@@ -198,6 +198,12 @@ def test_facade_errors_and_plan(small_fit):
     assert plan.summary["p_uplift_positive"] >= 0.5
     assert plan.summary["response_hdi_94"][0] < plan.summary["expected_response"] < plan.summary["response_hdi_94"][1]
     assert '"objective": "mean"' in plan.to_json()
+    curves = plan.response_curves(n_points=12)
+    assert set(curves) == {"tv", "search", "social", "display"}
+    for ch, df in curves.items():
+        assert np.all(np.diff(df["mean"].to_numpy()) >= -1e-6)  # more spend, more response
+        assert np.all(df["lower"] <= df["mean"]) and np.all(df["mean"] <= df["upper"])
+        assert df["mean"].iloc[0] == pytest.approx(0.0, abs=1e-6)  # no spend on the channel, no response from it
 
 
 def test_minimum_budget_reaches_target_and_is_minimal():

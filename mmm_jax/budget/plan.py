@@ -61,6 +61,8 @@ class BudgetPlan:
     responses: dict[str, np.ndarray]
     summary: dict[str, Any]
     settings: dict[str, Any] = field(default_factory=dict)
+    _problem: Any = field(default=None, repr=False)
+    _meta: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -88,6 +90,57 @@ class BudgetPlan:
             a2.hist(r, bins=50, alpha=0.6, label=name, density=True)
         a2.set_xlabel("response over the horizon (incl. carry-over)")
         a2.legend()
+        if path is not None:
+            fig.savefig(path, dpi=110)
+        return fig
+
+    def response_curves(self, n_points: int = 40, hdi_prob: float = 0.9) -> dict[str, pd.DataFrame]:
+        """Per channel: response over the horizon (incl. carry-over) as that channel's spend
+        varies from 0 to 1.5x max(optimal, current, upper-bounded), the other channels held at
+        the optimum. Columns: spend, mean, lower, upper (original units)."""
+        p, meta = self._problem, self._meta
+        x_opt = self.table["optimal_spend"].to_numpy()
+        pattern = np.asarray(p.pattern)
+        out = {}
+        for i, ch in enumerate(self.table.index):
+            top = 1.5 * max(x_opt[i], self.table["current_spend"].iloc[i], 1e-9)
+            grid = np.linspace(0.0, top, n_points)
+            allocs = np.repeat(x_opt[None, :], n_points, axis=0)
+            allocs[:, i] = grid
+            fn = jax.vmap(lambda a: plan_contributions(jnp.asarray(pattern) * a[None, :], p.params, meta["l_max"],
+                                                       meta["normalize"])[:, :, i].sum(axis=1))
+            r = np.asarray(fn(jnp.asarray(allocs)))  # (n_points, S)
+            lo, hi = np.quantile(r, [(1 - hdi_prob) / 2, 1 - (1 - hdi_prob) / 2], axis=1)
+            out[ch] = pd.DataFrame({"spend": grid, "mean": r.mean(1), "lower": lo, "upper": hi})
+        return out
+
+    def plot_response_curves(self, path=None, hdi_prob: float = 0.9):
+        """Response curve of each channel with its band, the current and the optimal points."""
+        import matplotlib
+
+        if not matplotlib.get_backend().lower().startswith(("agg", "module")):
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        curves = self.response_curves(hdi_prob=hdi_prob)
+        n = len(curves)
+        cols = min(3, n)
+        rows = -(-n // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False, constrained_layout=True)
+        for ax, (ch, df) in zip(axes.ravel(), curves.items(), strict=False):
+            ax.fill_between(df["spend"], df["lower"], df["upper"], alpha=0.25, label=f"{hdi_prob:.0%} interval")
+            ax.plot(df["spend"], df["mean"], label="expected response")
+            for col, marker, label in (("current_spend", "o", "current"), ("optimal_spend", "*", "optimal")):
+                xs = self.table.loc[ch, col]
+                ax.plot([xs], [np.interp(xs, df["spend"], df["mean"])], marker, ms=10, label=label)
+            if self.table.loc[ch, "extrapolated"]:
+                ax.set_title(f"{ch} (extrapolated)", color="C3")
+            else:
+                ax.set_title(ch)
+            ax.set_xlabel("spend over the horizon")
+        for ax in axes.ravel()[n:]:
+            ax.set_visible(False)
+        axes.ravel()[0].legend(fontsize=7)
         if path is not None:
             fig.savefig(path, dpi=110)
         return fig
@@ -283,7 +336,8 @@ def _make_plan(problem: BudgetProblem, meta: dict, x: np.ndarray, value: float, 
         "roas": float(r_opt.mean() / x.sum()) if x.sum() > 0 else float("nan"),
         "draws": int(r_opt.shape[0]),
     }
-    return BudgetPlan(table=table, responses={"optimal": r_opt, "current": r_cur}, summary=summary, settings=settings)
+    return BudgetPlan(table=table, responses={"optimal": r_opt, "current": r_cur}, summary=summary, settings=settings,
+                      _problem=problem, _meta=meta)
 
 
 def minimum_budget_plan(
