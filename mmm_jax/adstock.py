@@ -33,6 +33,7 @@ __all__ = [
     "lag_matrix",
     "geometric_weights",
     "geometric_weights_np",
+    "geometric_weights_jax",
     "geometric_adstock",
 ]
 
@@ -67,9 +68,18 @@ def geometric_weights_np(alpha: np.ndarray, l_max: int, normalize: bool = True) 
     return w
 
 
+def geometric_weights_jax(alpha, l_max: int, normalize: bool = True):
+    """Geometric weights in JAX (same as :func:`geometric_weights_np`). ``alpha`` (C,) -> (C, l_max)."""
+    alpha = jnp.asarray(alpha)
+    w = alpha[..., None] ** jnp.arange(l_max, dtype=alpha.dtype)
+    if normalize:
+        w = w / jnp.sum(w, axis=-1, keepdims=True)
+    return w
+
+
 # --------------------------------------------------------------------------- JAX kernel
 #: Windows up to this length use the lag-matrix kernel; longer ones use ``lax.conv``.
-SHIFTED_SUM_MAX_LAGS = 24
+LAG_MATRIX_MAX_LAGS = 24
 
 
 def lag_matrix(x, n_lags: int):
@@ -96,7 +106,7 @@ def adstock_conv_jax(x: jax.Array, w: jax.Array) -> jax.Array:
     x = jnp.asarray(x)
     w = jnp.asarray(w, dtype=x.dtype)
     L = w.shape[-1]
-    if L <= SHIFTED_SUM_MAX_LAGS:
+    if L <= LAG_MATRIX_MAX_LAGS:
         return jnp.einsum("tlc,cl->tc", lag_matrix(x, L), w, precision=jax.lax.Precision.HIGHEST)
     return _adstock_conv_lax(x, w)
 

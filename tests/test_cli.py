@@ -26,14 +26,20 @@ def test_demo_writes_outputs(tmp_path, capsys):
     assert {"true_roas", "mean", "covered"} <= set(table.columns)
 
 
-def test_fit_with_yaml_config(tmp_path, capsys):
-    df, truth = simulate(60, 2, seed=5)
+def write_inputs(tmp_path, df, config: dict):
+    """Write ``df`` as data.csv and ``config`` as cfg.yaml; returns both paths."""
     data = tmp_path / "data.csv"
     df.to_csv(data, index=False)
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"date": "date", "target": "sales", "channels": list(truth.channels),
-                                   "controls": ["price_index"], "seasonality": 1,
-                                   "priors": {"beta": {"dist": "HalfNormal", "sigma": 0.5}}}))
+    cfg.write_text(yaml.safe_dump({"date": "date", "target": "sales", **config}))
+    return data, cfg
+
+
+def test_fit_with_yaml_config(tmp_path, capsys):
+    df, truth = simulate(60, 2, seed=5)
+    data, cfg = write_inputs(tmp_path, df, {"channels": list(truth.channels), "controls": ["price_index"],
+                                            "seasonality": 1,
+                                            "priors": {"beta": {"dist": "HalfNormal", "sigma": 0.5}}})
     out = tmp_path / "run"
     assert main(["fit", str(data), "--config", str(cfg), "--out", str(out), *FAST]) == 0
     for name in ("config.json", "idata.nc", "summary.csv", "roas.csv", "contributions.csv", "decomposition.png",
@@ -46,10 +52,7 @@ def test_fit_with_yaml_config(tmp_path, capsys):
 def test_fit_reports_bad_input_clearly(tmp_path, capsys):
     df, truth = simulate(60, 2, seed=5)
     df.loc[7, truth.channels[0]] = -5.0
-    data = tmp_path / "data.csv"
-    df.to_csv(data, index=False)
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"date": "date", "target": "sales", "channels": list(truth.channels)}))
+    data, cfg = write_inputs(tmp_path, df, {"channels": list(truth.channels)})
     assert main(["fit", str(data), "--config", str(cfg), "--out", str(tmp_path / "o"), *FAST]) == 2
     err = capsys.readouterr().err
     assert f"column '{truth.channels[0]}', row 7" in err and "negative spend" in err
@@ -65,11 +68,7 @@ def test_cli_requires_command():
 
 def test_optimize_on_a_fitted_run(tmp_path, capsys):
     df, truth = simulate(60, 3, seed=8)
-    data = tmp_path / "data.csv"
-    df.to_csv(data, index=False)
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"date": "date", "target": "sales", "channels": list(truth.channels),
-                                   "seasonality": 1}))
+    data, cfg = write_inputs(tmp_path, df, {"channels": list(truth.channels), "seasonality": 1})
     run = tmp_path / "run"
     assert main(["fit", str(data), "--config", str(cfg), "--out", str(run), *FAST]) == 0
     ch = truth.channels

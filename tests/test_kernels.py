@@ -9,13 +9,14 @@ import pytest
 from pytensor.gradient import verify_grad
 
 from mmm_jax.adstock import (
-    SHIFTED_SUM_MAX_LAGS,
+    LAG_MATRIX_MAX_LAGS,
     _adstock_conv_lax,
     adstock_conv,
     adstock_conv_jax,
     adstock_conv_np,
     geometric_adstock,
     geometric_weights,
+    geometric_weights_jax,
     geometric_weights_np,
 )
 from mmm_jax.saturation import logistic_saturation, logistic_saturation_jax, logistic_saturation_np
@@ -45,7 +46,7 @@ def test_conv_matches_reference(rng, T, C, L):
 
 def test_long_window_uses_lax_conv_and_agrees(rng):
     x = rng.random((100, 2))
-    w = rng.random((2, SHIFTED_SUM_MAX_LAGS + 5))
+    w = rng.random((2, LAG_MATRIX_MAX_LAGS + 5))
     np.testing.assert_allclose(np.asarray(adstock_conv_jax(x, w)), brute_force_adstock(x, w), rtol=1e-10)
 
 
@@ -59,6 +60,7 @@ def test_geometric_weights(alpha, normalize):
         ref = ref / ref.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(got, ref, rtol=1e-12)
     np.testing.assert_allclose(geometric_weights_np([alpha, 0.5], L, normalize), ref, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(geometric_weights_jax(np.array([alpha, 0.5]), L, normalize)), ref, rtol=1e-12)
 
 
 def test_geometric_adstock_alpha_zero_is_identity_and_l_max_one(rng):

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..adstock import adstock_conv_jax
+from ..adstock import adstock_conv_jax, geometric_weights_jax
 
 __all__ = [
     "ResponseParams",
@@ -82,11 +82,16 @@ def response_params_from_mmm(mmm, max_draws: int | None = None, seed: int = 0) -
     return params, {"l_max": ad.l_max, "normalize": ad.normalize, "channels": list(mmm.config.channels)}
 
 
+def _window(params: ResponseParams, plan, l_max: int, history=None):
+    """Scaled spend over history + plan + carry-over tail: (L + H + l_max - 1, C)."""
+    history = params.history if history is None else history
+    tail = jnp.zeros((max(l_max - 1, 0), plan.shape[1]), plan.dtype)
+    return jnp.concatenate([history, plan, tail]) / params.spend_scale
+
+
 def _contrib_one_draw(x_scaled, beta, alpha, lam, l_max: int, normalize: bool):
     """Scaled contributions (T, C) for one draw: beta * tanh(lam * adstock(x) / 2)."""
-    w = alpha[:, None] ** jnp.arange(l_max, dtype=x_scaled.dtype)[None, :]
-    if normalize:
-        w = w / jnp.sum(w, axis=-1, keepdims=True)
+    w = geometric_weights_jax(alpha, l_max, normalize)
     return beta * jnp.tanh(lam * adstock_conv_jax(x_scaled, w) / 2.0)
 
 
@@ -103,11 +108,9 @@ def plan_contributions(plan, params: ResponseParams, l_max: int, normalize: bool
     horizon and the carry-over weeks that follow.
     """
     plan = jnp.asarray(plan)
-    H, C = plan.shape
     L = params.history.shape[0]
-    tail = jnp.zeros((max(l_max - 1, 0), C), plan.dtype)
-    with_plan = jnp.concatenate([params.history, plan, tail]) / params.spend_scale
-    without = jnp.concatenate([params.history, jnp.zeros_like(plan), tail]) / params.spend_scale
+    with_plan = _window(params, plan, l_max)
+    without = _window(params, jnp.zeros_like(plan), l_max)
 
     def one(beta, alpha, lam):
         a = _contrib_one_draw(with_plan, beta, alpha, lam, l_max, normalize)
@@ -129,10 +132,8 @@ def gross_response(plan, params: ResponseParams, l_max: int, normalize: bool = T
     same gradient at half the cost — what the optimiser iterates on.
     """
     plan = jnp.asarray(plan)
-    H, C = plan.shape
     L = params.history.shape[0]
-    tail = jnp.zeros((max(l_max - 1, 0), C), plan.dtype)
-    x = jnp.concatenate([params.history, plan, tail]) / params.spend_scale
+    x = _window(params, plan, l_max)
 
     def one(beta, alpha, lam):
         return jnp.sum(_contrib_one_draw(x, beta, alpha, lam, l_max, normalize)[L:])
@@ -151,16 +152,12 @@ def linear_adstock_parts(pattern, params: ResponseParams, l_max: int, normalize:
     Returns ``A, B``: (S, W, C) each, ``W = H + l_max - 1``.
     """
     pattern = jnp.asarray(pattern)
-    H, C = pattern.shape
     L = params.history.shape[0]
-    tail = jnp.zeros((max(l_max - 1, 0), C), pattern.dtype)
-    hist = jnp.concatenate([params.history, jnp.zeros_like(pattern), tail]) / params.spend_scale
-    unit = jnp.concatenate([jnp.zeros_like(params.history), pattern, tail]) / params.spend_scale
+    hist = _window(params, jnp.zeros_like(pattern), l_max)
+    unit = _window(params, pattern, l_max, history=jnp.zeros_like(params.history))
 
     def one(alpha):
-        w = alpha[:, None] ** jnp.arange(l_max, dtype=pattern.dtype)[None, :]
-        if normalize:
-            w = w / jnp.sum(w, axis=-1, keepdims=True)
+        w = geometric_weights_jax(alpha, l_max, normalize)
         return adstock_conv_jax(hist, w)[L:], adstock_conv_jax(unit, w)[L:]
 
     return jax.vmap(one)(params.alpha)
