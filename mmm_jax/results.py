@@ -26,6 +26,7 @@ from .likelihood import predictive_draw
 __all__ = [
     "ConvergenceWarning",
     "posterior_quantities",
+    "draw_quantities",
     "to_inference_data",
     "diagnostics",
     "check_convergence",
@@ -90,31 +91,38 @@ def posterior_quantities(
     first = next(iter(samples.values()))
     n_chains, n_draws = first.shape[:2]
     flat = {k: jnp.asarray(v).reshape((n_chains * n_draws, *v.shape[2:])) for k, v in samples.items()}
-    mask = data["mask"]
-    spend = jnp.asarray(spend)
-    total_spend = jnp.sum(spend * mask[:, None], axis=0)
+    total_spend = jnp.sum(jnp.asarray(spend) * data["mask"][:, None], axis=0)
     keys = None if key is None else jax.random.split(key, n_chains * n_draws)
 
     def one(args):
         params, k = args
-        out = ld.constrain(params, data)
-        contrib = out["channel_contribution"] * target_scale
-        out = {n: v for n, v in out.items() if not (n in ld.param_names and n.endswith("__"))}
-        out["channel_contribution_original"] = contrib
-        out["baseline_original"] = out["baseline"] * target_scale
-        out["mu_original"] = out["mu"] * target_scale
-        tot = jnp.sum(contrib * mask[:, None], axis=0)
-        out["total_contribution"] = tot
-        out["roas"] = tot / jnp.where(total_spend > 0, total_spend, jnp.nan)
-        if k is not None:
-            sigma = out["sigma"]
-            nu = out.get("nu")
-            out["y"] = predictive_draw(k, likelihood, out["mu"], sigma, nu) * target_scale
-        return out
+        return draw_quantities(ld, params, data, k, target_scale=target_scale, total_spend=total_spend,
+                               likelihood=likelihood)
 
     fn = jax.jit(lambda flat, keys: jax.lax.map(one, (flat, keys), batch_size=min(batch_size, n_chains * n_draws)))
     res = fn(flat, keys)
     return {k: np.asarray(v).reshape((n_chains, n_draws, *v.shape[1:])) for k, v in res.items()}
+
+
+def draw_quantities(ld: LogDensity, params, data, key=None, *, target_scale, total_spend, likelihood: str) -> dict:
+    """:func:`posterior_quantities` for ONE draw (pure JAX; ``vmap``/``lax.map`` it).
+
+    ``params``: unconstrained values of one draw; ``data``: scaled inputs; ``total_spend``
+    (C,) original-unit spend over the unmasked weeks; ``key``: draws ``y`` when given.
+    """
+    mask = data["mask"]
+    out = ld.constrain(params, data)
+    contrib = out["channel_contribution"] * target_scale
+    out = {n: v for n, v in out.items() if not (n in ld.param_names and n.endswith("__"))}
+    out["channel_contribution_original"] = contrib
+    out["baseline_original"] = out["baseline"] * target_scale
+    out["mu_original"] = out["mu"] * target_scale
+    tot = jnp.sum(contrib * mask[:, None], axis=0)
+    out["total_contribution"] = tot
+    out["roas"] = tot / jnp.where(total_spend > 0, total_spend, jnp.nan)
+    if key is not None:
+        out["y"] = predictive_draw(key, likelihood, out["mu"], out["sigma"], out.get("nu")) * target_scale
+    return out
 
 
 def _dims_for(name: str, ld: LogDensity, shape: tuple) -> list[str]:
