@@ -153,16 +153,22 @@ def to_inference_data(
     key: jax.Array,
     constant_data: Mapping[str, tuple[tuple[str, ...], np.ndarray]] | None = None,
     attrs: Mapping[str, object] | None = None,
+    quantities: Mapping[str, np.ndarray] | None = None,
 ) -> az.InferenceData:
     """Labelled InferenceData with posterior, posterior_predictive, sample_stats, data groups.
 
     Scaled-unit deterministics keep their model names (``channel_contribution``,
     ``baseline``, ``mu``); original-unit ones end in ``_original``; ``roas`` and
-    ``total_contribution`` are per channel over the fitted (unmasked) weeks.
+    ``total_contribution`` are per channel over the fitted (unmasked) weeks. ``quantities``
+    (the output of :func:`posterior_quantities`, incl. ``y``) skips computing them here (the
+    batch engine computes them for many brands at once).
     """
-    q = posterior_quantities(
-        ld, result.samples, data, target_scale=target_scale, spend=spend, likelihood=likelihood, key=key
-    )
+    if quantities is None:
+        q = posterior_quantities(
+            ld, result.samples, data, target_scale=target_scale, spend=spend, likelihood=likelihood, key=key
+        )
+    else:
+        q = dict(quantities)
     n_chains, n_draws = next(iter(q.values())).shape[:2]
     base_coords = {"chain": np.arange(n_chains), "draw": np.arange(n_draws), **{k: list(v) for k, v in coords.items()}}
     y_pp = q.pop("y")

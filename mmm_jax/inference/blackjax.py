@@ -23,7 +23,7 @@ from ..compile import LogDensity, initial_params
 from .base import SampleResult, SamplerConfig, bind_data, resolve_chain_method
 from .progress import ProgressClock, scan_with_progress
 
-__all__ = ["AdaptState", "window_adaptation", "sample_blackjax", "nuts_chain"]
+__all__ = ["AdaptState", "window_adaptation", "sample_blackjax", "nuts_chain", "chain_inputs"]
 
 
 class AdaptState(NamedTuple):
@@ -72,7 +72,7 @@ def window_adaptation(target_accept: float, dense_mass: bool):
 
 
 def nuts_chain(logdensity, init_position, key, cfg: SamplerConfig, progress: bool = True,
-               clock: ProgressClock | None = None):
+               clock: ProgressClock | None = None, on_step=None):
     """Warm up and sample ONE NUTS chain; ``vmap``/``pmap`` it for chains, brands or both.
 
     Parameters
@@ -84,6 +84,8 @@ def nuts_chain(logdensity, init_position, key, cfg: SamplerConfig, progress: boo
     key : PRNG key
     cfg : SamplerConfig
         ``warmup``, ``draws``, ``target_accept``, ``max_tree_depth``, ``dense_mass``.
+    progress, clock, on_step
+        Progress reporting, see :func:`mmm_jax.inference.progress.scan_with_progress`.
 
     Returns
     -------
@@ -142,19 +144,29 @@ def nuts_chain(logdensity, init_position, key, cfg: SamplerConfig, progress: boo
 
     keys = jax.random.split(key, n_total)
     (state, adapt), (positions, stats) = scan_with_progress(
-        step, (state, adapt), (jnp.arange(n_total), keys), n_total, "NUTS", progress, clock, marks={"warmup": n_warm}
+        step, (state, adapt), (jnp.arange(n_total), keys), n_total, "NUTS", progress, clock, marks={"warmup": n_warm},
+        on_step=on_step,
     )
     positions = jax.tree.map(lambda x: x[n_warm:], positions)
     stats = {k: v[n_warm:] for k, v in stats.items()}
     return positions, stats, (adapt.step_size, adapt.inverse_mass_matrix)
 
 
+def chain_inputs(ld: LogDensity, key: jax.Array, cfg: SamplerConfig):
+    """Per-chain starting points and keys of one fit, from its key (pure; ``vmap`` over brands).
+
+    Returns ``(init, keys)``: init a dict of (chains, ...) unconstrained arrays, keys (chains,).
+    The single fit and the batch engine derive both the same way, so brand ``k`` of a batch
+    starts exactly where a single fit of brand ``k`` with the same key would.
+    """
+    key_init, key_run = jax.random.split(key)
+    return initial_params(ld, key_init, cfg.chains, cfg.jitter), jax.random.split(key_run, cfg.chains)
+
+
 def sample_blackjax(ld: LogDensity, data: dict | None, *, key: jax.Array, config: SamplerConfig) -> SampleResult:
     """Run :func:`nuts_chain` for every chain: ``pmap`` (one chain per device) or ``vmap``."""
     logdensity = bind_data(ld, data)
-    key_init, key_run = jax.random.split(key)
-    init = initial_params(ld, key_init, config.chains, config.jitter)
-    keys = jax.random.split(key_run, config.chains)
+    init, keys = chain_inputs(ld, key, config)
     chain_method = resolve_chain_method(config)
     if chain_method == "sequential":
         chain_method = "vectorized"

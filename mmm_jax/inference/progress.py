@@ -20,7 +20,8 @@ class ProgressClock(dict):
 
 
 def scan_with_progress(body, init, xs, n_steps: int, desc: str, enabled: bool = True,
-                       clock: ProgressClock | None = None, marks: dict[str, int] | None = None):
+                       clock: ProgressClock | None = None, marks: dict[str, int] | None = None,
+                       on_step=None):
     """``lax.scan(body, init, xs)`` with a tqdm bar (when ``enabled``) and an end-time record.
 
     Parameters
@@ -34,8 +35,12 @@ def scan_with_progress(body, init, xs, n_steps: int, desc: str, enabled: bool = 
         Receives ``clock[desc] = time.perf_counter()`` when the last step executes, and
         ``clock[name]`` when step ``marks[name]`` (a step count, e.g. the end of warm-up) is done.
     marks : dict[str, int], optional
+    on_step : callable, optional
+        Host function ``on_step(steps_done, n_steps)`` called at the same rate-limited points
+        (e.g. to drive a batch-level bar). Under ``shard_map`` it may be called once per
+        device for the same step: make it idempotent.
     """
-    if not enabled and clock is None:
+    if not enabled and clock is None and on_step is None:
         return jax.lax.scan(body, init, xs, length=n_steps)
     rate = max(1, n_steps // 50)
     host = {"bar": None, "done": 0}
@@ -45,6 +50,8 @@ def scan_with_progress(body, init, xs, n_steps: int, desc: str, enabled: bool = 
     def _update(i):
         i = int(i) + 1
         now = time.perf_counter()
+        if on_step is not None:
+            on_step(i, n_steps)
         if clock is not None:
             for name, at in marks.items():
                 if i == at:
