@@ -16,7 +16,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pymc as pm
 
@@ -24,7 +24,14 @@ __all__ = [
     "ConfigError",
     "Prior",
     "GeometricAdstock",
+    "DelayedAdstock",
+    "WeibullAdstock",
     "LogisticSaturation",
+    "TanhSaturation",
+    "HillSaturation",
+    "MichaelisMentenSaturation",
+    "ADSTOCK_TYPES",
+    "SATURATION_TYPES",
     "ModelConfig",
     "DEFAULT_PRIORS",
     "LIKELIHOODS",
@@ -122,45 +129,146 @@ DEFAULT_PRIORS: dict[str, Prior] = {
     # data cannot separate from a collinear one towards zero instead of letting the pair
     # trade off into a large positive / negative couple.
     "beta": Prior("HalfNormal", sigma=1.0),
+    # adstock: geometric / delayed decay, delayed peak lag (weeks), Weibull shape and scale (weeks)
     "alpha": Prior("Beta", alpha=1.0, beta=3.0),
+    "theta": Prior("HalfNormal", sigma=2.0),
+    "weibull_shape": Prior("Gamma", alpha=3.0, beta=2.0),
+    "weibull_scale": Prior("Gamma", alpha=2.0, beta=0.5),
+    # saturation: logistic rate; tanh level and cost per unit at zero spend; Hill / MM
+    # half-saturation point (on adstocked scaled spend) and Hill slope
     "lam": Prior("Gamma", alpha=3.0, beta=1.0),
+    "sat_level": Prior("HalfNormal", sigma=1.0),
+    "cac0": Prior("LogNormal", mu=0.0, sigma=1.0),
+    "half_sat": Prior("Gamma", alpha=2.0, beta=3.0),
+    "slope": Prior("Gamma", alpha=3.0, beta=2.0),
     "sigma": Prior("HalfNormal", sigma=0.5),
     "nu": Prior("Gamma", alpha=2.0, beta=0.1),
 }
 
 
+def _check_l_max(value) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"adstock.l_max: must be a positive integer, got {value!r}")
+
+
+def _check_bool(key: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: must be true or false, got {value!r}")
+
+
 @dataclass(frozen=True)
 class GeometricAdstock:
-    """Geometric carry-over over a finite window: ``w_l = alpha**l``, ``l = 0..l_max-1``.
+    """Geometric carry-over: ``w_l = alpha**l``, ``l = 0..l_max-1`` (parameter ``alpha``).
 
-    ``normalize=True`` divides the weights by their sum, so that ``beta`` is the effect of a
-    sustained unit of (scaled) spend at saturation rather than of its first week.
+    ``normalize=True`` divides the weights by their sum, so that the saturation sees a
+    weighted average of recent spend rather than a sum. ``infinite=True`` replaces the window
+    by the recursion ``y_t = x_t + alpha * y_{t-1}`` over the whole series (times
+    ``1 - alpha`` when normalised); ``l_max`` then only sets the shortest series allowed.
     """
 
     l_max: int = 8
     normalize: bool = True
-    kind: str = "geometric"
+    infinite: bool = False
+    type: ClassVar[str] = "geometric"
+    param_names: ClassVar[tuple[str, ...]] = ("alpha",)
 
     def __post_init__(self):
-        if not isinstance(self.l_max, int) or isinstance(self.l_max, bool) or self.l_max < 1:
-            raise ConfigError(f"adstock.l_max: must be a positive integer, got {self.l_max!r}")
-        if self.kind != "geometric":
-            raise ConfigError(f"adstock.kind: {self.kind!r} is not available; allowed: ['geometric']")
+        _check_l_max(self.l_max)
+        _check_bool("adstock.normalize", self.normalize)
+        _check_bool("adstock.infinite", self.infinite)
+
+
+@dataclass(frozen=True)
+class DelayedAdstock:
+    """Delayed geometric carry-over peaking at lag ``theta``: ``w_l = alpha**((l - theta)**2)``.
+
+    Parameters ``alpha`` (decay, in (0, 1)) and ``theta`` (peak lag in weeks, >= 0).
+    """
+
+    l_max: int = 8
+    normalize: bool = True
+    type: ClassVar[str] = "delayed"
+    param_names: ClassVar[tuple[str, ...]] = ("alpha", "theta")
+
+    def __post_init__(self):
+        _check_l_max(self.l_max)
+        _check_bool("adstock.normalize", self.normalize)
+
+
+#: Forms of the Weibull adstock.
+WEIBULL_KINDS = ("cdf", "pdf")
+
+
+@dataclass(frozen=True)
+class WeibullAdstock:
+    """Weibull carry-over with shape ``weibull_shape`` (k) and scale ``weibull_scale`` (weeks).
+
+    ``kind="cdf"``: ``w_0 = 1, w_l = prod_{j<=l} (1 - F(j))`` (monotone decay, flexible tail);
+    ``kind="pdf"``: the Weibull density at lags ``1..l_max`` rescaled to ``[0, 1]`` (can peak
+    after the first week). See :mod:`mmm_jax.adstock`.
+    """
+
+    l_max: int = 8
+    normalize: bool = True
+    kind: str = "cdf"
+    type: ClassVar[str] = "weibull"
+    param_names: ClassVar[tuple[str, ...]] = ("weibull_shape", "weibull_scale")
+
+    def __post_init__(self):
+        _check_l_max(self.l_max)
+        _check_bool("adstock.normalize", self.normalize)
+        if self.kind not in WEIBULL_KINDS:
+            raise ConfigError(f"adstock.kind: {self.kind!r} is not allowed for weibull; allowed: {list(WEIBULL_KINDS)}")
 
 
 @dataclass(frozen=True)
 class LogisticSaturation:
-    """Logistic saturation ``(1 - exp(-lam x)) / (1 + exp(-lam x))`` with ``lam > 0``."""
+    """Logistic saturation: contribution ``beta * (1 - exp(-lam x)) / (1 + exp(-lam x))``."""
 
-    kind: str = "logistic"
-
-    def __post_init__(self):
-        if self.kind != "logistic":
-            raise ConfigError(f"saturation.kind: {self.kind!r} is not available; allowed: ['logistic']")
+    type: ClassVar[str] = "logistic"
+    param_names: ClassVar[tuple[str, ...]] = ("beta", "lam")
 
 
-_ADSTOCKS = {"geometric": GeometricAdstock}
-_SATURATIONS = {"logistic": LogisticSaturation}
+@dataclass(frozen=True)
+class TanhSaturation:
+    """Interpretable tanh saturation: contribution ``sat_level * tanh(x / (sat_level * cac0))``.
+
+    ``sat_level`` is the contribution at saturation and ``cac0`` the cost per unit of
+    contribution at zero spend (scaled units: spend / max spend, target / max |target|); there
+    is no separate ``beta``.
+    """
+
+    type: ClassVar[str] = "tanh"
+    param_names: ClassVar[tuple[str, ...]] = ("sat_level", "cac0")
+
+
+@dataclass(frozen=True)
+class HillSaturation:
+    """Hill saturation: contribution ``beta * x**slope / (x**slope + half_sat**slope)``."""
+
+    type: ClassVar[str] = "hill"
+    param_names: ClassVar[tuple[str, ...]] = ("beta", "half_sat", "slope")
+
+
+@dataclass(frozen=True)
+class MichaelisMentenSaturation:
+    """Michaelis–Menten saturation: contribution ``beta * x / (half_sat + x)`` (``beta`` = vmax)."""
+
+    type: ClassVar[str] = "michaelis_menten"
+    param_names: ClassVar[tuple[str, ...]] = ("beta", "half_sat")
+
+
+_ADSTOCKS = {c.type: c for c in (GeometricAdstock, DelayedAdstock, WeibullAdstock)}
+_SATURATIONS = {c.type: c for c in (LogisticSaturation, TanhSaturation, HillSaturation, MichaelisMentenSaturation)}
+#: Adstock config classes.
+ADSTOCK_TYPES = tuple(_ADSTOCKS.values())
+#: Saturation config classes.
+SATURATION_TYPES = tuple(_SATURATIONS.values())
+
+
+def component_to_dict(component) -> dict[str, Any]:
+    """``{"type": ..., **fields}`` of an adstock or saturation config."""
+    return {"type": component.type, **dataclasses.asdict(component)}
 
 
 @dataclass(frozen=True)
@@ -175,8 +283,13 @@ class ModelConfig:
         Media spend columns (original currency units, >= 0).
     controls : sequence of str
         Control columns (standardised before fitting).
-    adstock, saturation
-        Carry-over and diminishing-returns families; adstock is applied first.
+    adstock : GeometricAdstock, DelayedAdstock or WeibullAdstock (or a dict / type name)
+        Carry-over family.
+    saturation : LogisticSaturation, TanhSaturation, HillSaturation or
+        MichaelisMentenSaturation (or a dict / type name). Diminishing-returns family.
+    adstock_first : bool
+        ``True``: contribution = saturation(adstock(spend)); ``False``:
+        adstock(saturation(spend)).
     trend : bool
         Linear trend in time (time scaled to [0, 1] over the training window).
     seasonality : int
@@ -184,15 +297,19 @@ class ModelConfig:
     likelihood : {"normal", "studentt"}
     priors : mapping of parameter name -> :class:`Prior`
         Overrides of :data:`DEFAULT_PRIORS` (keys: intercept, trend, gamma_fourier,
-        gamma_control, beta, alpha, lam, sigma, nu).
+        gamma_control, sigma, nu, and the media parameters of the chosen families: beta,
+        alpha, theta, weibull_shape, weibull_scale, lam, sat_level, cac0, half_sat, slope).
     """
 
     date: str
     target: str
     channels: tuple[str, ...]
     controls: tuple[str, ...] = ()
-    adstock: GeometricAdstock = field(default_factory=GeometricAdstock)
-    saturation: LogisticSaturation = field(default_factory=LogisticSaturation)
+    adstock: GeometricAdstock | DelayedAdstock | WeibullAdstock = field(default_factory=GeometricAdstock)
+    saturation: LogisticSaturation | TanhSaturation | HillSaturation | MichaelisMentenSaturation = field(
+        default_factory=LogisticSaturation
+    )
+    adstock_first: bool = True
     trend: bool = True
     seasonality: int = 2
     likelihood: str = "normal"
@@ -211,10 +328,9 @@ class ModelConfig:
             object.__setattr__(self, key, tuple(val))
         if not self.channels:
             raise ConfigError("channels: at least one channel is required")
-        if not isinstance(self.adstock, GeometricAdstock):
-            raise ConfigError(f"adstock: expected GeometricAdstock, got {self.adstock!r}")
-        if not isinstance(self.saturation, LogisticSaturation):
-            raise ConfigError(f"saturation: expected LogisticSaturation, got {self.saturation!r}")
+        object.__setattr__(self, "adstock", _component(self.adstock, _ADSTOCKS, "adstock", "geometric"))
+        object.__setattr__(self, "saturation", _component(self.saturation, _SATURATIONS, "saturation", "logistic"))
+        _check_bool("adstock_first", self.adstock_first)
         if not isinstance(self.trend, bool):
             raise ConfigError(f"trend: must be true or false, got {self.trend!r}")
         if not isinstance(self.seasonality, int) or isinstance(self.seasonality, bool) or self.seasonality < 0:
@@ -233,6 +349,13 @@ class ModelConfig:
         """The prior in force for ``name`` (user override or default)."""
         return self.priors.get(name, DEFAULT_PRIORS[name])
 
+    @property
+    def media_params(self) -> tuple[str, ...]:
+        """Per-channel media parameters of the chosen families, in the model's creation order."""
+        sat = self.saturation.param_names
+        first = tuple(p for p in sat if p == "beta")
+        return first + self.adstock.param_names + tuple(p for p in sat if p != "beta")
+
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -240,8 +363,9 @@ class ModelConfig:
             "target": self.target,
             "channels": list(self.channels),
             "controls": list(self.controls),
-            "adstock": {k: v for k, v in dataclasses.asdict(self.adstock).items()},
-            "saturation": dataclasses.asdict(self.saturation),
+            "adstock": component_to_dict(self.adstock),
+            "saturation": component_to_dict(self.saturation),
+            "adstock_first": self.adstock_first,
             "trend": self.trend,
             "seasonality": self.seasonality,
             "likelihood": self.likelihood,
@@ -260,8 +384,8 @@ class ModelConfig:
         if missing:
             raise ConfigError(f"{missing[0]}: required key is missing")
         kw = dict(d)
-        kw["adstock"] = _component(kw.get("adstock", {}), _ADSTOCKS, "adstock", "geometric")
-        kw["saturation"] = _component(kw.get("saturation", {}), _SATURATIONS, "saturation", "logistic")
+        kw["adstock"] = kw.get("adstock") or {}
+        kw["saturation"] = kw.get("saturation") or {}
         kw["priors"] = kw.get("priors") or {}
         if not isinstance(kw["priors"], Mapping):
             raise ConfigError(f"priors: expected a mapping of parameter -> prior, got {kw['priors']!r}")
@@ -295,20 +419,42 @@ class ModelConfig:
             path.write_text(self.to_json())
 
 
-def _component(value, registry, key, default_kind):
+def _component(value, registry, key, default_type):
+    """An adstock / saturation config from an instance, a type name or a mapping.
+
+    Mappings name the family with ``type`` (``{type: weibull, kind: pdf, l_max: 12}``); the
+    older spelling ``{kind: geometric}`` (``kind`` naming the family) is still read.
+    """
     if isinstance(value, tuple(registry.values())):
         return value
+    allowed_types = sorted(registry)
     if isinstance(value, str):
-        value = {"kind": value}
+        value = {"type": value}
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{key}: expected a mapping such as {{'kind': '{default_kind}'}}, got {value!r}")
+        raise ConfigError(
+            f"{key}: expected a mapping such as {{'type': '{default_type}'}} or one of {allowed_types}, got {value!r}"
+        )
     value = dict(value)
-    kind = value.pop("kind", default_kind)
-    if kind not in registry:
-        raise ConfigError(f"{key}.kind: {kind!r} is not available; allowed: {sorted(registry)}")
-    cls = registry[kind]
-    allowed = {f.name for f in dataclasses.fields(cls)} - {"kind"}
-    bad = sorted(set(value) - allowed)
+    if "type" in value:
+        typ = value.pop("type")
+    elif value.get("kind") in registry:  # older files: {kind: geometric}
+        typ = value.pop("kind")
+    elif "kind" in value and default_type in registry and "kind" not in _field_names(registry[default_type]):
+        raise ConfigError(
+            f"{key}.kind: {value['kind']!r} is not available; allowed {key} types: {allowed_types} "
+            f"(name the family with 'type', e.g. {{type: weibull, kind: pdf}})"
+        )
+    else:
+        typ = default_type
+    if typ not in registry:
+        raise ConfigError(f"{key}.type: {typ!r} is not available; allowed: {allowed_types}")
+    cls = registry[typ]
+    allowed = _field_names(cls)
+    bad = sorted(set(value) - set(allowed))
     if bad:
-        raise ConfigError(f"{key}.{bad[0]}: unknown key for {kind} {key}; allowed: {sorted(allowed)}")
+        raise ConfigError(f"{key}.{bad[0]}: unknown key for {typ} {key}; allowed: {sorted(allowed)}")
     return cls(**value)
+
+
+def _field_names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))

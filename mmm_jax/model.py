@@ -4,7 +4,14 @@ On scaled data (see :mod:`mmm_jax.features`)::
 
     y_t ~ Likelihood(mu_t, sigma[, nu])            for weeks with mask_t = 1
     mu_t = intercept + trend * time_t + fourier_t @ gamma_fourier + controls_t @ gamma_control
-           + sum_c beta_c * sat(adstock(spend)_{t,c}; lam_c)
+           + sum_c media_c(spend)_t
+
+    media_c = response(adstock(spend_c))       (adstock_first, the default)
+            = adstock(response(spend_c))       (adstock_first = False)
+
+with the adstock family of ``config.adstock`` (:func:`mmm_jax.adstock.apply_adstock`) and the
+response (saturation times its coefficient) of ``config.saturation``
+(:func:`mmm_jax.saturation.media_response`).
 
 Every data array is a ``pm.Data`` container, so :func:`mmm_jax.compile.compile_logdensity`
 can turn it into a function input. Deterministics (``channel_contribution``, ``baseline``,
@@ -19,9 +26,9 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from .adstock import geometric_adstock
+from .adstock import apply_adstock
 from .config import ModelConfig
-from .saturation import logistic_saturation
+from .saturation import media_response
 
 __all__ = ["build_pymc_model", "likelihood_dist", "masked_logp"]
 
@@ -68,8 +75,9 @@ def build_pymc_model(
     Returns
     -------
     pm.Model
-        Free variables: intercept, [trend], [gamma_fourier], [gamma_control], beta, alpha,
-        lam, sigma, [nu]. Deterministics: channel_contribution (date, channel), baseline
+        Free variables: intercept, [trend], [gamma_fourier], [gamma_control], the media
+        parameters of the chosen families (``config.media_params``, each per channel; e.g.
+        beta, alpha, lam), sigma, [nu]. Deterministics: channel_contribution (date, channel), baseline
         (date), mu (date) — all in scaled units.
     """
     spend = np.asarray(arrays["spend"], dtype=float)
@@ -107,12 +115,14 @@ def build_pymc_model(
             gamma_c = config.prior("gamma_control").create("gamma_control", dims="control")
             baseline = baseline + pt.dot(controls, gamma_c)
 
-        beta = config.prior("beta").create("beta", dims="channel")
-        alpha = config.prior("alpha").create("alpha", dims="channel")
-        lam = config.prior("lam").create("lam", dims="channel")
-        ad = config.adstock
-        adstocked = geometric_adstock(x, alpha, ad.l_max, ad.normalize)
-        contribution = beta * logistic_saturation(adstocked, lam)
+        media = {name: config.prior(name).create(name, dims="channel") for name in config.media_params}
+        ad, sat = config.adstock, config.saturation
+        ad_params = {name: media[name] for name in ad.param_names}
+        sat_params = {name: media[name] for name in sat.param_names}
+        if config.adstock_first:
+            contribution = media_response(sat.type, apply_adstock(x, ad, ad_params), sat_params)
+        else:
+            contribution = apply_adstock(media_response(sat.type, x, sat_params), ad, ad_params)
 
         contribution = pm.Deterministic("channel_contribution", contribution, dims=("date", "channel"))
         baseline = pm.Deterministic("baseline", baseline, dims="date")

@@ -9,7 +9,7 @@ import scipy.optimize as so
 from mmm_jax.budget import (
     BudgetError,
     BudgetProblem,
-    ResponseParams,
+    geometric_logistic_params,
     gross_response,
     optimize_allocation,
     plan_contributions,
@@ -20,19 +20,24 @@ from mmm_jax.budget import (
 from mmm_jax.datasets.synthetic import geometric_adstock_np
 
 L_MAX = 6
-opt = jax.jit(optimize_allocation, static_argnames=("objective", "l_max", "normalize", "steps", "learning_rate"))
+opt = jax.jit(optimize_allocation, static_argnames=("objective", "spec", "steps", "learning_rate"))
 
 
-def random_problem(rng, S=400, C=5, H=8, spread=0.3, total=None):
-    """Posterior-like draws around channel-specific means; spend history in currency units."""
+def random_draws(rng, S, C, spread=0.3):
+    """Posterior-like draws of (beta, alpha, lam) around channel-specific means: (S, C) each."""
     beta = rng.uniform(0.05, 0.4, C) * np.exp(spread * rng.normal(size=(S, C)))
     alpha = np.clip(rng.uniform(0.1, 0.7, C) + 0.05 * rng.normal(size=(S, C)), 0.01, 0.95)
     lam = rng.uniform(0.5, 4, C) * np.exp(0.2 * rng.normal(size=(S, C)))
+    return beta, alpha, lam
+
+
+def random_problem(rng, S=400, C=5, H=8, spread=0.3, total=None, draws=None):
+    """A problem from posterior-like draws; spend history in currency units."""
+    beta, alpha, lam = random_draws(rng, S, C, spread) if draws is None else draws
     spend_scale = rng.uniform(1e3, 5e4, C)
-    params = ResponseParams(
-        beta=jnp.asarray(beta), alpha=jnp.asarray(alpha), lam=jnp.asarray(lam),
-        spend_scale=jnp.asarray(spend_scale), target_scale=jnp.asarray(2.5e5),
-        history=jnp.asarray(rng.uniform(0.2, 0.8, (L_MAX - 1, C)) * spend_scale),
+    params = geometric_logistic_params(
+        beta, alpha, lam, l_max=L_MAX, spend_scale=spend_scale, target_scale=2.5e5,
+        history=rng.uniform(0.2, 0.8, (L_MAX - 1, C)) * spend_scale,
     )
     total = float(total or 0.5 * H * spend_scale.sum())
     return BudgetProblem(
@@ -43,22 +48,23 @@ def random_problem(rng, S=400, C=5, H=8, spread=0.3, total=None):
 
 
 def test_plan_response_matches_numpy_reference(rng):
-    prob = random_problem(rng, S=3, C=3, H=4)
+    beta, alpha, lam = random_draws(rng, 3, 3)
+    prob = random_problem(rng, S=3, C=3, H=4, draws=(beta, alpha, lam))
     p = prob.params
     plan = rng.uniform(0, 1, (4, 3)) * np.asarray(p.spend_scale)
-    got = np.asarray(plan_contributions(plan, p, L_MAX))
+    got = np.asarray(plan_contributions(plan, p))
     hist = np.asarray(p.history)
     tail = np.zeros((L_MAX - 1, 3))
     for s in range(3):
         def contrib(x):
-            xa = geometric_adstock_np(x / np.asarray(p.spend_scale), np.asarray(p.alpha[s]), L_MAX, True)
-            return np.asarray(p.beta[s]) * np.tanh(np.asarray(p.lam[s]) * xa / 2) * 2.5e5
+            xa = geometric_adstock_np(x / np.asarray(p.spend_scale), alpha[s], L_MAX, True)
+            return beta[s] * np.tanh(lam[s] * xa / 2) * 2.5e5
         with_plan = contrib(np.vstack([hist, plan, tail]))[L_MAX - 1:]
         without = contrib(np.vstack([hist, 0 * plan, tail]))[L_MAX - 1:]
         np.testing.assert_allclose(got[s], with_plan - without, rtol=1e-10, atol=1e-8)
     # gross response differs from the net one by a constant
-    d1 = np.asarray(gross_response(plan, p, L_MAX) - plan_response(plan, p, L_MAX))
-    d2 = np.asarray(gross_response(2 * plan, p, L_MAX) - plan_response(2 * plan, p, L_MAX))
+    d1 = np.asarray(gross_response(plan, p) - plan_response(plan, p))
+    d2 = np.asarray(gross_response(2 * plan, p) - plan_response(2 * plan, p))
     np.testing.assert_allclose(d1, d2, rtol=1e-9)
 
 
@@ -89,14 +95,14 @@ def test_mean_objective_matches_slsqp(seed):
     C, H = 5, 8
     if seed % 2:  # some problems with binding bounds
         prob = prob._replace(hi=jnp.full(C, float(prob.total) * 0.35), lo=jnp.full(C, float(prob.total) * 0.02))
-    res = opt(prob, objective="mean", l_max=L_MAX, steps=300)
+    res = opt(prob, objective="mean", steps=300)
     x = np.asarray(res.x)
     total, lo, hi = float(prob.total), np.asarray(prob.lo), np.asarray(prob.hi)
     assert abs(x.sum() - total) <= 1e-6 * total
     assert np.all(x >= lo - 1e-9 * total) and np.all(x <= hi + 1e-9 * total)
 
-    f = jax.jit(lambda x: jnp.mean(gross_response(prob.pattern * x[None, :], prob.params, L_MAX)))
-    g = jax.jit(jax.grad(lambda x: jnp.mean(gross_response(prob.pattern * x[None, :], prob.params, L_MAX))))
+    f = jax.jit(lambda x: jnp.mean(gross_response(prob.pattern * x[None, :], prob.params)))
+    g = jax.jit(jax.grad(lambda x: jnp.mean(gross_response(prob.pattern * x[None, :], prob.params))))
     best = None
     for x0 in (np.full(C, total / C), x):
         r = so.minimize(lambda z: -float(f(z)), x0, jac=lambda z: -np.asarray(g(z)), method="SLSQP",
@@ -114,17 +120,16 @@ def test_cvar_protects_the_downside():
     rng = np.random.default_rng(7)
     S, C, H = 2000, 2, 6
     beta = np.column_stack([0.30 * np.exp(0.9 * rng.normal(size=S) - 0.405), np.full(S, 0.22)])
-    params = ResponseParams(
-        beta=jnp.asarray(beta), alpha=jnp.full((S, C), 0.3), lam=jnp.full((S, C), 2.0),
-        spend_scale=jnp.asarray([1e4, 1e4]), target_scale=jnp.asarray(1e5),
-        history=jnp.zeros((L_MAX - 1, C)),
+    params = geometric_logistic_params(
+        beta, np.full((S, C), 0.3), np.full((S, C), 2.0), l_max=L_MAX,
+        spend_scale=[1e4, 1e4], target_scale=1e5, history=np.zeros((L_MAX - 1, C)),
     )
     total = 1e4 * H * 1.2
     prob = BudgetProblem(params=params, lo=jnp.zeros(C), hi=jnp.full(C, total), total=jnp.asarray(total),
                          pattern=jnp.full((H, C), 1.0 / H), risk_aversion=jnp.asarray(1.0),
                          alpha=jnp.asarray(0.1), min_mroas=jnp.asarray(0.0))
-    mean_res = opt(prob, objective="mean", l_max=L_MAX)
-    cvar_res = opt(prob, objective="cvar", l_max=L_MAX)
+    mean_res = opt(prob, objective="mean")
+    cvar_res = opt(prob, objective="cvar")
     q_mean = np.quantile(np.asarray(mean_res.responses), 0.1)
     q_cvar = np.quantile(np.asarray(cvar_res.responses), 0.1)
     assert q_cvar > q_mean
@@ -136,9 +141,9 @@ def test_batched_brands_equal_single():
     rng = np.random.default_rng(3)
     probs = [random_problem(rng, S=300, C=4, H=5) for _ in range(3)]
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *probs)
-    batched = jax.jit(jax.vmap(lambda p: optimize_allocation(p, objective="mean", l_max=L_MAX, steps=200)))(stacked)
+    batched = jax.jit(jax.vmap(lambda p: optimize_allocation(p, objective="mean", steps=200)))(stacked)
     for k, p in enumerate(probs):
-        single = opt(p, objective="mean", l_max=L_MAX, steps=200)
+        single = opt(p, objective="mean", steps=200)
         np.testing.assert_allclose(np.asarray(batched.x[k]), np.asarray(single.x), rtol=1e-7, atol=1e-6)
 
 
@@ -147,12 +152,12 @@ def test_degenerate_problems_do_not_break():
     prob = random_problem(rng, S=200, C=4, H=5)
     C = 4
     # a channel with a flat response (beta = 0), a locked channel, a bound equal to current
-    params = prob.params._replace(beta=prob.params.beta.at[:, 2].set(0.0))
+    params = prob.params._replace(sat={**prob.params.sat, "beta": prob.params.sat["beta"].at[:, 2].set(0.0)})
     total = float(prob.total)
     lo = jnp.asarray([0.1 * total, 0.0, 0.0, 0.2 * total])
     hi = jnp.asarray([0.1 * total, total, total, 0.2 * total])
     p = prob._replace(params=params, lo=lo, hi=hi)
-    res = opt(p, objective="mean", l_max=L_MAX)
+    res = opt(p, objective="mean")
     x = np.asarray(res.x)
     assert np.all(np.isfinite(x))
     assert abs(x.sum() - total) <= 1e-6 * total
@@ -211,18 +216,18 @@ def test_minimum_budget_reaches_target_and_is_minimal():
 
     rng = np.random.default_rng(21)
     prob = random_problem(rng, S=300, C=3, H=5)
-    full = opt(prob, objective="mean", l_max=L_MAX, steps=200)
+    full = opt(prob, objective="mean", steps=200)
     target = 0.6 * float(np.mean(np.asarray(full.responses)))
-    f = jax.jit(minimum_budget, static_argnames=("l_max", "normalize", "steps", "learning_rate", "n_bisect"))
-    total, res, ok = f(prob, target, l_max=L_MAX, steps=200)
+    f = jax.jit(minimum_budget, static_argnames=("spec", "steps", "learning_rate", "n_bisect"))
+    total, res, ok = f(prob, target, steps=200)
     assert bool(ok)
     assert float(np.mean(np.asarray(res.responses))) >= target * (1 - 1e-9)
     assert abs(float(res.x.sum()) - float(total)) <= 1e-6 * float(total)
     # 2% less budget cannot reach it
-    less = opt(prob._replace(total=total * 0.98), objective="mean", l_max=L_MAX, steps=200)
+    less = opt(prob._replace(total=total * 0.98), objective="mean", steps=200)
     assert float(np.mean(np.asarray(less.responses))) < target
     # an unreachable target is reported as such
-    _, _, ok2 = f(prob, 10 * float(np.mean(np.asarray(full.responses))), l_max=L_MAX, steps=200)
+    _, _, ok2 = f(prob, 10 * float(np.mean(np.asarray(full.responses))), steps=200)
     assert not bool(ok2)
 
 

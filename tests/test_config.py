@@ -2,7 +2,21 @@
 
 import pytest
 
-from mmm_jax.config import DEFAULT_PRIORS, ConfigError, GeometricAdstock, ModelConfig, Prior
+import json
+
+from mmm_jax.config import (
+    DEFAULT_PRIORS,
+    ConfigError,
+    DelayedAdstock,
+    GeometricAdstock,
+    HillSaturation,
+    LogisticSaturation,
+    MichaelisMentenSaturation,
+    ModelConfig,
+    Prior,
+    TanhSaturation,
+    WeibullAdstock,
+)
 
 
 def base(**kw):
@@ -33,9 +47,23 @@ def test_round_trip_dict_yaml_json(tmp_path):
         (dict(channels="tv"), "channels: must be a list"),
         (dict(trend="yes"), "trend: must be true or false"),
         (dict(adstock={"l_max": 0}), "adstock.l_max: must be a positive integer"),
-        (dict(adstock={"kind": "weibull"}), r"adstock.kind: 'weibull' is not available; allowed: \['geometric'\]"),
-        (dict(adstock={"lmax": 3}), r"adstock.lmax: unknown key .*allowed: \['l_max', 'normalize'\]"),
-        (dict(saturation={"kind": "hill"}), "saturation.kind: 'hill' is not available"),
+        (dict(adstock={"type": "exponential"}),
+         r"adstock.type: 'exponential' is not available; allowed: \['delayed', 'geometric', 'weibull'\]"),
+        (dict(adstock="carryover"), r"adstock.type: 'carryover' is not available; allowed: \['delayed', 'geometric'"),
+        (dict(adstock={"kind": "pdf"}), r"adstock.kind: 'pdf' is not available; allowed adstock types: .*type: weibull"),
+        (dict(adstock={"type": "weibull", "kind": "pmf"}),
+         r"adstock.kind: 'pmf' is not allowed for weibull; allowed: \['cdf', 'pdf'\]"),
+        (dict(adstock={"lmax": 3}), r"adstock.lmax: unknown key .*allowed: \['infinite', 'l_max', 'normalize'\]"),
+        (dict(adstock={"type": "delayed", "infinite": True}),
+         r"adstock.infinite: unknown key for delayed adstock; allowed: \['l_max', 'normalize'\]"),
+        (dict(adstock={"type": "geometric", "infinite": "yes"}), "adstock.infinite: must be true or false"),
+        (dict(adstock={"type": "weibull", "normalize": 1}), "adstock.normalize: must be true or false"),
+        (dict(adstock=[8]), "adstock: expected a mapping such as"),
+        (dict(saturation={"kind": "hill", "slope": 2}), r"saturation.slope: unknown key for hill saturation; allowed: \[\]"),
+        (dict(saturation={"type": "gompertz"}),
+         r"saturation.type: 'gompertz' is not available; allowed: \['hill', 'logistic', 'michaelis_menten', 'tanh'\]"),
+        (dict(saturation={"kind": "exp"}), r"saturation.kind: 'exp' is not available; allowed saturation types"),
+        (dict(adstock_first="no"), "adstock_first: must be true or false"),
         (dict(priors={"gamma": {"dist": "Normal"}}), r"priors.gamma: unknown parameter; allowed: \["),
         (dict(priors={"beta": {"dist": "HalfNormalish", "sigma": 1}}), "priors.beta: unknown distribution 'HalfNormalish'"),
         (dict(priors={"beta": {"dist": "HalfNormal", "mu": 1}}), "priors.beta: bad parameters"),
@@ -58,3 +86,60 @@ def test_bad_file_suffix(tmp_path):
     p.write_text("{}")
     with pytest.raises(ConfigError, match="use a .yaml, .yml or .json"):
         ModelConfig.from_file(p)
+
+
+FAMILIES = [
+    (GeometricAdstock(l_max=6, normalize=False), {"type": "geometric", "l_max": 6, "normalize": False, "infinite": False}),
+    (GeometricAdstock(infinite=True), {"type": "geometric", "l_max": 8, "normalize": True, "infinite": True}),
+    (DelayedAdstock(l_max=10), {"type": "delayed", "l_max": 10, "normalize": True}),
+    (WeibullAdstock(l_max=12, kind="pdf"), {"type": "weibull", "l_max": 12, "normalize": True, "kind": "pdf"}),
+    (WeibullAdstock(), {"type": "weibull", "l_max": 8, "normalize": True, "kind": "cdf"}),
+]
+SATURATIONS = [LogisticSaturation(), TanhSaturation(), HillSaturation(), MichaelisMentenSaturation()]
+
+
+@pytest.mark.parametrize("adstock,as_dict", FAMILIES)
+@pytest.mark.parametrize("saturation", SATURATIONS)
+def test_every_family_round_trips(tmp_path, adstock, as_dict, saturation):
+    cfg = ModelConfig(**base(adstock=adstock, saturation=saturation, adstock_first=False,
+                             priors={"cac0": {"dist": "LogNormal", "mu": 0.5, "sigma": 0.5}}))
+    d = cfg.to_dict()
+    assert d["adstock"] == as_dict
+    assert d["saturation"] == {"type": saturation.type}
+    assert d["adstock_first"] is False
+    assert ModelConfig.from_dict(d) == cfg
+    assert ModelConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    cfg.to_file(tmp_path / "c.yaml")
+    assert ModelConfig.from_file(tmp_path / "c.yaml") == cfg
+    # every media parameter has a default prior, beta (when present) first like the original model
+    assert all(name in DEFAULT_PRIORS for name in cfg.media_params)
+    assert set(cfg.media_params) == set(adstock.param_names) | set(saturation.param_names)
+    if "beta" in cfg.media_params:
+        assert cfg.media_params[0] == "beta"
+
+
+def test_yaml_spelling_from_the_issue_and_shorthands(tmp_path):
+    (tmp_path / "c.yaml").write_text(
+        "date: date\ntarget: sales\nchannels: [tv, search]\n"
+        "adstock: {type: weibull, kind: pdf, l_max: 12}\nsaturation: tanh\nadstock_first: false\n"
+    )
+    cfg = ModelConfig.from_file(tmp_path / "c.yaml")
+    assert cfg.adstock == WeibullAdstock(l_max=12, kind="pdf")
+    assert cfg.saturation == TanhSaturation()
+    assert cfg.adstock_first is False
+    assert cfg.media_params == ("weibull_shape", "weibull_scale", "sat_level", "cac0")
+    # Python objects, dicts and names are interchangeable in the constructor
+    assert ModelConfig(**base(adstock={"type": "delayed", "l_max": 5}, saturation="hill")) == ModelConfig(
+        **base(adstock=DelayedAdstock(l_max=5), saturation=HillSaturation()))
+
+
+def test_older_config_dicts_still_load():
+    """Files written before the model library ({kind: geometric}, no adstock_first) read the same."""
+    old = base(adstock={"kind": "geometric", "l_max": 6, "normalize": True}, saturation={"kind": "logistic"},
+               priors={"lam": {"dist": "Gamma", "alpha": 2.0, "beta": 2.0}})
+    cfg = ModelConfig.from_dict(old)
+    assert cfg.adstock == GeometricAdstock(l_max=6)
+    assert cfg.saturation == LogisticSaturation()
+    assert cfg.adstock_first is True
+    assert cfg.media_params == ("beta", "alpha", "lam")
+    assert ModelConfig.from_dict(base()) == ModelConfig(**base())

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from .projection import project_budget, project_budget_capped
-from .response import ResponseParams, linear_adstock_parts
+from .response import ResponseParams, ResponseSpec, net_response_fn
 
 __all__ = ["BudgetProblem", "OptimizeResult", "objective_value", "optimize_allocation", "minimum_budget", "OBJECTIVES"]
 
@@ -92,8 +92,7 @@ def optimize_allocation(
     x0=None,
     *,
     objective: str = "mean",
-    l_max: int,
-    normalize: bool = True,
+    spec: ResponseSpec = ResponseSpec(),
     steps: int = 300,
     learning_rate: float = 0.05,
 ) -> OptimizeResult:
@@ -106,7 +105,8 @@ def optimize_allocation(
         Starting allocation (projected first); default: the budget split in proportion to the
         upper bounds' room, i.e. the projection of ``total / C``.
     objective : one of :data:`OBJECTIVES`
-    l_max, normalize : the model's adstock window and normalisation (static).
+    spec : the model's saturation family and order (static); the adstock window comes with
+        the weights in ``problem.params``.
     steps, learning_rate : Adam steps; the learning rate is in units of the budget and decays
         (cosine) to 1e-3 of its start. The best iterate is returned.
     """
@@ -116,17 +116,14 @@ def optimize_allocation(
     C = problem.lo.shape[0]
     scale = jnp.maximum(total, 1e-12)
 
-    # Adstock is linear in spend: over the plan window it is A + x * B with A, B fixed, so
-    # each step costs one tanh over (S, W, C) instead of two convolutions.
-    p = problem.params
-    A, B = linear_adstock_parts(problem.pattern, p, l_max, normalize)
-    beta, half_lam = p.beta[:, None, :], 0.5 * p.lam[:, None, :]
-    offset = jnp.sum(beta * jnp.tanh(half_lam * A), axis=(1, 2))
+    # Adstock is linear in spend: over the plan window it is A + x * B with A, B fixed (or, for
+    # saturation first, a fixed weight sum per channel), so each step costs one saturation
+    # over (S, W, C) instead of two convolutions.
+    response = net_response_fn(problem.pattern, problem.params, spec)
 
     def value_fn(u):
         x = u * scale
-        gross = jnp.sum(beta * jnp.tanh(half_lam * (A + x * B)), axis=(1, 2))
-        r = (gross - offset) * p.target_scale
+        r = response(x)
         return objective_value(r, x, problem, objective), r
 
     def project_u(u):
@@ -167,8 +164,7 @@ def minimum_budget(
     problem: BudgetProblem,
     target: float,
     *,
-    l_max: int,
-    normalize: bool = True,
+    spec: ResponseSpec = ResponseSpec(),
     steps: int = 300,
     learning_rate: float = 0.05,
     n_bisect: int = 30,
@@ -188,8 +184,7 @@ def minimum_budget(
 
     def solve(total):
         p = problem._replace(total=total)
-        return optimize_allocation(p, objective="mean", l_max=l_max, normalize=normalize, steps=steps,
-                                   learning_rate=learning_rate)
+        return optimize_allocation(p, objective="mean", spec=spec, steps=steps, learning_rate=learning_rate)
 
     lo = jnp.sum(problem.lo)
     hi = problem.total

@@ -38,10 +38,8 @@ class ExtrapolationWarning(UserWarning):
     """The plan spends beyond what the model has seen: the response there is extrapolated."""
 
 
-_jit_minimum_budget = jax.jit(minimum_budget, static_argnames=("l_max", "normalize", "steps", "learning_rate",
-                                                                 "n_bisect"))
-_jit_optimize = jax.jit(optimize_allocation, static_argnames=("objective", "l_max", "normalize", "steps",
-                                                              "learning_rate"))
+_jit_minimum_budget = jax.jit(minimum_budget, static_argnames=("spec", "steps", "learning_rate", "n_bisect"))
+_jit_optimize = jax.jit(optimize_allocation, static_argnames=("objective", "spec", "steps", "learning_rate"))
 
 
 @dataclass
@@ -107,8 +105,8 @@ class BudgetPlan:
             grid = np.linspace(0.0, top, n_points)
             allocs = np.repeat(x_opt[None, :], n_points, axis=0)
             allocs[:, i] = grid
-            fn = jax.vmap(lambda a: plan_contributions(jnp.asarray(pattern) * a[None, :], p.params, meta["l_max"],
-                                                       meta["normalize"])[:, :, i].sum(axis=1))
+            fn = jax.vmap(lambda a: plan_contributions(jnp.asarray(pattern) * a[None, :], p.params,
+                                                       meta["spec"])[:, :, i].sum(axis=1))
             r = np.asarray(fn(jnp.asarray(allocs)))  # (n_points, S)
             lo, hi = np.quantile(r, [(1 - hdi_prob) / 2, 1 - (1 - hdi_prob) / 2], axis=1)
             out[ch] = pd.DataFrame({"spend": grid, "mean": r.mean(1), "lower": lo, "upper": hi})
@@ -268,8 +266,7 @@ def optimize_budget(
         max_history_multiple=max_history_multiple, risk_aversion=risk_aversion, alpha=alpha,
         min_mroas=min_mroas or 0.0, max_draws=max_draws, seed=seed,
     )
-    res = _jit_optimize(problem, objective=objective, l_max=meta["l_max"], normalize=meta["normalize"],
-                        steps=steps, learning_rate=learning_rate)
+    res = _jit_optimize(problem, objective=objective, spec=meta["spec"], steps=steps, learning_rate=learning_rate)
     settings = {
         "total": float(total), "horizon": int(horizon), "objective": objective, "bounds": dict(bounds or {}),
         "bounds_pct": bounds_pct, "locked": dict(locked or {}), "max_history_multiple": max_history_multiple,
@@ -288,7 +285,7 @@ def _make_plan(problem: BudgetProblem, meta: dict, x: np.ndarray, value: float, 
     pattern = np.asarray(problem.pattern)
 
     def contribs(alloc):
-        c = plan_contributions(jnp.asarray(pattern * alloc[None, :]), problem.params, meta["l_max"], meta["normalize"])
+        c = plan_contributions(jnp.asarray(pattern * alloc[None, :]), problem.params, meta["spec"])
         return np.asarray(c.sum(axis=1))  # (S, C)
 
     c_opt, c_cur = contribs(x), contribs(cur)
@@ -360,8 +357,7 @@ def minimum_budget_plan(
     """
     problem, meta = build_problem(mmm, max_total, horizon, bounds=bounds, locked=locked,
                                   max_history_multiple=max_history_multiple, max_draws=max_draws, seed=seed)
-    total, res, ok = _jit_minimum_budget(problem, float(target_response), l_max=meta["l_max"],
-                                         normalize=meta["normalize"], steps=steps)
+    total, res, ok = _jit_minimum_budget(problem, float(target_response), spec=meta["spec"], steps=steps)
     if not bool(ok):
         raise BudgetError(
             f"even the maximum budget {max_total:,.2f} reaches an expected response of only "

@@ -1,11 +1,17 @@
-"""Response of a spend plan under posterior draws, in pure JAX.
+"""Response of a spend plan under posterior draws, in pure JAX, for every model family.
 
 A plan is spend per week and channel over a horizon of ``H`` weeks, in original currency.
-Its response is the contribution it causes, counted over the horizon plus the ``l_max - 1``
-weeks after it (carry-over), net of what the history alone would have produced — so the past
-spend's carry-over into the horizon is counted in the starting point but not credited to the
-plan. Everything here is a pure function of arrays: ``jit``, ``grad`` and ``vmap`` (over
-draws, brands) apply.
+Its response is the contribution it causes, counted over the horizon plus the ``L - 1``
+weeks after it (carry-over; ``L`` the adstock window), net of what the history alone would
+have produced — so the past spend's carry-over into the horizon is counted in the starting
+point but not credited to the plan.
+
+Any adstock family is a causal convolution with a weight vector per draw and channel, so
+:class:`ResponseParams` carries the weights (S, C, L) computed from the posterior (the
+infinite geometric adstock is truncated at the training length, which reproduces the fitted
+recursion exactly), and the saturation family and order are static (:class:`ResponseSpec`).
+Everything here is a pure function of arrays: ``jit``, ``grad`` and ``vmap`` (over draws,
+brands) apply.
 """
 
 from __future__ import annotations
@@ -16,16 +22,36 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..adstock import adstock_conv_jax, geometric_weights_jax
+from ..adstock import adstock_conv_jax, adstock_weights_jax, geometric_weights_jax
+from ..saturation import SATURATION_PARAMS, media_response_jax
 
 __all__ = [
+    "ResponseSpec",
     "ResponseParams",
+    "geometric_logistic_params",
     "response_params_from_mmm",
+    "response_window",
     "plan_contributions",
     "plan_response",
     "gross_response",
     "linear_adstock_parts",
+    "net_response_fn",
 ]
+
+
+class ResponseSpec(NamedTuple):
+    """The static part of a brand's response (hashable: pass it as a static ``jit`` argument).
+
+    Attributes
+    ----------
+    saturation : str
+        Saturation family (a key of :data:`mmm_jax.saturation.SATURATION_PARAMS`).
+    adstock_first : bool
+        ``True``: response = saturation(adstock(spend)); ``False``: adstock(saturation(spend)).
+    """
+
+    saturation: str = "logistic"
+    adstock_first: bool = True
 
 
 class ResponseParams(NamedTuple):
@@ -33,32 +59,62 @@ class ResponseParams(NamedTuple):
 
     Attributes
     ----------
-    beta, alpha, lam : (S, C) arrays
-        Channel coefficient (scaled target units), geometric decay, saturation rate.
+    weights : (S, C, L) array
+        Adstock weights per draw and channel (``L`` the window).
+    sat : dict of (S, C) arrays
+        Saturation parameters per draw, named as in
+        :data:`mmm_jax.saturation.SATURATION_PARAMS` (e.g. ``beta``, ``lam``), scaled units.
     spend_scale : (C,) array
         Spend scaling (original currency per unit of scaled spend).
     target_scale : () array
         Target scaling (original units per unit of scaled target).
-    history : (L, C) array
-        The last ``L = l_max - 1`` weeks of spend before the plan, original currency.
+    history : (max(L - 1, 1), C) array
+        The last weeks of spend before the plan, original currency.
     """
 
-    beta: jax.Array
-    alpha: jax.Array
-    lam: jax.Array
+    weights: jax.Array
+    sat: dict
     spend_scale: jax.Array
     target_scale: jax.Array
     history: jax.Array
 
 
-def response_params_from_mmm(mmm, max_draws: int | None = None, seed: int = 0) -> tuple[ResponseParams, dict]:
-    """Media-parameter draws and history from a fitted :class:`mmm_jax.MMM`.
+def geometric_logistic_params(beta, alpha, lam, *, l_max: int, normalize: bool = True, spend_scale,
+                              target_scale, history) -> ResponseParams:
+    """:class:`ResponseParams` of the default model (geometric adstock, logistic saturation).
 
-    Returns ``(params, static)`` where ``static`` holds ``l_max`` and ``normalize`` (Python
-    values, they fix array shapes) and the channel names.
+    ``beta``, ``alpha``, ``lam``: (S, C) draws; ``history``: (max(l_max - 1, 1), C).
+    """
+    return ResponseParams(
+        weights=geometric_weights_jax(jnp.asarray(alpha), l_max, normalize),
+        sat={"beta": jnp.asarray(beta), "lam": jnp.asarray(lam)},
+        spend_scale=jnp.asarray(spend_scale),
+        target_scale=jnp.asarray(target_scale),
+        history=jnp.asarray(history),
+    )
+
+
+def response_window(adstock, n_train: int) -> int:
+    """Adstock window ``L`` used by the budget for an adstock config.
+
+    The finite families use ``l_max``. The infinite geometric recursion over the training
+    weeks equals a convolution with ``n_train + 1`` lags (all history counted), and the plan's
+    carry-over is then credited for ``n_train`` weeks after the horizon.
+    """
+    if adstock.type == "geometric" and getattr(adstock, "infinite", False):
+        return int(n_train) + 1
+    return int(adstock.l_max)
+
+
+def response_params_from_mmm(mmm, max_draws: int | None = None, seed: int = 0) -> tuple[ResponseParams, dict]:
+    """Media-parameter draws, adstock weights and history from a fitted :class:`mmm_jax.MMM`.
+
+    Returns ``(params, static)`` where ``static`` holds ``spec`` (:class:`ResponseSpec`),
+    ``l_max`` (the window ``L``) and the channel names.
     """
     post = mmm.idata.posterior
     S = post.sizes["chain"] * post.sizes["draw"]
+    cfg = mmm.config
 
     def flat(name):
         return np.asarray(post[name].values).reshape(S, -1)
@@ -66,98 +122,146 @@ def response_params_from_mmm(mmm, max_draws: int | None = None, seed: int = 0) -
     idx = np.arange(S)
     if max_draws is not None and max_draws < S:
         idx = np.random.default_rng(seed).choice(S, size=max_draws, replace=False)
-    ad = mmm.config.adstock
-    L = max(ad.l_max - 1, 1)
-    hist = np.asarray(mmm.data.spend[-L:], dtype=float)
-    if hist.shape[0] < L:
-        hist = np.vstack([np.zeros((L - hist.shape[0], hist.shape[1])), hist])
+    ad, sat = cfg.adstock, cfg.saturation
+    L = response_window(ad, mmm.data.spend.shape[0])
+    ad_params = {n: jnp.asarray(flat(n)[idx]) for n in ad.param_names}
+    weights = adstock_weights_jax(ad, ad_params, n_lags=L)
+    n_hist = max(L - 1, 1)
+    hist = np.asarray(mmm.data.spend[-n_hist:], dtype=float)
+    if hist.shape[0] < n_hist:
+        hist = np.vstack([np.zeros((n_hist - hist.shape[0], hist.shape[1])), hist])
     params = ResponseParams(
-        beta=jnp.asarray(flat("beta")[idx]),
-        alpha=jnp.asarray(flat("alpha")[idx]),
-        lam=jnp.asarray(flat("lam")[idx]),
+        weights=jnp.asarray(weights),
+        sat={n: jnp.asarray(flat(n)[idx]) for n in sat.param_names},
         spend_scale=jnp.asarray(mmm.scaling.spend_scale),
         target_scale=jnp.asarray(mmm.scaling.target_scale),
         history=jnp.asarray(hist),
     )
-    return params, {"l_max": ad.l_max, "normalize": ad.normalize, "channels": list(mmm.config.channels)}
+    spec = ResponseSpec(saturation=sat.type, adstock_first=bool(cfg.adstock_first))
+    return params, {"spec": spec, "l_max": L, "channels": list(cfg.channels)}
 
 
-def _window(params: ResponseParams, plan, l_max: int, history=None):
-    """Scaled spend over history + plan + carry-over tail: (L + H + l_max - 1, C)."""
+def _check_spec(spec: ResponseSpec, params: ResponseParams) -> None:
+    if spec.saturation not in SATURATION_PARAMS:
+        raise ValueError(f"unknown saturation {spec.saturation!r}; allowed: {sorted(SATURATION_PARAMS)}")
+    missing = [n for n in SATURATION_PARAMS[spec.saturation] if n not in params.sat]
+    if missing:
+        raise ValueError(f"ResponseParams.sat lacks {missing} for saturation {spec.saturation!r}")
+
+
+def _window(params: ResponseParams, plan, history=None):
+    """Scaled spend over history + plan + carry-over tail: (n_hist + H + L - 1, C)."""
+    L = params.weights.shape[-1]
     history = params.history if history is None else history
-    tail = jnp.zeros((max(l_max - 1, 0), plan.shape[1]), plan.dtype)
+    tail = jnp.zeros((max(L - 1, 0), plan.shape[1]), plan.dtype)
     return jnp.concatenate([history, plan, tail]) / params.spend_scale
 
 
-def _contrib_one_draw(x_scaled, beta, alpha, lam, l_max: int, normalize: bool):
-    """Scaled contributions (T, C) for one draw: beta * tanh(lam * adstock(x) / 2)."""
-    w = geometric_weights_jax(alpha, l_max, normalize)
-    return beta * jnp.tanh(lam * adstock_conv_jax(x_scaled, w) / 2.0)
+def _contrib_one_draw(x_scaled, w, sat, spec: ResponseSpec):
+    """Scaled contributions (T, C) for one draw: weights ``w`` (C, L), ``sat`` dict of (C,)."""
+    if spec.adstock_first:
+        return media_response_jax(spec.saturation, adstock_conv_jax(x_scaled, w), sat)
+    return adstock_conv_jax(media_response_jax(spec.saturation, x_scaled, sat), w)
 
 
-def plan_contributions(plan, params: ResponseParams, l_max: int, normalize: bool = True):
+def plan_contributions(plan, params: ResponseParams, spec: ResponseSpec = ResponseSpec()):
     """Contribution (original units) caused by ``plan`` per draw, week and channel.
 
     Parameters
     ----------
     plan : (H, C) spend over the horizon, original currency.
+    params : ResponseParams
+    spec : ResponseSpec (static)
 
     Returns
     -------
-    (S, H + l_max - 1, C): contribution with the plan minus contribution without it, over the
+    (S, H + L - 1, C): contribution with the plan minus contribution without it, over the
     horizon and the carry-over weeks that follow.
     """
+    _check_spec(spec, params)
     plan = jnp.asarray(plan)
-    L = params.history.shape[0]
-    with_plan = _window(params, plan, l_max)
-    without = _window(params, jnp.zeros_like(plan), l_max)
+    n_hist = params.history.shape[0]
+    with_plan = _window(params, plan)
+    without = _window(params, jnp.zeros_like(plan))
 
-    def one(beta, alpha, lam):
-        a = _contrib_one_draw(with_plan, beta, alpha, lam, l_max, normalize)
-        b = _contrib_one_draw(without, beta, alpha, lam, l_max, normalize)
-        return (a - b)[L:]
+    def one(w, sat):
+        a = _contrib_one_draw(with_plan, w, sat, spec)
+        b = _contrib_one_draw(without, w, sat, spec)
+        return (a - b)[n_hist:]
 
-    return jax.vmap(one)(params.beta, params.alpha, params.lam) * params.target_scale
+    return jax.vmap(one)(params.weights, params.sat) * params.target_scale
 
 
-def plan_response(plan, params: ResponseParams, l_max: int, normalize: bool = True):
+def plan_response(plan, params: ResponseParams, spec: ResponseSpec = ResponseSpec()):
     """Total response of ``plan`` per draw: (S,) original units (summed over weeks, channels)."""
-    return jnp.sum(plan_contributions(plan, params, l_max, normalize), axis=(1, 2))
+    return jnp.sum(plan_contributions(plan, params, spec), axis=(1, 2))
 
 
-def gross_response(plan, params: ResponseParams, l_max: int, normalize: bool = True):
+def gross_response(plan, params: ResponseParams, spec: ResponseSpec = ResponseSpec()):
     """Total contribution over the plan's window *including* the history's carry-over: (S,).
 
     Differs from :func:`plan_response` by a constant (the no-plan carry-over), so it has the
-    same gradient at half the cost — what the optimiser iterates on.
+    same gradient at half the cost.
     """
+    _check_spec(spec, params)
     plan = jnp.asarray(plan)
-    L = params.history.shape[0]
-    x = _window(params, plan, l_max)
+    n_hist = params.history.shape[0]
+    x = _window(params, plan)
 
-    def one(beta, alpha, lam):
-        return jnp.sum(_contrib_one_draw(x, beta, alpha, lam, l_max, normalize)[L:])
+    def one(w, sat):
+        return jnp.sum(_contrib_one_draw(x, w, sat, spec)[n_hist:])
 
-    return jax.vmap(one)(params.beta, params.alpha, params.lam) * params.target_scale
+    return jax.vmap(one)(params.weights, params.sat) * params.target_scale
 
 
-def linear_adstock_parts(pattern, params: ResponseParams, l_max: int, normalize: bool = True):
+def linear_adstock_parts(pattern, params: ResponseParams):
     """Adstock over the plan window as ``A + x * B`` (adstock is linear in spend).
 
     For a plan ``pattern * x`` (pattern (H, C) fixed, x (C,) the decision), the scaled adstocked
     spend over the window (horizon + carry-over weeks) of draw s is ``A[s] + x * B[s]`` with
     ``A`` the history's carry-over and ``B`` the adstock of the pattern per unit of spend. Both
-    are computed once per problem, so each optimiser step is one ``tanh`` over (S, W, C).
+    are computed once per problem, so each optimiser step is one saturation over (S, W, C).
 
-    Returns ``A, B``: (S, W, C) each, ``W = H + l_max - 1``.
+    Returns ``A, B``: (S, W, C) each, ``W = H + L - 1``.
     """
     pattern = jnp.asarray(pattern)
-    L = params.history.shape[0]
-    hist = _window(params, jnp.zeros_like(pattern), l_max)
-    unit = _window(params, pattern, l_max, history=jnp.zeros_like(params.history))
+    n_hist = params.history.shape[0]
+    hist = _window(params, jnp.zeros_like(pattern))
+    unit = _window(params, pattern, history=jnp.zeros_like(params.history))
 
-    def one(alpha):
-        w = geometric_weights_jax(alpha, l_max, normalize)
-        return adstock_conv_jax(hist, w)[L:], adstock_conv_jax(unit, w)[L:]
+    def one(w):
+        return adstock_conv_jax(hist, w)[n_hist:], adstock_conv_jax(unit, w)[n_hist:]
 
-    return jax.vmap(one)(params.alpha)
+    return jax.vmap(one)(params.weights)
+
+
+def net_response_fn(pattern, params: ResponseParams, spec: ResponseSpec = ResponseSpec()):
+    """``r(x)``: net response draws (S,) (original units) of the plan ``pattern * x``, x (C,).
+
+    Precomputes what does not depend on ``x``, so ``r`` is one saturation over the plan window:
+
+    * adstock first: ``sum f(A + x B) - sum f(A)`` with :func:`linear_adstock_parts`;
+    * saturation first: the plan's saturated spend ``f(pattern x / scale)`` is spread by the
+      adstock over the window, which the tail covers completely, so its total is
+      ``sum_{t, c} f(z_{t,c}) * sum_l w_{c, l}``; the history's share is the same with and
+      without the plan and cancels (every family has ``f(0) = 0``).
+    """
+    _check_spec(spec, params)
+    pattern = jnp.asarray(pattern)
+    sat = {k: v[:, None, :] for k, v in params.sat.items()}  # (S, 1, C)
+    if spec.adstock_first:
+        A, B = linear_adstock_parts(pattern, params)
+        offset = jnp.sum(media_response_jax(spec.saturation, A, sat), axis=(1, 2))
+
+        def r(x):
+            gross = jnp.sum(media_response_jax(spec.saturation, A + x * B, sat), axis=(1, 2))
+            return (gross - offset) * params.target_scale
+
+        return r
+    wsum = jnp.sum(params.weights, axis=-1)[:, None, :]  # (S, 1, C)
+
+    def r(x):
+        z = pattern * x / params.spend_scale  # (H, C)
+        return jnp.sum(media_response_jax(spec.saturation, z[None], sat) * wsum, axis=(1, 2)) * params.target_scale
+
+    return r
