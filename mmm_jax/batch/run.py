@@ -1,0 +1,528 @@
+"""``fit_many``: fit one MMM per brand (or market) for many brands in one compiled program.
+
+>>> from mmm_jax.batch import fit_many                                   # doctest: +SKIP
+>>> res = fit_many(df_long, by="brand", config=cfg, out="runs/q1")     # doctest: +SKIP
+>>> res.manifest()                  # one row per brand: status, R-hat, ESS, ...  # doctest: +SKIP
+>>> res.load("brand_17").roas()     # a brand's fit as an MMM             # doctest: +SKIP
+
+Rerunning the same call resumes: finished brands are skipped, the rest are fitted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import traceback
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+
+from ..compile import LogDensity, compile_logdensity
+from ..config import ModelConfig
+from ..features import Scaling
+from ..inference.base import SamplerConfig
+from ..model import build_pymc_model
+from ..results import RHAT_MAX, _dims_for, diagnostics, draw_quantities, package_versions, to_inference_data
+from .engine import brand_mesh, key_data_for, lockstep_waste, make_batch_sampler, run_chunk
+from .stack import BrandData, BrandFailure, brand_seed, prepare_brand, split_brands, stack_brands
+from .store import ResultStore, read_manifest
+
+__all__ = ["fit_many", "BatchResult", "load_brand", "default_chunk_size"]
+
+_FORMAT_VERSION = 1
+
+
+@dataclass
+class BatchResult:
+    """Handle on a batch output directory.
+
+    Attributes
+    ----------
+    out : Path
+    stats : dict
+        This run's numbers: brands fitted / skipped / failed, wall seconds, brands per
+        minute, lock-step waste, chunk size, devices.
+    """
+
+    out: Path
+    stats: dict
+
+    def manifest(self) -> pd.DataFrame:
+        """One row per brand (see :data:`mmm_jax.batch.store.MANIFEST_COLUMNS`)."""
+        return read_manifest(self.out)
+
+    def load(self, brand: str):
+        """The fitted brand as an :class:`mmm_jax.MMM` (roas, contributions, predict, optimize...)."""
+        return load_brand(self.out, brand)
+
+    def idata(self, brand: str):
+        """The brand's InferenceData."""
+        import arviz as az
+
+        row = self._row(brand)
+        return az.from_netcdf(str(self.out / row["file"]))
+
+    def _row(self, brand: str) -> dict:
+        m = self.manifest()
+        hit = m[m["brand"] == str(brand)]
+        if hit.empty:
+            raise KeyError(f"brand {brand!r} is not in {self.out}; known: {m['brand'].tolist()[:20]}")
+        row = hit.iloc[0].to_dict()
+        if row["status"] != "done":
+            raise RuntimeError(f"brand {brand!r} failed: {row['error']}")
+        return row
+
+    def summary(self) -> str:
+        """A few lines: how many brands converged, which did not, which failed and why."""
+        return summarize(self.manifest(), self.stats)
+
+
+def summarize(m: pd.DataFrame, stats: Mapping | None = None) -> str:
+    done = m[m["status"] == "done"]
+    failed = m[m["status"] == "failed"]
+    conv = done[done["converged"] == 1]
+    lines = [
+        f"{len(m)} brands: {len(conv)} converged, {len(done) - len(conv)} fitted but not converged "
+        f"(R-hat >= {RHAT_MAX} or divergences), {len(failed)} failed"
+    ]
+    if stats:
+        if stats.get("fitted"):
+            lines.append(
+                f"this run: {stats['fitted']} fitted in {stats['wall_s']:.1f} s ({stats['brands_per_min']:.1f} brands/min), "
+                f"{stats['skipped']} already done, lock-step waste {stats['lockstep_waste']:.0%}"
+            )
+        else:
+            lines.append(f"this run: nothing to fit ({stats.get('skipped', 0)} already done)")
+    nc = done[done["converged"] != 1]
+    if len(nc):
+        worst = nc.sort_values("max_rhat", ascending=False).head(10)
+        lines.append("not converged: " + ", ".join(
+            f"{r.brand} (R-hat {r.max_rhat:.3f}, {int(r.divergences)} div)" for r in worst.itertuples()
+        ) + (" ..." if len(nc) > 10 else ""))
+    for r in failed.head(10).itertuples():
+        lines.append(f"failed: {r.brand}: {r.error}")
+    if len(failed) > 10:
+        lines.append(f"... and {len(failed) - 10} more failed (see the manifest)")
+    return "\n".join(lines)
+
+
+def default_chunk_size(n_brands: int, n_devices: int, per_brand_bytes: float) -> int:
+    """Brands per compiled call.
+
+    Accelerators: as many as fit in a quarter of device memory (``bytes_limit`` from the
+    device's memory stats), at most 4096. CPU: 8 per device (larger vmap groups gain
+    little on CPU and a killed job loses at most one chunk).
+    """
+    dev = jax.devices()[0]
+    if dev.platform == "cpu":
+        cap = 8 * n_devices
+    else:
+        try:
+            limit = float(dev.memory_stats()["bytes_limit"])
+        except Exception:  # noqa: BLE001 - no memory stats on this backend
+            limit = 16e9
+        cap = max(n_devices, int(0.25 * limit * n_devices // max(per_brand_bytes, 1.0)))
+        cap = min(cap, 4096)
+    return max(1, min(n_brands, cap))
+
+
+def _template(brands: list[BrandData], config: ModelConfig, T: int) -> tuple[LogDensity, dict]:
+    """Build and compile the model once, on the first brand padded to the template length."""
+    st = stack_brands(brands[:1], T, config.seasonality)
+    arrays = {k: v[0] for k, v in st.arrays.items()}
+    model = build_pymc_model(config, arrays)
+    free = sorted(rv.name for rv in model.free_RVs)
+    return compile_logdensity(model), {"free": free}
+
+
+def _quantity_fn(ld: LogDensity, likelihood: str, batch_size: int = 256):
+    """jit(vmap over brands) of the per-draw quantities; compiled once per job."""
+
+    def per_brand(samples, data, target_scale, total_spend, key_data):
+        n = next(iter(samples.values())).shape
+        S = n[0] * n[1]
+        flat = {k: v.reshape((S, *v.shape[2:])) for k, v in samples.items()}
+        keys = jax.random.split(jax.random.wrap_key_data(key_data), S)
+
+        def one(args):
+            p, k = args
+            return draw_quantities(ld, p, data, k, target_scale=target_scale, total_spend=total_spend,
+                                   likelihood=likelihood)
+
+        out = jax.lax.map(one, (flat, keys), batch_size=min(batch_size, S))
+        return {k: v.reshape((n[0], n[1], *v.shape[1:])) for k, v in out.items()}
+
+    return jax.jit(jax.vmap(per_brand))
+
+
+def _slice_brand(q: Mapping, ld: LogDensity, n_weeks: int, present: np.ndarray) -> dict:
+    """Cut a brand's template-shaped quantities to its real weeks and channels."""
+    out = {}
+    for name, v in q.items():
+        dims = _dims_for(name, ld, v.shape[2:])
+        idx = [slice(None)] * v.ndim
+        for ax, d in enumerate(dims):
+            if d == "date":
+                idx[ax] = slice(0, n_weeks)
+            elif d == "channel":
+                idx[ax] = np.flatnonzero(present)
+        out[name] = np.asarray(v[tuple(idx)])
+    return out
+
+
+def _brand_idata(b: BrandData, q: dict, stats: dict, ld: LogDensity, cfg: SamplerConfig, free: list,
+                 seed: int, job_hash: str, timings: dict):
+    from ..inference.base import SampleResult
+
+    d = b.data
+    coords = {"date": d.dates, "channel": list(b.config.channels)}
+    for k, v in ld.coords.items():
+        coords.setdefault(k, v)
+    Tb = b.n_weeks
+    const = {
+        "spend": (("date", "channel"), d.spend),
+        "spend_scaled": (("date", "channel"), b.arrays["spend"][:, b.present]),
+        "mask": (("date",), b.arrays["mask"]),
+    }
+    if b.config.controls:
+        coords["control"] = list(b.config.controls)
+        const["controls"] = (("date", "control"), d.control_values)
+    result = SampleResult(samples={}, stats=stats, timings=timings, sampler="blackjax", config=cfg)
+    return to_inference_data(
+        result,
+        ld,
+        {},
+        coords=coords,
+        target_scale=b.scaling.target_scale,
+        spend=d.spend,
+        target=d.target[:Tb],
+        likelihood=b.config.likelihood,
+        key=None,
+        constant_data=const,
+        quantities=q,
+        attrs={
+            "config": b.config.to_json(),
+            "scaling": json.dumps(b.scaling.to_dict()),
+            "free_parameters": json.dumps(free),
+            "seed": seed,
+            "brand": b.name,
+            "batch_config_hash": job_hash,
+            "data_hash": b.data_hash,
+        },
+    )
+
+
+def fit_many(
+    data: Any,
+    *,
+    config: ModelConfig | Mapping | str | os.PathLike,
+    out: str | os.PathLike,
+    by: str | None = None,
+    chains: int = 4,
+    warmup: int = 1000,
+    draws: int = 1000,
+    target_accept: float = 0.9,
+    max_tree_depth: int = 10,
+    dense_mass: bool = False,
+    seed: int = 0,
+    chunk_size: int | None = None,
+    devices=None,
+    vmap_group: int | None = None,
+    vmap_chains: bool = True,
+    template_weeks: int | None = None,
+    force: bool = False,
+    retry_failed: bool = False,
+    progress: bool = True,
+    max_chunks: int | None = None,
+) -> BatchResult:
+    """Fit one MMM per brand, many brands per compiled call; resumable.
+
+    Parameters
+    ----------
+    data : long-format DataFrame (with ``by``), ``{brand: DataFrame}``, a CSV/Parquet file
+        (long format) or a directory of per-brand files (brand = file stem).
+    config : ModelConfig, dict or YAML/JSON path
+        One model for every brand; a brand without some channel fits without it.
+    out : path
+        Output directory: ``manifest.sqlite`` + ``brands/<brand>.nc``.
+    by : str
+        Brand/market column of a long-format table.
+    chains, warmup, draws, target_accept, max_tree_depth, dense_mass : NUTS settings.
+    seed : int
+        Job seed; brand ``b`` uses ``brand_seed(seed, b)``, so its draws do not depend on
+        which other brands are in the batch or in which chunk it runs.
+    chunk_size : int, optional
+        Brands per compiled call (default :func:`default_chunk_size`).
+    devices : list of jax devices, optional
+        Devices to shard the brand axis over (default: all).
+    vmap_group, vmap_chains :
+        Lock-step layout on each device, see :func:`mmm_jax.batch.engine.make_batch_sampler`.
+    template_weeks : int, optional
+        Template length (default: the longest brand).
+    force : bool
+        Refit everything when ``out`` holds a job with a different configuration (else
+        :class:`~mmm_jax.batch.store.ConfigChangedError`).
+    retry_failed : bool
+        Also refit brands that failed in an earlier run.
+    progress : bool
+        Show a brands-done bar (with chunk, NUTS step and ETA).
+    max_chunks : int, optional
+        Stop after this many chunks (the rest stays pending for a rerun).
+
+    Returns
+    -------
+    BatchResult
+    """
+    t_start = time.perf_counter()
+    if not isinstance(config, ModelConfig):
+        config = ModelConfig.from_file(config) if isinstance(config, str | os.PathLike) else ModelConfig.from_dict(config)
+    cfg = SamplerConfig(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
+                        max_tree_depth=max_tree_depth, dense_mass=dense_mass, progress=False)
+    if chains < 1 or draws < 1 or warmup < 0:
+        raise ValueError(f"need chains >= 1, draws >= 1, warmup >= 0; got {chains}, {draws}, {warmup}")
+    if not 0.0 < target_accept < 1.0:
+        raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+    frames = split_brands(data, by)
+    if not frames:
+        raise ValueError("no brands in the data")
+
+    store = ResultStore(out, jax.process_index(), jax.process_count())
+    job = {
+        "format_version": _FORMAT_VERSION,
+        "config": config.to_dict(),
+        "sampler": {k: v for k, v in cfg._asdict().items() if k not in ("progress", "chain_method", "split_timing")},
+        "seed": int(seed),
+        "template_weeks": template_weeks,
+    }
+    try:
+        job_hash = store.open_job(job, force=force)
+        return _run(frames, config, cfg, store, job_hash, seed=seed, chunk_size=chunk_size, devices=devices,
+                    vmap_group=vmap_group, vmap_chains=vmap_chains, template_weeks=template_weeks,
+                    retry_failed=retry_failed, progress=progress, max_chunks=max_chunks, t_start=t_start)
+    finally:
+        store.close()
+
+
+def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vmap_group, vmap_chains,
+         template_weeks, retry_failed, progress, max_chunks, t_start) -> BatchResult:
+    versions = package_versions()
+    prepared = [prepare_brand(name, frame, config) for name, frame in frames.items()]
+    ok = [b for b in prepared if isinstance(b, BrandData)]
+    bad = [b for b in prepared if isinstance(b, BrandFailure)]
+    done = store.finished()
+    for f in bad:
+        old = done.get(f.name)
+        if old is None or old["status"] != "failed" or old["error"] != f.reason:
+            store.write_failure(f.name, f.reason, {"config_hash": job_hash, "versions": versions})
+    pending = []
+    for b in ok:
+        rec = done.get(b.name)
+        if rec is None or rec["data_hash"] != b.data_hash:
+            pending.append(b)
+        elif rec["status"] == "failed" and retry_failed:
+            pending.append(b)
+    skipped = len(ok) - len(pending)
+    stats = {"brands": len(frames), "fitted": 0, "skipped": skipped, "failed_data": len(bad), "failed_fit": 0,
+             "wall_s": 0.0, "sampling_s": 0.0, "brands_per_min": float("nan"), "lockstep_waste": float("nan"),
+             "chunk_size": 0, "devices": 0, "compile_s": 0.0}
+    if not pending:
+        return BatchResult(Path(store.root), stats)
+
+    T = int(template_weeks or max(b.n_weeks for b in ok))
+    if T < max(b.n_weeks for b in pending):
+        raise ValueError(f"template_weeks={T} is shorter than the longest brand ({max(b.n_weeks for b in pending)})")
+    t0 = time.perf_counter()
+    ld, info = _template(ok, config, T)
+    free = info["free"]
+    mesh = brand_mesh(devices)
+    n_dev = mesh.devices.size
+    n_params = sum(int(np.prod(s)) for s in ld.param_shapes.values())
+    per_brand = 8.0 * cfg.chains * (cfg.warmup + cfg.draws) * (n_params + 8) * 3
+    chunk = chunk_size or default_chunk_size(len(pending), n_dev, per_brand)
+    bar = _Progress(len(pending), progress)
+    sampler = make_batch_sampler(ld, cfg, chunk, mesh=mesh, on_step=bar.on_step,
+                                 vmap_group=vmap_group, vmap_chains=vmap_chains)
+    chunk = sampler.chunk_size
+    stats.update(chunk_size=chunk, devices=n_dev, compile_s=time.perf_counter() - t0)
+    S = cfg.chains * cfg.draws
+    q_bytes = 8.0 * S * T * (3 * len(config.channels) + 6)
+    post_batch = int(max(1, min(chunk, 2e9 // max(q_bytes, 1.0))))
+    qfn = _quantity_fn(ld, config.likelihood)
+    wastes = []
+    n_chunks = math.ceil(len(pending) / chunk)
+    t_fit = time.perf_counter()
+    for ci in range(n_chunks):
+        if max_chunks is not None and ci >= max_chunks:
+            break
+        members = pending[ci * chunk : (ci + 1) * chunk]
+        bar.chunk(ci + 1, n_chunks)
+        filled = members + [members[-1]] * (chunk - len(members))
+        st = stack_brands(filled, T, config.seasonality)
+        seeds = [brand_seed(seed, b.name) for b in filled]
+        keys = [jax.random.split(jax.random.key(s)) for s in seeds]  # (sample, posterior predictive)
+        k_sample = np.stack([np.asarray(jax.random.key_data(k[0])) for k in keys])
+        k_pp = np.stack([np.asarray(jax.random.key_data(k[1])) for k in keys])
+        tc = time.perf_counter()
+        try:
+            rows = run_chunk(sampler, st.arrays, k_sample)
+        except Exception as err:  # noqa: BLE001 - a failing chunk must not sink the batch
+            msg = _short_error(err)
+            for b in members:
+                store.write_failure(b.name, f"chunk failed: {msg}", {"config_hash": job_hash, "versions": versions,
+                                                                   "n_weeks": b.n_weeks, "data_hash": b.data_hash})
+            stats["failed_fit"] += len(members)
+            bar.advance(len(members))
+            continue
+        t_chunk = time.perf_counter() - tc
+        stats["sampling_s"] += t_chunk
+        mine = sorted(r for r in rows if r < len(members))
+        n_steps = np.stack([rows[r][1]["n_steps"] for r in sorted(rows)])
+        wastes.append((lockstep_waste(n_steps, _groups(len(rows), n_dev, chunk, vmap_group)), n_steps.sum()))
+        # posterior quantities for this process's brands, a few at a time
+        for s0 in range(0, len(mine), post_batch):
+            part = mine[s0 : s0 + post_batch]
+            padded = part + [part[-1]] * (post_batch - len(part))
+            samples = {k: np.stack([rows[r][0][k] for r in padded]) for k in ld.param_names}
+            data = {k: st.arrays[k][padded] for k in ld.data_names}
+            ts = np.asarray([filled[r].scaling.target_scale for r in padded])
+            tot_full = np.zeros((len(padded), len(config.channels)))
+            for i, r in enumerate(padded):
+                tot_full[i, filled[r].present] = filled[r].data.spend.sum(axis=0)
+            try:
+                q = qfn(samples, data, ts, tot_full, k_pp[padded])
+                q = {k: np.asarray(v) for k, v in q.items()}
+            except Exception as err:  # noqa: BLE001
+                for r in part:
+                    store.write_failure(filled[r].name, f"post-processing failed: {_short_error(err)}",
+                                        {"config_hash": job_hash, "versions": versions})
+                stats["failed_fit"] += len(part)
+                continue
+            for i, r in enumerate(part):
+                b = filled[r]
+                stats_b = {k: np.asarray(v) for k, v in rows[r][1].items()}
+                stats_b["diverging"] = stats_b["diverging"].astype(bool)
+                ok_b = _write_brand(store, b, {k: v[i] for k, v in q.items()}, stats_b, ld, cfg, free,
+                                    brand_seed(seed, b.name), job_hash, versions,
+                                    wall=t_chunk / len(members))
+                stats["fitted" if ok_b else "failed_fit"] += 1
+        bar.advance(len(members))
+    bar.close()
+    wall = time.perf_counter() - t_fit
+    stats["wall_s"] = time.perf_counter() - t_start
+    stats["fit_s"] = wall
+    total = sum(w[1] for w in wastes)
+    stats["lockstep_waste"] = float(sum(w[0] * w[1] for w in wastes) / total) if total else float("nan")
+    stats["brands_per_min"] = 60.0 * stats["fitted"] / max(stats["wall_s"], 1e-9)
+    return BatchResult(Path(store.root), stats)
+
+
+def _groups(n_rows: int, n_dev: int, chunk: int, vmap_group: int | None) -> list[int]:
+    per_dev = chunk // n_dev
+    g = per_dev if vmap_group is None else max(1, min(vmap_group, per_dev))
+    while per_dev % g:
+        g -= 1
+    return [g] * (n_rows // g)
+
+
+def _write_brand(store, b, q, stats, ld, cfg, free, seed, job_hash, versions, wall) -> bool:
+    """Label, check and write one brand; any problem marks it failed (never raises)."""
+    rec = {"config_hash": job_hash, "versions": versions, "n_weeks": b.n_weeks, "data_hash": b.data_hash,
+           "channels": list(b.config.channels), "wall_s": wall}
+    try:
+        q = _slice_brand(q, ld, b.n_weeks, b.present)
+        params = [q[n] for n in free if n in q]
+        if not all(np.all(np.isfinite(p)) for p in params):
+            bad = [n for n in free if n in q and not np.all(np.isfinite(q[n]))]
+            store.write_failure(b.name, f"sampler produced non-finite draws for {bad} (log-density NaN/inf?)", rec)
+            return False
+        idata = _brand_idata(b, q, stats, ld, cfg, free, seed, job_hash,
+                             {"sampling_share": wall})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            d = diagnostics(idata)
+        converged = bool(np.isfinite(d["max_rhat"]) and d["max_rhat"] < RHAT_MAX and d["divergences"] == 0)
+        rec.update(max_rhat=d["max_rhat"], min_ess_bulk=d["min_ess_bulk"], divergences=d["divergences"],
+                   converged=int(converged))
+        store.write_brand(b.name, idata, rec)
+        return True
+    except Exception as err:  # noqa: BLE001 - isolate the brand
+        store.write_failure(b.name, f"{type(err).__name__}: {err}", rec)
+        traceback.print_exc() if os.environ.get("MMM_JAX_DEBUG") else None
+        return False
+
+
+def _short_error(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}".strip().splitlines()
+    msg = text[0][:500] if text else type(err).__name__
+    if "RESOURCE_EXHAUSTED" in msg or "out of memory" in msg.lower():
+        msg += " (lower chunk_size / --chunk-size)"
+    return msg
+
+
+class _Progress:
+    """Brands done / total with chunk and NUTS step (tqdm), ETA from tqdm's rate."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.enabled = enabled and total > 0
+        self.bar = None
+        self.label = ""
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, unit="brand", desc="brands", dynamic_ncols=True)
+        self.last = (0, 0)
+
+    def chunk(self, i: int, n: int) -> None:
+        self.label = f"chunk {i}/{n}"
+        self.last = (0, 0)
+        if self.bar is not None:
+            self.bar.set_postfix_str(self.label, refresh=True)
+
+    def on_step(self, i: int, n: int) -> None:  # host callback, maybe once per device
+        if self.bar is None or i <= self.last[0]:
+            return
+        self.last = (i, n)
+        self.bar.set_postfix_str(f"{self.label}, NUTS step {i}/{n}", refresh=False)
+
+    def advance(self, k: int) -> None:
+        if self.bar is not None:
+            self.bar.update(k)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def load_brand(out: str | os.PathLike, brand: str):
+    """A brand of a batch output directory as a fitted :class:`mmm_jax.MMM`."""
+    import arviz as az
+
+    from ..mmm import MMM
+
+    res = BatchResult(Path(out), {})
+    row = res._row(brand)
+    idata = az.from_netcdf(str(Path(out) / row["file"]))
+    idata.load()
+    attrs = idata.posterior.attrs
+    config = ModelConfig.from_dict(json.loads(attrs["config"]))
+    cd = idata.constant_data
+    df = pd.DataFrame({config.date: pd.DatetimeIndex(idata.observed_data["date"].values)})
+    df[config.target] = idata.observed_data["y"].values
+    for i, c in enumerate(config.channels):
+        df[c] = cd["spend"].values[:, i]
+    for i, c in enumerate(config.controls):
+        df[c] = cd["controls"].values[:, i]
+    mmm = MMM(config)
+    mmm.build(df)
+    mmm.scaling = Scaling.from_dict(json.loads(attrs["scaling"]))
+    mmm.idata = idata
+    mmm.fit_settings = {"sampler": "blackjax", "seed": int(attrs.get("seed", 0)), "brand": brand}
+    return mmm

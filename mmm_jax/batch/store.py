@@ -1,0 +1,239 @@
+"""The results store of a batch job: one NetCDF file per brand plus an SQLite manifest.
+
+Layout of ``OUT/``::
+
+    manifest.sqlite          job table (config, hash, settings) + one row per brand
+    brands/<brand>.nc        the brand's InferenceData (written to a temp file, then renamed)
+
+A brand counts as finished only when its manifest row says so; the row is written after the
+file is renamed into place, in one SQLite transaction. A job killed at any instant therefore
+leaves every finished brand complete and every other brand pending: a rerun redoes only those
+(``os.replace`` overwrites a half-recorded file, so nothing appears twice). With several hosts,
+process ``k`` keeps its own ``manifest.p<k>.sqlite``; readers merge them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["ResultStore", "ConfigChangedError", "config_hash", "MANIFEST_COLUMNS", "brand_filename"]
+
+#: Manifest columns (in order).
+MANIFEST_COLUMNS = (
+    "brand",
+    "status",  # "done" (fitted; see converged) or "failed" (see error)
+    "converged",  # 1 when max R-hat < threshold and no divergences
+    "max_rhat",
+    "min_ess_bulk",
+    "divergences",
+    "n_weeks",
+    "channels",  # JSON list of the brand's present channels
+    "wall_s",  # seconds of the chunk's sampling time attributed to the brand
+    "error",
+    "file",
+    "data_hash",
+    "config_hash",
+    "versions",  # JSON
+    "finished_at",
+)
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS job (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS brands (
+    brand TEXT PRIMARY KEY, status TEXT NOT NULL, converged INTEGER, max_rhat REAL,
+    min_ess_bulk REAL, divergences INTEGER, n_weeks INTEGER, channels TEXT, wall_s REAL,
+    error TEXT, file TEXT, data_hash TEXT, config_hash TEXT NOT NULL, versions TEXT,
+    finished_at TEXT NOT NULL
+);
+"""
+
+
+class ConfigChangedError(RuntimeError):
+    """The output directory holds a job with a different configuration."""
+
+
+def config_hash(job: Mapping) -> str:
+    """SHA-256 of the job's canonical JSON (model config + sampler settings + seed)."""
+    return hashlib.sha256(json.dumps(job, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def brand_filename(name: str) -> str:
+    """A file name for a brand: safe characters, plus a short hash when anything was changed."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "brand"
+    if safe != name:
+        safe = f"{safe[:80]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return f"{safe}.nc"
+
+
+class ResultStore:
+    """Manifest + per-brand files under ``root``.
+
+    Parameters
+    ----------
+    root : path
+        Output directory (created).
+    process_index : int
+        This process's index in a multi-host job (``jax.process_index()``); 0 alone.
+    """
+
+    def __init__(self, root: str | os.PathLike, process_index: int = 0, process_count: int = 1):
+        self.root = Path(root)
+        self.brand_dir = self.root / "brands"
+        self.brand_dir.mkdir(parents=True, exist_ok=True)
+        name = "manifest.sqlite" if process_count == 1 else f"manifest.p{process_index}.sqlite"
+        self.path = self.root / name
+        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._clean_temp_files()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _clean_temp_files(self) -> None:
+        for p in self.brand_dir.glob(".*.tmp"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+
+    # ------------------------------------------------------------------ job
+    def job(self) -> dict | None:
+        rows = dict(self._db.execute("SELECT key, value FROM job").fetchall())
+        return {k: json.loads(v) for k, v in rows.items()} or None
+
+    def open_job(self, job: Mapping, *, force: bool = False) -> str:
+        """Record the job (first run) or check it against the stored one (rerun).
+
+        A different configuration raises :class:`ConfigChangedError` unless ``force``, which
+        discards the old results (files and manifest rows) and starts over.
+        """
+        h = config_hash(job)
+        old = self.job()
+        if old is not None and old.get("hash") != h:
+            if not force:
+                diff = _diff_keys(old.get("job", {}), job)
+                raise ConfigChangedError(
+                    f"{self.root} holds a batch with a different configuration (changed: {', '.join(diff) or '?'}); "
+                    "use a new output directory, or force=True / --force to discard the old results and refit"
+                )
+            self.reset()
+        with self._tx():
+            self._db.execute("INSERT OR REPLACE INTO job VALUES ('hash', ?)", (json.dumps(h),))
+            self._db.execute("INSERT OR REPLACE INTO job VALUES ('job', ?)", (json.dumps(job, default=str),))
+        return h
+
+    def reset(self) -> None:
+        """Delete every result of this store."""
+        with self._tx():
+            self._db.execute("DELETE FROM brands")
+            self._db.execute("DELETE FROM job")
+        for p in self.brand_dir.glob("*.nc"):
+            p.unlink()
+
+    # ------------------------------------------------------------------ brands
+    @contextlib.contextmanager
+    def _tx(self):
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def finished(self) -> dict[str, dict]:
+        """``{brand: row}`` of every recorded brand (done or failed) whose file (if any) exists."""
+        cur = self._db.execute(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM brands")
+        out = {}
+        for row in cur.fetchall():
+            rec = dict(zip(MANIFEST_COLUMNS, row, strict=True))
+            if rec["status"] == "done" and not (self.root / rec["file"]).exists():
+                continue  # recorded but the file is gone: redo it
+            out[rec["brand"]] = rec
+        return out
+
+    def write_brand(self, name: str, idata, record: Mapping) -> Path:
+        """Write ``idata`` atomically and record the brand as done (one transaction)."""
+        rel = Path("brands") / brand_filename(name)
+        final = self.root / rel
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".tmp", dir=self.brand_dir)
+        os.close(fd)
+        try:
+            idata.to_netcdf(tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._record({**record, "brand": name, "status": "done", "file": str(rel)})
+        return final
+
+    def write_failure(self, name: str, reason: str, record: Mapping | None = None) -> None:
+        """Record a brand as failed with its reason (no file)."""
+        self._record({**(record or {}), "brand": name, "status": "failed", "error": reason, "file": None})
+
+    def _record(self, rec: Mapping) -> None:
+        rec = dict(rec)
+        rec.setdefault("finished_at", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        for k in ("channels", "versions"):
+            if k in rec and not isinstance(rec[k], str | type(None)):
+                rec[k] = json.dumps(rec[k])
+        values = [rec.get(c) for c in MANIFEST_COLUMNS]
+        with self._tx():
+            self._db.execute(
+                f"INSERT OR REPLACE INTO brands ({', '.join(MANIFEST_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(MANIFEST_COLUMNS))})",
+                values,
+            )
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop brands from the manifest (they will be refitted)."""
+        with self._tx():
+            self._db.executemany("DELETE FROM brands WHERE brand = ?", [(n,) for n in names])
+
+
+def read_manifest(root: str | os.PathLike) -> pd.DataFrame:
+    """The manifest of ``root`` as a DataFrame (all hosts' manifests merged), one row per brand."""
+    root = Path(root)
+    paths = sorted(root.glob("manifest*.sqlite"))
+    if not paths:
+        raise FileNotFoundError(f"{root}: no manifest.sqlite (not a batch output directory)")
+    frames = []
+    for p in paths:
+        with contextlib.closing(sqlite3.connect(p)) as db:
+            frames.append(pd.read_sql_query(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM brands", db))
+    df = pd.concat(frames, ignore_index=True).sort_values("brand").reset_index(drop=True)
+    return df
+
+
+def _diff_keys(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            keys += _diff_keys(a, b, f"{prefix}{k}.")
+        elif json.dumps(a, sort_keys=True, default=str) != json.dumps(b, sort_keys=True, default=str):
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
+__all__ += ["read_manifest"]
