@@ -1,4 +1,5 @@
 """Command line: ``mmm-jax demo``, ``mmm-jax fit DATA.csv --config CONFIG.yaml --out DIR``,
+``mmm-jax batch DATA --by brand --config CONFIG.yaml --out DIR``,
 ``mmm-jax optimize RUN_DIR --total ... --horizon ... --objective cvar --alpha 0.1``."""
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pathlib import Path
 __all__ = ["main"]
 
 
-def _sampler_args(p: argparse.ArgumentParser, draws: int = 1000) -> None:
-    p.add_argument("--sampler", choices=["numpyro", "blackjax"], default="numpyro")
+def _sampler_args(p: argparse.ArgumentParser, draws: int = 1000, samplers=("numpyro", "blackjax")) -> None:
+    p.add_argument("--sampler", choices=list(samplers), default=samplers[0],
+                   help=None if len(samplers) > 1 else "the batch engine vmaps BlackJAX NUTS over brands")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--draws", type=int, default=draws)
@@ -145,6 +147,28 @@ def cmd_optimize(a) -> int:
     return 0
 
 
+def cmd_batch(a) -> int:
+    from .batch import fit_many
+
+    devices = None
+    if a.devices:
+        import jax
+
+        devices = jax.devices()[: a.devices]
+    res = fit_many(
+        a.data, by=a.by, config=a.config, out=a.out, chains=a.chains, warmup=a.warmup, draws=a.draws,
+        target_accept=a.target_accept, max_tree_depth=a.max_tree_depth, seed=a.seed, chunk_size=a.chunk_size,
+        devices=devices, force=a.force, retry_failed=a.retry_failed, progress=not a.no_progress,
+        max_chunks=a.max_chunks,
+    )
+    m = res.manifest()
+    m.to_csv(Path(a.out) / "manifest.csv", index=False)
+    (Path(a.out) / "last_run.json").write_text(json.dumps(res.stats, indent=2, default=str))
+    print(res.summary())
+    print(f"wrote {Path(a.out) / 'manifest.sqlite'} (+ manifest.csv) and {Path(a.out) / 'brands'}/<brand>.nc")
+    return 0 if (m["status"] == "done").any() or m.empty else 1
+
+
 def _pair(text: str) -> tuple[str, float]:
     name, value = text.split("=", 1)
     return name, float(value)
@@ -163,6 +187,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="directory to write the fitted model to")
     _sampler_args(p)
     p.set_defaults(func=cmd_fit)
+    p = sub.add_parser("batch", help="fit one model per brand/market for many brands (resumable)")
+    p.add_argument("data", help="long-format CSV/Parquet (with --by) or a directory of per-brand files")
+    p.add_argument("--by", default=None, help="brand/market column of a long-format table")
+    p.add_argument("--config", required=True, help="YAML or JSON model config (one model for every brand)")
+    p.add_argument("--out", required=True, help="output directory (manifest.sqlite + brands/*.nc); rerun to resume")
+    _sampler_args(p, samplers=("blackjax",))
+    p.add_argument("--max-tree-depth", type=int, default=10)
+    p.add_argument("--chunk-size", type=int, default=None, help="brands per compiled call (default: from memory)")
+    p.add_argument("--devices", type=int, default=None, help="use the first N devices (default: all)")
+    p.add_argument("--max-chunks", type=int, default=None, help="stop after N chunks (rerun to continue)")
+    p.add_argument("--force", action="store_true", help="refit everything if OUT holds another configuration")
+    p.add_argument("--retry-failed", action="store_true", help="also refit brands that failed before")
+    p.set_defaults(func=cmd_batch)
     p = sub.add_parser("optimize", help="optimise the budget split for a fitted model (a directory from `fit`)")
     p.add_argument("run_dir", help="directory written by `mmm-jax fit`")
     p.add_argument("--total", type=float, required=True, help="budget over the horizon (currency)")
@@ -183,13 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     # PyTensor's C backend warns about BLAS at import; we run on JAX, so it is noise here.
     warnings.filterwarnings("ignore", message=".*BLAS.*")
+    from .batch import ConfigChangedError
     from .budget import BudgetError
     from .config import ConfigError
     from .data import DataError
 
     try:
         return a.func(a)
-    except (DataError, ConfigError, BudgetError, FileNotFoundError) as err:
+    except (DataError, ConfigError, BudgetError, FileNotFoundError, ConfigChangedError) as err:
         print(f"mmm-jax {a.command}: error: {err}", file=sys.stderr)
         return 2
 
