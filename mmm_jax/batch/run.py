@@ -342,7 +342,8 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     t0 = time.perf_counter()
     ld, info = _template(ok, config, T)
     free = info["free"]
-    mesh = brand_mesh(devices)
+    devices = list(jax.devices() if devices is None else devices)
+    mesh = brand_mesh(devices[: max(1, min(len(devices), len(pending)))])  # no idle devices for tiny jobs
     n_dev = mesh.devices.size
     n_params = sum(int(np.prod(s)) for s in ld.param_shapes.values())
     per_brand = 8.0 * cfg.chains * (cfg.warmup + cfg.draws) * (n_params + 8) * 3
