@@ -73,6 +73,7 @@ def run_batch(spec: dict) -> dict:
         "max_rhat": float(done["max_rhat"].max()),
         "divergences": int(done["divergences"].sum()),
         "lockstep_waste": res.stats["lockstep_waste"],
+        "lockstep_waste_if_sorted": res.stats["lockstep_waste_if_sorted"],
         "chunk_size": res.stats["chunk_size"],
         "devices": res.stats["devices"],
         "compile_s": res.stats["compile_s"],

@@ -320,7 +320,7 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     done = store.finished()
     for f in bad:
         old = done.get(f.name)
-        if old is None or old["status"] != "failed" or old["error"] != f.reason:
+        if store.is_lead and (old is None or old["status"] != "failed" or old["error"] != f.reason):
             store.write_failure(f.name, f.reason, {"config_hash": job_hash, "versions": versions})
     pending = []
     for b in ok:
@@ -332,6 +332,7 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     skipped = len(ok) - len(pending)
     stats = {"brands": len(frames), "fitted": 0, "skipped": skipped, "failed_data": len(bad), "failed_fit": 0,
              "wall_s": 0.0, "sampling_s": 0.0, "brands_per_min": float("nan"), "lockstep_waste": float("nan"),
+             "lockstep_waste_if_sorted": float("nan"),
              "chunk_size": 0, "devices": 0, "compile_s": 0.0}
     if not pending:
         return BatchResult(Path(store.root), stats)
@@ -376,7 +377,7 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
             rows = run_chunk(sampler, st.arrays, k_sample)
         except Exception as err:  # noqa: BLE001 - a failing chunk must not sink the batch
             msg = _short_error(err)
-            for b in members:
+            for b in members if store.is_lead else []:
                 store.write_failure(b.name, f"chunk failed: {msg}", {"config_hash": job_hash, "versions": versions,
                                                                    "n_weeks": b.n_weeks, "data_hash": b.data_hash})
             stats["failed_fit"] += len(members)
@@ -386,7 +387,10 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
         stats["sampling_s"] += t_chunk
         mine = sorted(r for r in rows if r < len(members))
         n_steps = np.stack([rows[r][1]["n_steps"] for r in sorted(rows)])
-        wastes.append((lockstep_waste(n_steps, _groups(len(rows), n_dev, chunk, vmap_group)), n_steps.sum()))
+        groups = _groups(len(rows), n_dev, chunk, vmap_group)
+        # what grouping brands by their (here: known afterwards) mean trajectory length would save
+        by_depth = n_steps[np.argsort(n_steps.mean(axis=(1, 2)))]
+        wastes.append((lockstep_waste(n_steps, groups), lockstep_waste(by_depth, groups), n_steps.sum()))
         # posterior quantities for this process's brands, a few at a time
         for s0 in range(0, len(mine), post_batch):
             part = mine[s0 : s0 + post_batch]
@@ -419,8 +423,9 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     wall = time.perf_counter() - t_fit
     stats["wall_s"] = time.perf_counter() - t_start
     stats["fit_s"] = wall
-    total = sum(w[1] for w in wastes)
-    stats["lockstep_waste"] = float(sum(w[0] * w[1] for w in wastes) / total) if total else float("nan")
+    total = sum(w[-1] for w in wastes)
+    stats["lockstep_waste"] = float(sum(w[0] * w[-1] for w in wastes) / total) if total else float("nan")
+    stats["lockstep_waste_if_sorted"] = float(sum(w[1] * w[-1] for w in wastes) / total) if total else float("nan")
     stats["brands_per_min"] = 60.0 * stats["fitted"] / max(stats["wall_s"], 1e-9)
     return BatchResult(Path(store.root), stats)
 

@@ -88,6 +88,7 @@ class ResultStore:
     """
 
     def __init__(self, root: str | os.PathLike, process_index: int = 0, process_count: int = 1):
+        self.process_index, self.process_count = int(process_index), int(process_count)
         self.root = Path(root)
         self.brand_dir = self.root / "brands"
         self.brand_dir.mkdir(parents=True, exist_ok=True)
@@ -159,15 +160,30 @@ class ResultStore:
         self._db.execute("COMMIT")
 
     def finished(self) -> dict[str, dict]:
-        """``{brand: row}`` of every recorded brand (done or failed) whose file (if any) exists."""
-        cur = self._db.execute(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM brands")
+        """``{brand: row}`` of every recorded brand (done or failed) whose file (if any) exists.
+
+        In a multi-host job every process reads every process's manifest (a shared file
+        system), so all processes agree on what is left to do.
+        """
+        rows = []
+        others = [p for p in sorted(self.root.glob("manifest*.sqlite")) if p != self.path]
+        if self.process_count > 1:
+            for p in others:
+                with contextlib.closing(sqlite3.connect(p, timeout=60)) as db:
+                    rows += db.execute(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM brands").fetchall()
+        rows += self._db.execute(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM brands").fetchall()
         out = {}
-        for row in cur.fetchall():
+        for row in rows:
             rec = dict(zip(MANIFEST_COLUMNS, row, strict=True))
             if rec["status"] == "done" and not (self.root / rec["file"]).exists():
                 continue  # recorded but the file is gone: redo it
             out[rec["brand"]] = rec
         return out
+
+    @property
+    def is_lead(self) -> bool:
+        """Process 0 records what every process knows (bad data, failed chunks) — once."""
+        return self.process_index == 0
 
     def write_brand(self, name: str, idata, record: Mapping) -> Path:
         """Write ``idata`` atomically and record the brand as done (one transaction)."""
@@ -221,8 +237,8 @@ def read_manifest(root: str | os.PathLike) -> pd.DataFrame:
     for p in paths:
         with contextlib.closing(sqlite3.connect(p)) as db:
             frames.append(pd.read_sql_query(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM brands", db))
-    df = pd.concat(frames, ignore_index=True).sort_values("brand").reset_index(drop=True)
-    return df
+    df = pd.concat(frames, ignore_index=True).sort_values(["brand", "finished_at"])
+    return df.drop_duplicates("brand", keep="last").reset_index(drop=True)
 
 
 def _diff_keys(old: Mapping, new: Mapping, prefix: str = "") -> list[str]:
