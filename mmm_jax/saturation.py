@@ -88,10 +88,10 @@ def tanh_saturation_jax(x, sat_level, cac0):
 
 
 def tanh_saturation_np(x, sat_level, cac0):
-    """NumPy reference ``S (e^{2u} - 1) / (e^{2u} + 1)``, ``u = x / (S cac0)`` (exp form, overflow-safe)."""
+    """NumPy reference ``S (1 - e^{-2u}) / (1 + e^{-2u})``, ``u = x / (S cac0)`` (exp form via ``expm1``)."""
     u = np.asarray(x, dtype=float) / (np.asarray(sat_level) * np.asarray(cac0))
-    e = np.exp(-2.0 * u)
-    return np.asarray(sat_level) * (1.0 - e) / (1.0 + e)
+    em = np.expm1(-2.0 * u)  # e^{-2u} - 1, exact for small u
+    return np.asarray(sat_level) * -em / (2.0 + em)
 
 
 # --------------------------------------------------------------------------- Hill
