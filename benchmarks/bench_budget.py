@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.optimize as so
 
-from mmm_jax.budget import BudgetProblem, ResponseParams, gross_response, optimize_allocation
+from mmm_jax.budget import BudgetProblem, geometric_logistic_params, gross_response, optimize_allocation
 from mmm_jax.results import package_versions
 
 L_MAX = 8
@@ -39,9 +39,9 @@ def make_problem(rng, S, C, H):
     alpha = np.clip(rng.uniform(0.1, 0.7, C) + 0.05 * rng.normal(size=(S, C)), 0.01, 0.95)
     lam = rng.uniform(0.5, 4, C) * np.exp(0.2 * rng.normal(size=(S, C)))
     scale = rng.uniform(1e3, 5e4, C)
-    params = ResponseParams(
-        beta=jnp.asarray(beta), alpha=jnp.asarray(alpha), lam=jnp.asarray(lam), spend_scale=jnp.asarray(scale),
-        target_scale=jnp.asarray(2.5e5), history=jnp.asarray(rng.uniform(0.2, 0.8, (L_MAX - 1, C)) * scale),
+    params = geometric_logistic_params(
+        beta, alpha, lam, l_max=L_MAX, spend_scale=scale, target_scale=2.5e5,
+        history=rng.uniform(0.2, 0.8, (L_MAX - 1, C)) * scale,
     )
     total = float(0.5 * H * scale.sum())
     return BudgetProblem(params=params, lo=jnp.zeros(C), hi=jnp.full(C, total), total=jnp.asarray(total),
@@ -76,14 +76,14 @@ def main():
     prob = make_problem(rng, S, C, H)
     total = float(prob.total)
 
-    ours = jax.jit(lambda p: optimize_allocation(p, objective="mean", l_max=L_MAX, steps=a.steps))
+    ours = jax.jit(lambda p: optimize_allocation(p, objective="mean", steps=a.steps))
     t = time.perf_counter()
     jax.block_until_ready(ours(prob))
     compile_s = time.perf_counter() - t
     res, ours_s = timed(lambda: ours(prob), a.repeats)
 
-    f = jax.jit(lambda x: jnp.mean(gross_response(prob.pattern * x[None, :], prob.params, L_MAX)))
-    g = jax.jit(jax.grad(lambda x: jnp.mean(gross_response(prob.pattern * x[None, :], prob.params, L_MAX))))
+    f = jax.jit(lambda x: jnp.mean(gross_response(prob.pattern * x[None, :], prob.params)))
+    g = jax.jit(jax.grad(lambda x: jnp.mean(gross_response(prob.pattern * x[None, :], prob.params))))
     x0 = np.full(C, total / C)
     f(x0), g(x0)  # compile outside the timing
 
@@ -99,7 +99,7 @@ def main():
 
     probs = [make_problem(rng, a.brand_draws, C, H) for _ in range(a.brands)]
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *probs)
-    batch = jax.jit(jax.vmap(lambda p: optimize_allocation(p, objective="mean", l_max=L_MAX, steps=a.steps)))
+    batch = jax.jit(jax.vmap(lambda p: optimize_allocation(p, objective="mean", steps=a.steps)))
     t = time.perf_counter()
     jax.block_until_ready(batch(stacked))
     batch_first = time.perf_counter() - t
