@@ -338,9 +338,15 @@ class ModelConfig:
         if self.likelihood not in LIKELIHOODS:
             raise ConfigError(f"likelihood: {self.likelihood!r} is not allowed; allowed: {list(LIKELIHOODS)}")
         priors = {}
+        all_media = {n for c in (*ADSTOCK_TYPES, *SATURATION_TYPES) for n in c.param_names}
         for name, p in dict(self.priors).items():
             if name not in DEFAULT_PRIORS:
                 raise ConfigError(f"priors.{name}: unknown parameter; allowed: {sorted(DEFAULT_PRIORS)}")
+            if name in all_media and name not in self.media_params:
+                raise ConfigError(
+                    f"priors.{name}: not a parameter of the {self.adstock.type} adstock and "
+                    f"{self.saturation.type} saturation; their parameters: {list(self.media_params)}"
+                )
             priors[name] = Prior.from_dict(p, key=f"priors.{name}")
         object.__setattr__(self, "priors", priors)
 

@@ -64,6 +64,9 @@ def test_round_trip_dict_yaml_json(tmp_path):
          r"saturation.type: 'gompertz' is not available; allowed: \['hill', 'logistic', 'michaelis_menten', 'tanh'\]"),
         (dict(saturation={"kind": "exp"}), r"saturation.kind: 'exp' is not available; allowed saturation types"),
         (dict(adstock_first="no"), "adstock_first: must be true or false"),
+        (dict(saturation="tanh", priors={"lam": {"dist": "Gamma", "alpha": 2, "beta": 1}}),
+         r"priors.lam: not a parameter of the geometric adstock and tanh saturation; "
+         r"their parameters: \['alpha', 'sat_level', 'cac0'\]"),
         (dict(priors={"gamma": {"dist": "Normal"}}), r"priors.gamma: unknown parameter; allowed: \["),
         (dict(priors={"beta": {"dist": "HalfNormalish", "sigma": 1}}), "priors.beta: unknown distribution 'HalfNormalish'"),
         (dict(priors={"beta": {"dist": "HalfNormal", "mu": 1}}), "priors.beta: bad parameters"),
@@ -101,8 +104,10 @@ SATURATIONS = [LogisticSaturation(), TanhSaturation(), HillSaturation(), Michael
 @pytest.mark.parametrize("adstock,as_dict", FAMILIES)
 @pytest.mark.parametrize("saturation", SATURATIONS)
 def test_every_family_round_trips(tmp_path, adstock, as_dict, saturation):
+    last = saturation.param_names[-1]
     cfg = ModelConfig(**base(adstock=adstock, saturation=saturation, adstock_first=False,
-                             priors={"cac0": {"dist": "LogNormal", "mu": 0.5, "sigma": 0.5}}))
+                             priors={last: {"dist": "LogNormal", "mu": 0.5, "sigma": [0.5, 0.7]}}))
+    assert cfg.prior(last) == Prior("LogNormal", mu=0.5, sigma=[0.5, 0.7])
     d = cfg.to_dict()
     assert d["adstock"] == as_dict
     assert d["saturation"] == {"type": saturation.type}
