@@ -1,0 +1,24 @@
+"""Hierarchical (multi-market) MMM: one joint ``pm.Model`` that partially pools media effects
+across geos, brands or products (non-centred), compiled to the same pure-JAX log-density with
+data as inputs."""
+
+from .config import DEFAULT_POOLING, POOLING_CHOICES, HierarchicalConfig
+from .fit import HierarchicalMMM
+from .model import build_hierarchical_model
+from .panel import PanelData, PanelScaling, fit_panel_scaling, panel_arrays, validate_panel
+from .simulate import PanelTruth, simulate_panel
+
+__all__ = [
+    "HierarchicalConfig",
+    "HierarchicalMMM",
+    "DEFAULT_POOLING",
+    "POOLING_CHOICES",
+    "build_hierarchical_model",
+    "PanelData",
+    "PanelScaling",
+    "validate_panel",
+    "fit_panel_scaling",
+    "panel_arrays",
+    "simulate_panel",
+    "PanelTruth",
+]

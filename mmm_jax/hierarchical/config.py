@@ -1,0 +1,170 @@
+"""Configuration of a hierarchical (multi-market) MMM.
+
+A :class:`HierarchicalConfig` wraps the single-brand :class:`~mmm_jax.config.ModelConfig` (date,
+target, channels, controls, adstock and saturation families, priors, likelihood) and adds the
+market hierarchy and how each parameter is shared between markets:
+
+* ``"shared"``: one value for all markets (per channel for media parameters);
+* ``"pooled"``: one value per market, partially pooled — non-centred, on the parameter's natural
+  link scale (log for positive parameters, logit for (0, 1), identity otherwise):
+  ``link(theta[m]) = mu + sum_levels tau_level * z_level[group_level(m)]``;
+* ``"independent"``: one value per market, each with the base prior.
+
+>>> from mmm_jax import ModelConfig
+>>> base = ModelConfig(date="date", target="sales", channels=("tv", "search"))
+>>> cfg = HierarchicalConfig(base, market=("region", "geo"), pooling={"sigma": "shared"})
+>>> cfg.pooling_of("beta"), cfg.pooling_of("sigma"), cfg.levels
+('pooled', 'shared', ('region', 'geo'))
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, ModelConfig
+
+__all__ = ["HierarchicalConfig", "POOLING_CHOICES", "DEFAULT_POOLING"]
+
+POOLING_CHOICES = ("shared", "pooled", "independent")
+
+#: Default sharing per parameter (media parameters default to ``"pooled"``).
+DEFAULT_POOLING: dict[str, str] = {
+    "intercept": "pooled",
+    "trend": "pooled",
+    "gamma_fourier": "pooled",
+    "gamma_control": "shared",
+    "sigma": "independent",
+    "nu": "shared",
+}
+
+
+@dataclass(frozen=True)
+class HierarchicalConfig:
+    """A multi-market model.
+
+    Parameters
+    ----------
+    base : ModelConfig
+        Columns, families, priors and likelihood, as for one brand. Its priors are the priors of
+        ``"shared"`` / ``"independent"`` parameters and set the hyper-prior location of
+        ``"pooled"`` ones.
+    market : str or sequence of str
+        Market column(s), outermost level first (``("region", "geo")``: geos nested in regions);
+        a market is one combination of the columns.
+    national_channels : sequence of str
+        Channels bought nationally: the same spend in every market on a date (validated); each
+        market has its own (pooled) response to it.
+    population : str, optional
+        Column with each market's population: spend and target are then scaled per capita, so
+        effects are comparable across market sizes.
+    pooling : mapping parameter -> "shared" | "pooled" | "independent"
+        Overrides of :data:`DEFAULT_POOLING` (media parameters default to "pooled").
+    pooling_scale : float
+        Prior scale (HalfNormal sigma) of each level's between-market standard deviation on
+        the link scale.
+    """
+
+    base: ModelConfig
+    market: tuple[str, ...]
+    national_channels: tuple[str, ...] = ()
+    population: str | None = None
+    pooling: Mapping[str, str] = field(default_factory=dict)
+    pooling_scale: float = 0.5
+
+    def __post_init__(self):
+        if not isinstance(self.base, ModelConfig):
+            object.__setattr__(self, "base", ModelConfig.from_dict(self.base))
+        market = (self.market,) if isinstance(self.market, str) else tuple(self.market)
+        if not market or not all(isinstance(m, str) and m for m in market):
+            raise ConfigError(f"market: one or more column names, got {self.market!r}")
+        object.__setattr__(self, "market", market)
+        nat = tuple(self.national_channels)
+        unknown = [c for c in nat if c not in self.base.channels]
+        if unknown:
+            raise ConfigError(f"national_channels: {unknown} are not in channels {list(self.base.channels)}")
+        object.__setattr__(self, "national_channels", nat)
+        allowed = set(self.parameter_names)
+        pooling = dict(self.pooling)
+        for k, v in pooling.items():
+            if k not in allowed:
+                raise ConfigError(f"pooling.{k}: not a parameter of this model; parameters: {sorted(allowed)}")
+            if v not in POOLING_CHOICES:
+                raise ConfigError(f"pooling.{k}: {v!r} is not allowed; allowed: {list(POOLING_CHOICES)}")
+        object.__setattr__(self, "pooling", pooling)
+        if not (isinstance(self.pooling_scale, int | float) and self.pooling_scale > 0):
+            raise ConfigError(f"pooling_scale: must be a positive number, got {self.pooling_scale!r}")
+        if self.population is not None and not isinstance(self.population, str):
+            raise ConfigError(f"population: a column name or null, got {self.population!r}")
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        return self.market
+
+    @property
+    def local_channels(self) -> tuple[str, ...]:
+        return tuple(c for c in self.base.channels if c not in self.national_channels)
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        b = self.base
+        names = ["intercept"]
+        if b.trend:
+            names.append("trend")
+        if b.seasonality:
+            names.append("gamma_fourier")
+        if b.controls:
+            names.append("gamma_control")
+        names += list(b.media_params)
+        names.append("sigma")
+        if b.likelihood == "studentt":
+            names.append("nu")
+        return tuple(names)
+
+    def pooling_of(self, name: str) -> str:
+        if name in self.pooling:
+            return self.pooling[name]
+        return DEFAULT_POOLING.get(name, "pooled")
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base": self.base.to_dict(),
+            "market": list(self.market),
+            "national_channels": list(self.national_channels),
+            "population": self.population,
+            "pooling": dict(self.pooling),
+            "pooling_scale": self.pooling_scale,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> HierarchicalConfig:
+        d = dict(d)
+        allowed = {"base", "market", "national_channels", "population", "pooling", "pooling_scale"}
+        unknown = set(d) - allowed
+        if unknown:
+            raise ConfigError(f"unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+        if "base" not in d or "market" not in d:
+            raise ConfigError("a hierarchical config needs 'base' (a model config) and 'market' (column names)")
+        base = d.pop("base")
+        return cls(base=ModelConfig.from_dict(base) if not isinstance(base, ModelConfig) else base, **d)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> HierarchicalConfig:
+        path = Path(path)
+        text = path.read_text()
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            return cls.from_dict(yaml.safe_load(text))
+        return cls.from_dict(json.loads(text))
+
+
+def _as_tuple(x: Sequence[str] | str) -> tuple[str, ...]:
+    return (x,) if isinstance(x, str) else tuple(x)

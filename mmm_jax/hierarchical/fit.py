@@ -1,0 +1,289 @@
+"""``HierarchicalMMM``: fit the joint multi-market model and ask it per market or nationally.
+
+>>> from mmm_jax import ModelConfig                                          # doctest: +SKIP
+>>> from mmm_jax.hierarchical import HierarchicalConfig, HierarchicalMMM     # doctest: +SKIP
+>>> cfg = HierarchicalConfig(ModelConfig(date="date", target="sales", channels=["tv", "search"]),
+...                          market="geo")                                    # doctest: +SKIP
+>>> h = HierarchicalMMM(cfg); h.fit(df_long, chains=4, draws=1000)             # doctest: +SKIP
+>>> h.roas("market"); h.roas("national"); h.contributions()                    # doctest: +SKIP
+
+Posterior quantities are computed after sampling, in chunks of draws of fixed size (one compiled
+program, memory bounded by ``chunk_draws x markets x weeks x channels``): per-draw parameters,
+ROAS and totals are kept; weekly contributions are reduced to their posterior mean and sd on
+the fly (the full (draws, markets, weeks, channels) array is never held; peers run out of GPU
+memory exactly there).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from typing import Any
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..compile import compile_logdensity
+from ..inference import sample
+from ..likelihood import predictive_draw
+from ..metrics import crps_samples
+from ..results import check_convergence, diagnostics, package_versions
+from .config import HierarchicalConfig
+from .model import build_hierarchical_model
+from .panel import PanelData, fit_panel_scaling, panel_arrays, validate_panel
+
+__all__ = ["HierarchicalMMM"]
+
+
+class HierarchicalMMM:
+    """A multi-market MMM with partial pooling.
+
+    Parameters
+    ----------
+    config : HierarchicalConfig or dict
+    """
+
+    def __init__(self, config: HierarchicalConfig | dict):
+        self.config = config if isinstance(config, HierarchicalConfig) else HierarchicalConfig.from_dict(config)
+        self.idata: az.InferenceData | None = None
+        self.panel: PanelData | None = None
+
+    # ------------------------------------------------------------------ build / fit
+    def build(self, df: pd.DataFrame) -> None:
+        """Validate, scale, build the joint ``pm.Model`` and compile it."""
+        self.panel = validate_panel(df, self.config)
+        self.scaling = fit_panel_scaling(self.panel, self.config)
+        self.arrays = panel_arrays(self.panel, self.scaling, self.config)
+        self.model = build_hierarchical_model(self.config, self.arrays, self.panel)
+        self.logdensity = compile_logdensity(self.model)
+
+    @property
+    def channels(self) -> list[str]:
+        return [*self.config.local_channels, *self.config.national_channels]
+
+    def fit(self, df: pd.DataFrame, *, sampler: str = "numpyro", chains: int = 4, warmup: int = 1000,
+            draws: int = 1000, target_accept: float = 0.9, seed: int = 0, progress: bool = True,
+            chunk_draws: int = 256, **sampler_kwargs: Any) -> az.InferenceData:
+        """Fit by NUTS; returns the InferenceData (also ``self.idata``).
+
+        ``chunk_draws``: draws per post-processing chunk (memory: chunk x markets x weeks x
+        channels doubles).
+        """
+        t0 = time.perf_counter()
+        self.build(df)
+        t_build = time.perf_counter() - t0
+        k_sample, k_pp = jax.random.split(jax.random.key(seed))
+        result = sample(self.logdensity, self.arrays, key=k_sample, sampler=sampler, chains=chains, warmup=warmup,
+                        draws=draws, target_accept=target_accept, progress=progress, **sampler_kwargs)
+        t1 = time.perf_counter()
+        self.fit_settings = {"sampler": sampler, "seed": seed, **result.config._asdict()}
+        self.idata = self._to_idata(result, k_pp, chunk_draws)
+        self.timings = {"build_compile": t_build, **result.timings, "postprocess": time.perf_counter() - t1,
+                        "wall": time.perf_counter() - t0}
+        for g in self.idata.groups():
+            self.idata[g].attrs["timings"] = json.dumps(self.timings)
+        check_convergence(self.diagnostics())
+        return self.idata
+
+    # ------------------------------------------------------------------ post-processing
+    def _quantities(self, samples: dict, arrays: dict, data: PanelData, key, chunk_draws: int,
+                    keep_mu: bool = False) -> dict:
+        """Per-draw small quantities + streamed mean/sd of weekly contributions."""
+        ld, cfg = self.logdensity, self.config
+        ts = jnp.asarray(self.scaling.target_scale)
+        lik = cfg.base.likelihood
+        free = [rv.name for rv in self.model.free_RVs]
+        keep = [n for n in ld.output_names if n not in ("channel_contribution", "baseline", "mu")
+                and not (n in ld.param_names and n.endswith("__"))]
+        G = data.n_markets
+        loc_idx = [cfg.base.channels.index(c) for c in cfg.local_channels]
+        nat_idx = [cfg.base.channels.index(c) for c in cfg.national_channels]
+        order = loc_idx + nat_idx
+        observed = arrays["mask"] > 0
+        spend = data.spend[:, :, order]  # (G, T, C) original units, model channel order
+        spend_tot = (spend * observed[:, :, None]).sum(axis=1)  # (G, C)
+        nat_tot = spend_tot.sum(axis=0)
+        if nat_idx:
+            any_obs = observed.any(axis=0)
+            first = np.argmax(observed, axis=0)
+            series = spend[first, np.arange(spend.shape[1])]  # (T, C)
+            nat_tot[len(loc_idx):] = (series[:, len(loc_idx):] * any_obs[:, None]).sum(axis=0)
+        spend_tot_j = jnp.asarray(spend_tot)
+        nat_tot_j = jnp.asarray(nat_tot)
+        data_j = {k: jnp.asarray(arrays[k]) for k in ld.data_names}
+        mask = data_j["mask"]
+
+        def per_draw(params, k):
+            out = ld.constrain(params, data_j)
+            contrib = out["channel_contribution"] * ts[:, None, None]
+            tot = (contrib * mask[:, :, None]).sum(axis=1)
+            res = {n: out[n] for n in keep}
+            res["total_contribution"] = tot
+            res["roas"] = tot / jnp.where(spend_tot_j > 0, spend_tot_j, jnp.nan)
+            res["roas_national"] = tot.sum(axis=0) / jnp.where(nat_tot_j > 0, nat_tot_j, jnp.nan)
+            sigma = out["sigma"] if out["sigma"].ndim else jnp.broadcast_to(out["sigma"], (G,))
+            nu = out.get("nu")
+            if nu is not None and nu.ndim == 0:
+                nu = jnp.broadcast_to(nu, (G,))
+            res["y"] = predictive_draw(k, lik, out["mu"], sigma, nu) * ts[:, None]
+            if keep_mu:
+                res["mu_original"] = out["mu"] * ts[:, None]
+            return res, contrib
+
+        @jax.jit
+        def chunk(params, keys, w):
+            res, contrib = jax.vmap(per_draw)(params, keys)
+            wc = contrib * w[:, None, None, None]
+            return res, wc.sum(axis=0), (wc * contrib).sum(axis=0)
+
+        first = next(iter(samples.values()))
+        n_chains, n_draws = first.shape[:2]
+        S = n_chains * n_draws
+        flat = {k: np.asarray(v).reshape((S, *v.shape[2:])) for k, v in samples.items()}
+        keys = np.asarray(jax.random.key_data(jax.random.split(key, S)))
+        B = int(min(chunk_draws, S))
+        outs, csum, csq = [], 0.0, 0.0
+        for s0 in range(0, S, B):
+            idx = np.arange(s0, s0 + B) % S  # the last chunk wraps round; its extra rows get weight 0
+            n_real = min(B, S - s0)
+            w = (np.arange(B) < n_real).astype(float)
+            res, s1, s2 = chunk({k: jnp.asarray(v[idx]) for k, v in flat.items()},
+                                jax.random.wrap_key_data(jnp.asarray(keys[idx])), jnp.asarray(w))
+            outs.append({k: np.asarray(v)[:n_real] for k, v in res.items()})
+            csum = csum + np.asarray(s1)
+            csq = csq + np.asarray(s2)
+        q = {k: np.concatenate([o[k] for o in outs]).reshape((n_chains, n_draws, *outs[0][k].shape[1:]))
+             for k in outs[0]}
+        mean = csum / S
+        sd = np.sqrt(np.maximum(csq / S - mean**2, 0.0))
+        q["_free"] = free
+        return q, mean, sd
+
+    def _dims(self, name: str, shape: tuple) -> list[str]:
+        fixed = {"total_contribution": ("market", "channel"), "roas": ("market", "channel"),
+                 "roas_national": ("channel",), "y": ("market", "date"), "mu_original": ("market", "date")}
+        dims = fixed.get(name) or self.logdensity.dims.get(name) or ()
+        if len(dims) != len(shape):
+            dims = tuple(f"{name}_dim_{i}" for i in range(len(shape)))
+        return ["chain", "draw", *dims]
+
+    def _to_idata(self, result, key, chunk_draws: int) -> az.InferenceData:
+        q, mean, sd = self._quantities(result.samples, self.arrays, self.panel, key, chunk_draws)
+        free = q.pop("_free")
+        y = q.pop("y")
+        n_chains, n_draws = y.shape[:2]
+        coords = {"chain": np.arange(n_chains), "draw": np.arange(n_draws), **self.logdensity.coords,
+                  "channel": self.channels, "market": self.panel.markets, "date": self.panel.dates}
+        post = xr.Dataset({k: (self._dims(k, v.shape[2:]), v) for k, v in q.items()})
+        post = post.assign_coords({d: coords[d] for d in post.dims if d in coords})
+        pp = xr.Dataset({"y": (("chain", "draw", "market", "date"), y)},
+                        coords={d: coords[d] for d in ("chain", "draw", "market", "date")})
+        ss = xr.Dataset({k: (("chain", "draw"), np.asarray(v)) for k, v in result.stats.items()},
+                        coords={"chain": coords["chain"], "draw": coords["draw"]})
+        obs = xr.Dataset({"y": (("market", "date"), self.panel.target)},
+                         coords={"market": self.panel.markets, "date": self.panel.dates})
+        summ = xr.Dataset(
+            {"contribution_mean": (("market", "date", "channel"), mean),
+             "contribution_sd": (("market", "date", "channel"), sd)},
+            coords={"market": self.panel.markets, "date": self.panel.dates, "channel": self.channels},
+        )
+        meta = {"created_by": "mmm_jax.hierarchical", "config": self.config.to_json(),
+                "scaling": json.dumps(self.scaling.to_dict()), "free_parameters": json.dumps(free),
+                "sampler": result.sampler, "sampler_config": json.dumps(result.config._asdict()),
+                "versions": json.dumps(package_versions()), "seed": int(self.fit_settings.get("seed", 0))}
+        groups = {"posterior": post, "posterior_predictive": pp, "sample_stats": ss, "observed_data": obs}
+        for g in groups.values():
+            g.attrs.update(meta)
+        idata = az.InferenceData(**groups)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            idata.add_groups({"contribution_summary": summ})
+        return idata
+
+    # ------------------------------------------------------------------ results
+    def _require_fit(self):
+        if self.idata is None:
+            raise RuntimeError("fit the model first (HierarchicalMMM.fit)")
+
+    def diagnostics(self) -> dict:
+        """Max R-hat, min bulk/tail ESS over the free parameters, divergences."""
+        self._require_fit()
+        return diagnostics(self.idata)
+
+    def roas(self, level: str = "market", hdi_prob: float = 0.9) -> pd.DataFrame:
+        """ROAS per market and channel (``level="market"``) or rolled up nationally (total
+        contribution over all markets / total spend; ``level="national"``)."""
+        self._require_fit()
+        if level not in ("market", "national"):
+            raise ValueError(f"level must be 'market' or 'national', got {level!r}")
+        name = "roas" if level == "market" else "roas_national"
+        da = self.idata.posterior[name]
+        hdi = az.hdi(da, hdi_prob=hdi_prob)[name]
+        lo, hi = f"hdi_{(1 - hdi_prob) / 2:.0%}", f"hdi_{1 - (1 - hdi_prob) / 2:.0%}"
+        df = xr.Dataset({"mean": da.mean(("chain", "draw")), "median": da.median(("chain", "draw")),
+                         lo: hdi.sel(hdi="lower", drop=True), hi: hdi.sel(hdi="higher", drop=True)}).to_dataframe()
+        return df
+
+    def contributions(self) -> pd.DataFrame:
+        """Posterior mean (and sd) of weekly contributions, original units, long format."""
+        self._require_fit()
+        return self.idata["contribution_summary"].to_dataframe()
+
+    def predict(self, df: pd.DataFrame, *, seed: int = 0, max_draws: int | None = None,
+                chunk_draws: int = 256) -> xr.Dataset:
+        """Posterior predictive on new data (same markets; history first so carry-over counts).
+
+        Returns ``y`` (with noise) and ``mu`` (chain, draw, market, date) in original units.
+        """
+        self._require_fit()
+        new = validate_panel(df, self.config, require_target=False, markets=self.panel.markets)
+        arrays = panel_arrays(new, self.scaling, self.config)
+        arrays["mask"] = np.where(new.observed, 1.0, 0.0)  # totals over the new weeks
+        samples = self._unconstrained(max_draws)
+        q, _, _ = self._quantities(samples, arrays, new, jax.random.key(seed), chunk_draws, keep_mu=True)
+        coords = {"chain": np.arange(q["y"].shape[0]), "draw": np.arange(q["y"].shape[1]),
+                  "market": self.panel.markets, "date": new.dates}
+        return xr.Dataset({"y": (("chain", "draw", "market", "date"), q["y"]),
+                           "mu": (("chain", "draw", "market", "date"), q["mu_original"])}, coords=coords)
+
+    def crps(self, df: pd.DataFrame, holdout_start, *, seed: int = 0) -> pd.DataFrame:
+        """CRPS of the posterior predictive on the weeks from ``holdout_start`` on.
+
+        ``df``: history and hold-out rows with the target (the hold-out targets are only used
+        for scoring). Returns one row per market and hold-out week (column ``crps``).
+        """
+        self._require_fit()
+        b = self.config.base
+        hold = pd.to_datetime(df[b.date]) >= pd.Timestamp(holdout_start)
+        truth = df.loc[hold, [*self.config.levels, b.date, b.target]].copy()
+        fcast = df.copy()
+        fcast.loc[hold, b.target] = np.nan
+        pred = self.predict(fcast, seed=seed)
+        y = pred["y"].stack(sample=("chain", "draw")).transpose("sample", "market", "date")
+        from .panel import market_keys
+
+        truth["market"] = market_keys(truth, self.config.levels).to_numpy()
+        truth["date"] = pd.to_datetime(truth[b.date])
+        sel = y.sel(market=xr.DataArray(truth["market"].to_numpy()), date=xr.DataArray(truth["date"].to_numpy()))
+        truth["crps"] = crps_samples(sel.values, truth[b.target].to_numpy(float))
+        return truth[["market", "date", "crps"]].reset_index(drop=True)
+
+    def _unconstrained(self, max_draws: int | None) -> dict:
+        """The stored posterior mapped back to the sampler's unconstrained variables."""
+        from ..mmm import _backward_transform
+
+        post = self.idata.posterior
+        out = {}
+        for rv in self.model.free_RVs:
+            value = self.model.rvs_to_values[rv]
+            tr = self.model.rvs_to_transforms.get(rv)
+            x = post[rv.name].values
+            if max_draws is not None:
+                x = x[:, : max(1, max_draws // x.shape[0])]
+            out[value.name] = x if tr is None else _backward_transform(tr, x)
+        return out

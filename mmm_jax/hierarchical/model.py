@@ -1,0 +1,170 @@
+"""The multi-market MMM as one ``pm.Model`` with partial pooling (non-centred).
+
+On scaled data (:mod:`mmm_jax.hierarchical.panel`), for market ``g`` and week ``t``::
+
+    y[g, t] ~ Likelihood(mu[g, t], sigma[g])                  where mask[g, t] = 1
+    mu[g, t] = intercept[g] + trend[g] * time[t] + fourier[t] @ gamma_fourier[g]
+               + controls[g, t] @ gamma_control[g] + sum_c media[g, t, c]
+
+with the same adstock and saturation families as the single-brand model
+(:func:`mmm_jax.adstock.apply_adstock`, :func:`mmm_jax.saturation.media_response`), applied to
+every (market, channel) series at once, and national channels (one spend series for all markets,
+a response per market) appended to the local ones.
+
+A ``"pooled"`` parameter ``theta`` (per market; per channel for media parameters) is
+``link^{-1}(theta_mu + sum_level theta_sd_level * theta_z_level[group_level(g)])``: link = log for
+positive parameters, logit for (0, 1), identity otherwise. ``theta_mu`` gets a Normal prior whose
+mean and sd are those of the base prior pushed through the link (so the pooled model's marginal
+prior for one market matches the single-brand prior), ``theta_sd_level ~ HalfNormal(pooling_scale)``,
+``theta_z ~ Normal(0, 1)``. All data are ``pm.Data``, so the compiled log-density takes them as inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from ..adstock import apply_adstock
+from ..model import likelihood_dist, masked_logp
+from ..saturation import media_response
+from .config import HierarchicalConfig
+
+__all__ = ["build_hierarchical_model", "link_of", "hyper_location"]
+
+_POSITIVE = {"HalfNormal", "HalfCauchy", "HalfStudentT", "Gamma", "LogNormal", "Exponential", "InverseGamma",
+             "Weibull", "HalfFlat", "ChiSquared", "Pareto", "Wald"}
+_UNIT = {"Beta", "Kumaraswamy", "LogitNormal"}
+
+
+def link_of(prior) -> str:
+    """``"log"``, ``"logit"`` or ``"identity"``: the link of a pooled parameter, from its prior's support."""
+    if prior.dist in _POSITIVE:
+        return "log"
+    if prior.dist in _UNIT:
+        return "logit"
+    return "identity"
+
+
+def hyper_location(prior, n: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """Mean and sd of the base prior on the link scale (Monte Carlo, fixed seed)."""
+    cls = getattr(pm, prior.dist)
+    params = {k: (np.asarray(v) if isinstance(v, list | tuple) else v) for k, v in prior.to_dict().items() if k != "dist"}
+    draws = np.asarray(pm.draw(cls.dist(**params), draws=n, random_seed=seed), dtype=float)
+    link = link_of(prior)
+    eps = 1e-9
+    if link == "log":
+        draws = np.log(np.maximum(draws, eps))
+    elif link == "logit":
+        d = np.clip(draws, eps, 1 - eps)
+        draws = np.log(d) - np.log1p(-d)
+    return float(np.mean(draws)), float(max(np.std(draws), 1e-3))
+
+
+def _inverse(link: str, x):
+    if link == "log":
+        return pt.exp(x)
+    if link == "logit":
+        return pt.sigmoid(x)
+    return x
+
+
+def _parameter(name, config: HierarchicalConfig, groups, n_markets: int, dims: tuple):
+    """Create parameter ``name`` per its pooling; returns a tensor (G, *shape) (or (*shape) if shared)."""
+    b = config.base
+    prior = b.prior(name)
+    mode = config.pooling_of(name)
+    if mode == "shared":
+        return prior.create(name, dims=dims or None), False
+    if mode == "independent":
+        return prior.create(name, dims=("market", *dims)), True
+    link = link_of(prior)
+    m, s = hyper_location(prior)
+    mu = pm.Normal(f"{name}_mu", m, s, dims=dims or None)
+    total = mu
+    for level in config.levels:
+        sd = pm.HalfNormal(f"{name}_sd_{level}", config.pooling_scale, dims=dims or None)
+        z = pm.Normal(f"{name}_z_{level}", 0.0, 1.0, dims=(f"{level}_group", *dims))
+        total = total + sd * z[groups[level]]
+    return pm.Deterministic(name, _inverse(link, total), dims=("market", *dims)), True
+
+
+def _per_market(v, per_market: bool, n_markets: int):
+    """(G, ...) view of a parameter (broadcast a shared one)."""
+    return v if per_market else pt.shape_padleft(v)
+
+
+def build_hierarchical_model(config: HierarchicalConfig, arrays: dict, panel) -> pm.Model:
+    """Build the joint model.
+
+    Parameters
+    ----------
+    config : HierarchicalConfig
+    arrays : dict from :func:`mmm_jax.hierarchical.panel.panel_arrays`
+    panel : PanelData (labels and hierarchy groups)
+    """
+    b = config.base
+    G, T, _ = arrays["spend"].shape
+    local, national = config.local_channels, config.national_channels
+    channels = (*local, *national)
+    K, n_four = len(b.controls), 2 * b.seasonality
+    coords = {"market": list(panel.markets), "date": list(panel.dates), "channel": list(channels)}
+    for level in config.levels:
+        coords[f"{level}_group"] = list(panel.group_labels[level])
+    if K:
+        coords["control"] = list(b.controls)
+    if n_four:
+        coords["fourier_mode"] = [f"{f}{k}" for k in range(1, b.seasonality + 1) for f in ("sin", "cos")]
+    groups = panel.groups
+
+    with pm.Model(coords=coords) as model:
+        x = pm.Data("spend", np.asarray(arrays["spend"], float))  # (market, date, local channel)
+        x_nat = pm.Data("national_spend", np.asarray(arrays["national_spend"], float))
+        y = pm.Data("target", np.asarray(arrays["target"], float), dims=("market", "date"))
+        mask = pm.Data("mask", np.asarray(arrays["mask"], float), dims=("market", "date"))
+
+        icpt, pm_i = _parameter("intercept", config, groups, G, ())
+        baseline = _per_market(icpt, pm_i, G)[:, None] * pt.ones_like(y)
+        if b.trend:
+            time = pm.Data("time", np.asarray(arrays["time"], float), dims="date")
+            tr, pm_t = _parameter("trend", config, groups, G, ())
+            baseline = baseline + _per_market(tr, pm_t, G)[:, None] * time[None, :]
+        if n_four:
+            fourier = pm.Data("fourier", np.asarray(arrays["fourier"], float), dims=("date", "fourier_mode"))
+            gf, pm_f = _parameter("gamma_fourier", config, groups, G, ("fourier_mode",))
+            baseline = baseline + pt.dot(_per_market(gf, pm_f, G), fourier.T)
+        if K:
+            ctl = pm.Data("controls", np.asarray(arrays["controls"], float), dims=("market", "date", "control"))
+            gc, pm_c = _parameter("gamma_control", config, groups, G, ("control",))
+            baseline = baseline + (ctl * _per_market(gc, pm_c, G)[:, None, :]).sum(axis=-1)
+
+        media = {}
+        for name in b.media_params:
+            v, per = _parameter(name, config, groups, G, ("channel",))
+            media[name] = v if per else pt.broadcast_to(v[None, :], (G, len(channels)))
+        # all (market, channel) series as columns of one (T, G * C) matrix
+        xa = pt.concatenate([x, pt.broadcast_to(x_nat[None], (G, T, len(national)))], axis=-1)
+        cols = xa.dimshuffle(1, 0, 2).reshape((T, G * len(channels)))
+        flat = {k: v.reshape((G * len(channels),)) for k, v in media.items()}
+        ad, sat = b.adstock, b.saturation
+        ad_p = {n: flat[n] for n in ad.param_names}
+        sat_p = {n: flat[n] for n in sat.param_names}
+        if b.adstock_first:
+            out = media_response(sat.type, apply_adstock(cols, ad, ad_p), sat_p)
+        else:
+            out = apply_adstock(media_response(sat.type, cols, sat_p), ad, ad_p)
+        contribution = out.reshape((T, G, len(channels))).dimshuffle(1, 0, 2)
+        contribution = pm.Deterministic("channel_contribution", contribution, dims=("market", "date", "channel"))
+        baseline = pm.Deterministic("baseline", baseline, dims=("market", "date"))
+        mu = pm.Deterministic("mu", baseline + contribution.sum(axis=-1), dims=("market", "date"))
+
+        sg, pm_s = _parameter("sigma", config, groups, G, ())
+        sigma = _per_market(sg, pm_s, G)[:, None] * pt.ones_like(y)
+        if b.likelihood == "studentt":
+            nu_v, pm_n = _parameter("nu", config, groups, G, ())
+            nu = _per_market(nu_v, pm_n, G)[:, None] * pt.ones_like(y)
+        else:
+            nu = pt.constant(np.inf)
+        pm.CustomDist("y", mu, sigma, nu, mask, dist=likelihood_dist(b), logp=masked_logp(b), observed=y,
+                      dims=("market", "date"))
+    return model

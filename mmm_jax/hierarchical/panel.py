@@ -1,0 +1,273 @@
+"""Long-format multi-market data -> checked, scaled panel arrays.
+
+Every market is validated with :func:`mmm_jax.validate_frame` (its dates contiguous and regular;
+a :class:`~mmm_jax.DataError` names the market, column and row). Markets may start and end on
+different dates: the panel's date grid is the union, and weeks a market does not have are
+masked (``mask = 0``, zero spend). National channels must carry the same spend in every market
+on a date.
+
+Scaling (per market ``g``; with ``population`` per capita, so markets are comparable):
+
+* spend ``x[g, t, c] = spend / spend_scale[g, c]``; local channels: the market's max spend
+  (``pop[g] * max over markets of per-capita max`` with population); national channels: the
+  national max;
+* target ``y[g, t] = target / target_scale[g]`` with ``target_scale = max |target|`` (or
+  ``pop[g] * max per-capita |target|``);
+* controls standardised per market; time in [0, 1] over the grid; yearly Fourier features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..data import DataError, validate_frame
+from ..features import fourier_features
+from .config import HierarchicalConfig
+
+__all__ = ["PanelData", "PanelScaling", "validate_panel", "fit_panel_scaling", "panel_arrays", "market_keys"]
+
+
+@dataclass(frozen=True, eq=False)
+class PanelData:
+    """Validated multi-market data on a common weekly grid.
+
+    Attributes
+    ----------
+    markets : list of str, (G,)
+        Market labels (hierarchy columns joined with "/").
+    groups : dict level -> np.ndarray of int (G,)
+        Index of each market's group at every hierarchy level (the last level is the market).
+    group_labels : dict level -> list of str
+    dates : DatetimeIndex (T,)
+    spend : (G, T, C) original units (0 outside a market's weeks), channels in config order
+    controls : (G, T, K)
+    target : (G, T) (NaN outside a market's weeks)
+    observed : (G, T) bool, the market has the week
+    population : (G,) or None
+    """
+
+    markets: list
+    groups: dict
+    group_labels: dict
+    dates: pd.DatetimeIndex
+    spend: np.ndarray
+    controls: np.ndarray
+    target: np.ndarray
+    observed: np.ndarray
+    population: np.ndarray | None
+    freq_days: int
+
+    @property
+    def n_markets(self) -> int:
+        return len(self.markets)
+
+
+@dataclass(frozen=True, eq=False)
+class PanelScaling:
+    spend_scale: np.ndarray  # (G, C)
+    target_scale: np.ndarray  # (G,)
+    control_loc: np.ndarray  # (G, K)
+    control_scale: np.ndarray  # (G, K)
+    t0: pd.Timestamp
+    t_unit_days: float
+
+    def to_dict(self) -> dict:
+        return {
+            "spend_scale": self.spend_scale.tolist(),
+            "target_scale": self.target_scale.tolist(),
+            "control_loc": self.control_loc.tolist(),
+            "control_scale": self.control_scale.tolist(),
+            "t0": self.t0.isoformat(),
+            "t_unit_days": self.t_unit_days,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PanelScaling:
+        return cls(
+            np.asarray(d["spend_scale"], float),
+            np.asarray(d["target_scale"], float),
+            np.asarray(d["control_loc"], float).reshape(len(d["target_scale"]), -1),
+            np.asarray(d["control_scale"], float).reshape(len(d["target_scale"]), -1),
+            pd.Timestamp(d["t0"]),
+            float(d["t_unit_days"]),
+        )
+
+
+def market_keys(df: pd.DataFrame, levels) -> pd.Series:
+    """One label per row: the hierarchy columns joined with "/"."""
+    missing = [c for c in levels if c not in df.columns]
+    if missing:
+        raise DataError(f"missing market column(s) {missing}; available: {list(df.columns)[:50]}", column=missing[0])
+    for c in levels:
+        if df[c].isna().any():
+            row = int(np.flatnonzero(df[c].isna().to_numpy())[0])
+            raise DataError(f"column {c!r}, row {row}: missing market label", column=c, row=row)
+    return df[list(levels)].astype(str).agg("/".join, axis=1)
+
+
+def validate_panel(df: pd.DataFrame, config: HierarchicalConfig, *, require_target: bool = True,
+                   dates: pd.DatetimeIndex | None = None, markets: list | None = None) -> PanelData:
+    """Validate long-format data into a :class:`PanelData`.
+
+    ``dates`` / ``markets`` fix the grid and market order (for new data on a fitted model:
+    the grid is then extended by the new data's dates).
+    """
+    b = config.base
+    keys = market_keys(df, config.levels)
+    names = sorted(keys.unique()) if markets is None else list(markets)
+    unknown = sorted(set(keys.unique()) - set(names))
+    if unknown:
+        raise DataError(f"markets {unknown[:10]} were not in the fitted model; known: {names[:10]}",
+                        column=config.levels[-1])
+    extra_cols = [*config.levels] + ([config.population] if config.population else [])
+    per = {}
+    for name in names:
+        rows = np.flatnonzero((keys == name).to_numpy())
+        if len(rows) == 0:
+            raise DataError(f"market {name!r}: no rows", column=config.levels[-1])
+        frame = df.iloc[rows]
+        present = [c for c in b.channels if c in frame.columns and (pd.to_numeric(frame[c], errors="coerce").fillna(0) != 0).any()]
+        absent = [c for c in b.channels if c not in present]
+        try:
+            data = validate_frame(
+                frame.drop(columns=[c for c in absent if c in frame.columns]).reset_index(drop=True),
+                date=b.date, target=b.target, channels=present or [b.channels[0]], controls=b.controls,
+                min_length=2, require_target=require_target,
+            ) if present else None
+        except DataError as err:
+            raise DataError(f"market {name!r}: {err}", column=err.column,
+                            row=None if err.row is None else int(rows[err.row])) from None
+        if data is None:
+            raise DataError(f"market {name!r}: no spend in any channel of {list(b.channels)}")
+        pop = None
+        if config.population:
+            if config.population not in frame.columns:
+                raise DataError(f"missing population column {config.population!r}", column=config.population)
+            p = pd.to_numeric(frame[config.population], errors="coerce").to_numpy(float)
+            if not np.all(np.isfinite(p)) or np.any(p <= 0) or np.ptp(p) > 0:
+                raise DataError(f"market {name!r}: population must be one positive number per market, got "
+                                f"{np.unique(p)[:5]}", column=config.population)
+            pop = float(p[0])
+        per[name] = (data, present, pop)
+    del extra_cols
+    freq = {d.freq_days for d, _, _ in per.values()}
+    if len(freq) > 1:
+        raise DataError(f"markets have different date spacings {sorted(freq)} days; use one frequency")
+    step = pd.Timedelta(days=freq.pop())
+    all_dates = [d.dates for d, _, _ in per.values()]
+    lo = min(d[0] for d in all_dates)
+    hi = max(d[-1] for d in all_dates)
+    if dates is not None:
+        lo, hi = min(lo, dates[0]), max(hi, dates[-1])
+    grid = pd.date_range(lo, hi, freq=step)
+    for name, (d, _, _) in per.items():
+        off = (d.dates[0] - grid[0]) / step
+        if off != int(off):
+            raise DataError(f"market {name!r}: dates are not on the {step.days}-day grid starting {grid[0].date()}",
+                            column=b.date)
+    G, T, C, K = len(names), len(grid), len(b.channels), len(b.controls)
+    spend = np.zeros((G, T, C))
+    controls = np.zeros((G, T, K))
+    target = np.full((G, T), np.nan)
+    observed = np.zeros((G, T), bool)
+    for g, name in enumerate(names):
+        d, present, _ = per[name]
+        i0 = int((d.dates[0] - grid[0]) / step)
+        sl = slice(i0, i0 + d.n_periods)
+        for j, c in enumerate(present):
+            spend[g, sl, b.channels.index(c)] = d.spend[:, j]
+        controls[g, sl] = d.control_values
+        target[g, sl] = d.target
+        observed[g, sl] = True
+    _check_national(spend, observed, config, names, grid)
+    groups, labels = _groups(names, config)
+    pops = np.asarray([per[n][2] for n in names]) if config.population else None
+    return PanelData(names, groups, labels, grid, spend, controls, target, observed, pops, step.days)
+
+
+def _check_national(spend, observed, config, names, grid):
+    b = config.base
+    for c in config.national_channels:
+        j = b.channels.index(c)
+        for t in range(spend.shape[1]):
+            vals = spend[observed[:, t], t, j]
+            if len(vals) and np.ptp(vals) > 1e-9 * max(1.0, np.abs(vals).max()):
+                g = int(np.flatnonzero(observed[:, t])[np.argmax(np.abs(vals - vals[0]))])
+                raise DataError(
+                    f"national channel {c!r}, date {grid[t].date()}: market {names[g]!r} has spend "
+                    f"{spend[g, t, j]:g} but {names[int(np.flatnonzero(observed[:, t])[0])]!r} has {vals[0]:g}; "
+                    "a national channel must have the same spend in every market", column=c)
+
+
+def _groups(names, config):
+    parts = [n.split("/") for n in names]
+    groups, labels = {}, {}
+    for lvl, level in enumerate(config.levels):
+        keys = ["/".join(p[: lvl + 1]) for p in parts]
+        uniq = sorted(set(keys))
+        labels[level] = uniq
+        groups[level] = np.asarray([uniq.index(k) for k in keys])
+    return groups, labels
+
+
+def fit_panel_scaling(data: PanelData, config: HierarchicalConfig) -> PanelScaling:
+    """Per-market scale factors (per capita when the config has a population column)."""
+    b = config.base
+    spend_max = data.spend.max(axis=1)  # (G, C)
+    tmax = np.nanmax(np.abs(data.target), axis=1)
+    if data.population is not None:
+        pop = data.population
+        spend_scale = pop[:, None] * (spend_max / pop[:, None]).max(axis=0, keepdims=True)
+        target_scale = pop * np.max(tmax / pop)
+    else:
+        spend_scale = spend_max.copy()
+        target_scale = tmax
+    nat = [b.channels.index(c) for c in config.national_channels]
+    if nat:
+        spend_scale[:, nat] = spend_max[:, nat].max(axis=0, keepdims=True)
+    spend_scale = np.where(spend_scale > 0, spend_scale, 1.0)
+    target_scale = np.where(target_scale > 0, target_scale, 1.0)
+    K = len(b.controls)
+    loc = np.zeros((data.n_markets, K))
+    scale = np.ones((data.n_markets, K))
+    for g in range(data.n_markets):
+        v = data.controls[g, data.observed[g]]
+        if K and len(v):
+            loc[g] = v.mean(axis=0)
+            s = v.std(axis=0)
+            scale[g] = np.where(s > 0, s, 1.0)
+    span = (data.dates[-1] - data.dates[0]).days
+    return PanelScaling(spend_scale, target_scale, loc, scale, pd.Timestamp(data.dates[0]), float(max(span, 1)))
+
+
+def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalConfig) -> dict[str, np.ndarray]:
+    """Scaled model inputs: spend (G, T, C_local), national_spend (T, C_nat), controls (G, T, K),
+    fourier (T, 2n), time (T,), target (G, T), mask (G, T)."""
+    b = config.base
+    loc_idx = [b.channels.index(c) for c in config.local_channels]
+    nat_idx = [b.channels.index(c) for c in config.national_channels]
+    x = data.spend / scaling.spend_scale[:, None, :]
+    known = data.observed & np.isfinite(data.target)
+    t = np.asarray((data.dates - scaling.t0).days, dtype=float) / scaling.t_unit_days
+    if nat_idx:
+        # one national series: the spend of the markets that have the week (identical across them)
+        nat = np.zeros((len(data.dates), len(nat_idx)))
+        for t_i in range(len(data.dates)):
+            obs = np.flatnonzero(data.observed[:, t_i])
+            if len(obs):
+                nat[t_i] = x[obs[0], t_i, nat_idx]
+    else:
+        nat = np.zeros((len(data.dates), 0))
+    return {
+        "spend": x[:, :, loc_idx],
+        "national_spend": nat,
+        "controls": (data.controls - scaling.control_loc[:, None, :]) / scaling.control_scale[:, None, :]
+        * data.observed[:, :, None],
+        "fourier": fourier_features(data.dates, b.seasonality),
+        "time": t,
+        "target": np.where(known, data.target, 0.0) / scaling.target_scale[:, None],
+        "mask": known.astype(float),
+    }
