@@ -15,9 +15,12 @@ from pathlib import Path
 __all__ = ["main"]
 
 
-def _sampler_args(p: argparse.ArgumentParser, draws: int = 1000, samplers=("numpyro", "blackjax")) -> None:
+def _sampler_args(p: argparse.ArgumentParser, draws: int = 1000,
+                  samplers=("numpyro", "blackjax", "chees", "meads")) -> None:
     p.add_argument("--sampler", choices=list(samplers), default=samplers[0],
-                   help=None if len(samplers) > 1 else "the batch engine vmaps BlackJAX NUTS over brands")
+                   help=("NUTS (numpyro, blackjax) or BlackJAX many-chain adaptation (chees: ChEES-HMC; "
+                         "meads: GHMC, needs >= 16 chains)") if len(samplers) > 1
+                   else "the batch engine vmaps BlackJAX NUTS over brands")
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--draws", type=int, default=draws)

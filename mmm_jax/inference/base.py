@@ -11,7 +11,7 @@ from ..compile import LogDensity
 
 __all__ = ["SampleResult", "SamplerConfig", "sample", "SAMPLERS", "bind_data"]
 
-SAMPLERS = ("numpyro", "blackjax")
+SAMPLERS = ("numpyro", "blackjax", "chees", "meads")
 
 
 class SamplerConfig(NamedTuple):
@@ -85,7 +85,9 @@ def sample(
     data : dict, optional
         Data inputs (defaults to the data the model was built with).
     key : PRNG key or int seed
-    sampler : {"numpyro", "blackjax"}
+    sampler : {"numpyro", "blackjax", "chees", "meads"}
+        NUTS with window adaptation (NumPyro or BlackJAX), or BlackJAX's many-chain
+        adaptation: ChEES-HMC or MEADS (see :mod:`mmm_jax.inference.chees`).
     **settings
         Fields of :class:`SamplerConfig` (chains, warmup, draws, target_accept, ...).
     """
@@ -105,6 +107,10 @@ def sample(
         from .numpyro import sample_numpyro
 
         return sample_numpyro(ld, data, key=key, config=cfg)
+    if sampler in ("chees", "meads"):
+        from .chees import sample_chees, sample_meads
+
+        return (sample_chees if sampler == "chees" else sample_meads)(ld, data, key=key, config=cfg)
     from .blackjax import sample_blackjax
 
     return sample_blackjax(ld, data, key=key, config=cfg)

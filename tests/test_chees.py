@@ -1,0 +1,137 @@
+"""BlackJAX many-chain adaptation (ChEES-HMC, MEADS) behind ``mmm_jax.inference.sample``."""
+
+import warnings
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import pytest
+
+from mmm_jax.compile import compile_logdensity
+from mmm_jax.inference import SAMPLERS, sample
+
+MU = np.array([1.0, -2.0])
+COV = np.array([[1.0, 1.8], [1.8, 4.0]])  # sd 1 and 2, correlation 0.9
+STAT_KEYS = ("diverging", "energy", "tree_depth", "n_steps", "step_size", "acceptance_rate", "lp")
+
+
+@pytest.fixture(scope="module")
+def gaussian():
+    """Correlated 2-D Gaussian + a HalfNormal(1) (log-transformed) scale: known moments."""
+    with pm.Model() as m:
+        pm.MvNormal("x", mu=MU, cov=COV)
+        pm.HalfNormal("s", 1.0)
+    return compile_logdensity(m)
+
+
+def _check_moments(res, chains, draws):
+    x = res.samples["x"]
+    assert x.shape == (chains, draws, 2)
+    ds = az.convert_to_dataset({"x": x, "s": np.exp(res.samples["s_log__"])})
+    ess = az.ess(ds)
+    rhat = az.rhat(ds)
+    assert float(rhat["x"].max()) < 1.02 and float(rhat["s"]) < 1.02
+    assert float(ess["x"].min()) > 0.2 * chains * draws  # HMC on a Gaussian mixes well
+    flat = x.reshape(-1, 2)
+    # means within 4 Monte Carlo standard errors
+    mcse = np.sqrt(np.diag(COV) / ess["x"].values)
+    np.testing.assert_array_less(np.abs(flat.mean(0) - MU), 4 * mcse)
+    np.testing.assert_allclose(np.cov(flat.T), COV, rtol=0.1)
+    # HalfNormal(1): E[s] = sqrt(2/pi)
+    s = np.exp(res.samples["s_log__"]).ravel()
+    assert abs(s.mean() - np.sqrt(2 / np.pi)) < 4 * np.sqrt(1 - 2 / np.pi) / np.sqrt(float(ess["s"]))
+
+
+def _check_contract(res, name, chains, draws):
+    assert res.sampler == name
+    for k in STAT_KEYS:
+        assert res.stats[k].shape == (chains, draws), k
+        assert np.all(np.isfinite(res.stats[k])), k
+    assert res.stats["diverging"].dtype == bool
+    assert np.all(res.stats["tree_depth"] == 0)  # HMC without trees: documented as 0
+    assert np.all(res.stats["n_steps"] >= 1)
+    assert np.all(res.stats["warmup_n_steps"] > 0)
+    for k in ("warmup", "sampling", "total"):
+        assert np.isfinite(res.timings[k]) and res.timings[k] > 0, k
+    assert res.timings["warmup"] < res.timings["total"]
+
+
+def test_samplers_registered():
+    assert "chees" in SAMPLERS and "meads" in SAMPLERS
+
+
+@pytest.mark.parametrize("chain_method", ["vectorized", "parallel"])
+def test_chees_correlated_gaussian(gaussian, chain_method):
+    chains, draws = 8, 600
+    res = sample(gaussian, key=3, sampler="chees", chains=chains, warmup=400, draws=draws, progress=False,
+                 chain_method=chain_method)
+    _check_contract(res, "chees", chains, draws)
+    _check_moments(res, chains, draws)
+    # one step size per run, shared by all chains; the jittered trajectory varies per draw
+    assert np.ptp(res.stats["step_size"]) == 0
+    assert np.ptp(res.stats["n_steps"]) > 0
+    assert res.stats["diverging"].sum() == 0
+
+
+def test_chees_same_seed_same_draws(gaussian):
+    kw = dict(key=5, sampler="chees", chains=4, warmup=100, draws=50, progress=False)
+    a, b = sample(gaussian, **kw), sample(gaussian, **kw)
+    np.testing.assert_array_equal(a.samples["x"], b.samples["x"])
+
+
+def test_meads_correlated_gaussian(gaussian):
+    chains, draws = 32, 300
+    res = sample(gaussian, key=4, sampler="meads", chains=chains, warmup=200, draws=draws, progress=False)
+    _check_contract(res, "meads", chains, draws)
+    _check_moments(res, chains, draws)
+    assert np.all(res.stats["n_steps"] == 10)  # MEADS_THINNING GHMC steps per stored draw
+
+
+def test_errors(gaussian):
+    with pytest.raises(ValueError, match="diagonal"):
+        sample(gaussian, sampler="chees", chains=4, warmup=10, draws=10, dense_mass=True, progress=False)
+    with pytest.raises(ValueError, match="at least 16"):
+        sample(gaussian, sampler="meads", chains=4, warmup=10, draws=10, progress=False)
+    with pytest.raises(ValueError, match="not available"):
+        sample(gaussian, sampler="nope")
+
+
+def test_cli_accepts_chees():
+    from mmm_jax.cli import main
+
+    with pytest.raises(SystemExit) as err:
+        main(["demo", "--sampler", "nope"])
+    assert err.value.code == 2
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    assert "chees" in buf.getvalue() and "meads" in buf.getvalue()
+
+
+@pytest.mark.slow
+def test_chees_example_mmm(example):
+    """The bundled example: ChEES through MMM.fit agrees with the truth and mixes."""
+    from mmm_jax import MMM, ModelConfig
+    from mmm_jax.datasets import EXAMPLE_CHANNELS, EXAMPLE_CONTROLS, EXAMPLE_DATE, EXAMPLE_TARGET
+
+    df, truth = example
+    mmm = MMM(ModelConfig(date=EXAMPLE_DATE, target=EXAMPLE_TARGET, channels=EXAMPLE_CHANNELS,
+                          controls=EXAMPLE_CONTROLS, seasonality=2, trend=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mmm.fit(df, sampler="chees", chains=4, warmup=400, draws=400, seed=1, progress=False)
+    d = mmm.diagnostics()
+    assert d["max_rhat"] < 1.05
+    assert d["min_ess_bulk"] > 100
+    assert d["divergences"] <= 0.01 * d["draws"]
+    assert mmm.fit_settings["sampler"] == "chees"
+    ss = mmm.idata.sample_stats
+    assert set(STAT_KEYS) <= set(ss.data_vars)
+    roas = mmm.idata.posterior["roas"]
+    mean, sd = roas.mean(("chain", "draw")), roas.std(("chain", "draw"))
+    for ch in EXAMPLE_CHANNELS:
+        z = abs(float(mean.sel(channel=ch)) - truth["roas"][ch]) / float(sd.sel(channel=ch))
+        assert z < 3, (ch, z)
