@@ -91,6 +91,7 @@ def run_main(fn) -> None:
     result["run"] = spec.get("run")
     result["worker_seconds"] = time.perf_counter() - t0
     result["cpu_seconds"] = _cpu_seconds()
+    result["peak_rss_mb"] = _peak_rss_mb()
     result["versions"] = versions()
     result["python_executable"] = sys.executable
     result["env"] = {k: os.environ[k] for k in ("XLA_FLAGS", "JAX_PLATFORMS", "OMP_NUM_THREADS") if k in os.environ}
@@ -108,6 +109,19 @@ def _cpu_seconds() -> float | None:
         ru = resource.getrusage(who)
         total += ru.ru_utime + ru.ru_stime
     return total
+
+
+def _peak_rss_mb() -> dict | None:
+    """Peak resident memory (MiB) of this process and of its largest waited-for child (Linux: KiB units)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return None
+    scale = 1 / 1024 if sys.platform != "darwin" else 1 / 1024**2
+    return {
+        "self": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale,
+        "children": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale,
+    }
 
 
 class Timer:
@@ -169,6 +183,7 @@ def convergence(posterior, sample_stats, var_names: list[str]) -> dict:
         "n_free_scalars": int(sum(post[v].size // n for v in post.data_vars)),
         "min_ess_bulk": min_ess,
         "min_ess_bulk_param": str(worst),
+        "median_ess_bulk": float(np.nanmedian(np.concatenate([np.ravel(ess[v].values) for v in ess.data_vars]))),
         "max_rhat": max_rhat,
         "chains": int(post.sizes["chain"]),
         "draws": int(post.sizes["draw"]),
