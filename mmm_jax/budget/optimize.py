@@ -28,7 +28,15 @@ import optax
 from .projection import project_budget, project_budget_capped
 from .response import ResponseParams, ResponseSpec, net_response_fn
 
-__all__ = ["BudgetProblem", "OptimizeResult", "objective_value", "optimize_allocation", "minimum_budget", "OBJECTIVES"]
+__all__ = [
+    "BudgetProblem",
+    "OptimizeResult",
+    "objective_value",
+    "optimize_allocation",
+    "minimum_budget",
+    "projected_adam",
+    "OBJECTIVES",
+]
 
 OBJECTIVES = ("mean", "mean_sd", "cvar", "mroas")
 
@@ -130,7 +138,19 @@ def optimize_allocation(
         return _project(u * scale, problem, objective) / scale
 
     u0 = jnp.full((C,), 1.0 / C) if x0 is None else jnp.asarray(x0) / scale
-    u0 = project_u(u0)
+    best_u, value, r, trace = projected_adam(value_fn, project_u, project_u(u0), steps=steps,
+                                             learning_rate=learning_rate)
+    return OptimizeResult(x=best_u * scale, value=value, responses=r, trace=trace)
+
+
+def projected_adam(value_fn, project_u, u0, *, steps: int, learning_rate: float):
+    """Maximise ``value_fn(u) -> (value, aux)`` over the feasible set of ``project_u`` (pure).
+
+    Adam (optax, cosine-decayed learning rate) on the gradient's component along the budget
+    surface, an exact projection after every step, and the best iterate kept. ``u`` has any
+    shape (a channel vector, or weeks x channels for flighting). Returns
+    ``(best_u, value, aux, trace)``.
+    """
     sched = optax.cosine_decay_schedule(learning_rate, steps, alpha=1e-3)
     opt = optax.adam(sched)
     grad_fn = jax.value_and_grad(lambda u: -value_fn(u)[0])
@@ -156,8 +176,8 @@ def optimize_allocation(
     (u, _, best_u, best_v), trace = jax.lax.scan(step, init, None, length=steps)
     v_last, _ = value_fn(u)
     best_u = jnp.where(v_last > best_v, u, best_u)
-    value, r = value_fn(best_u)
-    return OptimizeResult(x=best_u * scale, value=value, responses=r, trace=trace)
+    value, aux = value_fn(best_u)
+    return best_u, value, aux, trace
 
 
 def minimum_budget(
