@@ -525,7 +525,7 @@ def run_suite(a: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_suite_") as tmp_s:
         results, late = run_all(a, runs, Path(tmp_s), pmm_python, t_start)
     skipped.update(late)
-    cfg = {k: v for k, v in vars(a).items() if k not in ("func", "suite", "_suite")}
+    cfg = {k: v for k, v in vars(a).items() if k not in ("func", "command", "bench_suite")}
     cfg["speed_cell"] = list(a.speed_cell)
     rep = {
         "benchmark": "bench_suite",

@@ -1,6 +1,7 @@
 """Command line: ``mmm-jax demo``, ``mmm-jax fit DATA.csv --config CONFIG.yaml --out DIR``,
 ``mmm-jax batch DATA --by brand --config CONFIG.yaml --out DIR``,
-``mmm-jax optimize RUN_DIR --total ... --horizon ... --objective cvar --alpha 0.1``."""
+``mmm-jax optimize RUN_DIR --total ... --horizon ... --objective cvar --alpha 0.1``,
+``mmm-jax bench [--full] [--pmm-python PY]`` (sampler benchmark suite, source checkout)."""
 
 from __future__ import annotations
 
@@ -172,6 +173,31 @@ def cmd_batch(a) -> int:
     return 0 if (m["status"] == "done").any() or m.empty else 1
 
 
+def _bench_suite():
+    """``benchmarks/bench_suite.py`` of the source checkout this package runs from, or None."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_suite.py"
+    if not path.is_file():
+        return None
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location("bench_suite", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_suite", mod)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def cmd_bench(a) -> int:
+    suite = a.bench_suite
+    if suite is None:
+        print("mmm-jax bench: error: needs a source checkout (benchmarks/bench_suite.py next to the mmm_jax "
+              "package); clone the repository and `pip install -e .`", file=sys.stderr)
+        return 2
+    return suite.run_suite(suite.finish_args(a))
+
+
 def _pair(text: str) -> tuple[str, float]:
     name, value = text.split("=", 1)
     return name, float(value)
@@ -220,6 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output directory (default RUN_DIR/budget)")
     p.set_defaults(func=cmd_optimize)
+    p = sub.add_parser("bench", help="sampler benchmark suite: samplers x problem sizes (benchmarks/bench_suite.py)",
+                       description="Every sampler on a grid of simulated problems, each run in its own process; "
+                                   "writes JSON + Markdown + plot to benchmarks/results/ (see benchmarks/README.md).")
+    # the suite's options are only loaded for `mmm-jax bench` (it lives in benchmarks/, not in the package)
+    suite = _bench_suite() if list(sys.argv[1:] if argv is None else argv)[:1] == ["bench"] else None
+    if suite is not None:
+        suite.add_arguments(p)
+    p.set_defaults(func=cmd_bench, bench_suite=suite)
     a = parser.parse_args(argv)
     # PyTensor's C backend warns about BLAS at import; we run on JAX, so it is noise here.
     warnings.filterwarnings("ignore", message=".*BLAS.*")
