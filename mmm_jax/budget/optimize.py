@@ -139,17 +139,20 @@ def optimize_allocation(
 
     u0 = jnp.full((C,), 1.0 / C) if x0 is None else jnp.asarray(x0) / scale
     best_u, value, r, trace = projected_adam(value_fn, project_u, project_u(u0), steps=steps,
-                                             learning_rate=learning_rate)
+                                             learning_rate=learning_rate,
+                                             bounds=(problem.lo / scale, problem.hi / scale))
     return OptimizeResult(x=best_u * scale, value=value, responses=r, trace=trace)
 
 
-def projected_adam(value_fn, project_u, u0, *, steps: int, learning_rate: float):
+def projected_adam(value_fn, project_u, u0, *, steps: int, learning_rate: float, bounds=None):
     """Maximise ``value_fn(u) -> (value, aux)`` over the feasible set of ``project_u`` (pure).
 
     Adam (optax, cosine-decayed learning rate) on the gradient's component along the budget
     surface, an exact projection after every step, and the best iterate kept. ``u`` has any
-    shape (a channel vector, or weeks x channels for flighting). Returns
-    ``(best_u, value, aux, trace)``.
+    shape (a channel vector, or weeks x channels for flighting). ``bounds = (lo, hi)`` (same
+    shape as ``u``) lets the step ignore coordinates pinned at a bound that the gradient pushes
+    outwards (a projected-gradient tangent step), so that Adam's per-coordinate scaling sees
+    only the coordinates that can move. Returns ``(best_u, value, aux, trace)``.
     """
     sched = optax.cosine_decay_schedule(learning_rate, steps, alpha=1e-3)
     opt = optax.adam(sched)
@@ -164,7 +167,17 @@ def projected_adam(value_fn, project_u, u0, *, steps: int, learning_rate: float)
         # along the constraint surface instead (differences between marginal returns), when
         # the total binds.
         binding = jnp.sum(u) >= 1.0 - 1e-9
-        g = jnp.where(binding, g - jnp.mean(g), g)
+        if bounds is None:
+            g = jnp.where(binding, g - jnp.mean(g), g)
+        else:
+            lo, hi = bounds
+            eps = 1e-9
+            inside = (u > lo + eps) & (u < hi - eps)
+            m_in = jnp.sum(jnp.where(inside, g, 0.0)) / jnp.maximum(jnp.sum(inside), 1)
+            m = jnp.where(jnp.any(inside), m_in, jnp.mean(g))
+            gt = jnp.where(binding, g - m, g)
+            pinned = ((u <= lo + eps) & (gt < 0)) | ((u >= hi - eps) & (gt > 0))
+            g = jnp.where(pinned, 0.0, gt)
         better = v > best_v
         best_u = jnp.where(better, u, best_u)
         best_v = jnp.where(better, v, best_v)

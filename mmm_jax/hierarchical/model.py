@@ -104,7 +104,7 @@ def build_hierarchical_model(config: HierarchicalConfig, arrays: dict, panel) ->
     panel : PanelData (labels and hierarchy groups)
     """
     b = config.base
-    G, T, _ = arrays["spend"].shape
+    G = arrays["spend"].shape[0]  # markets are fixed; the number of weeks stays symbolic
     local, national = config.local_channels, config.national_channels
     channels = (*local, *national)
     K, n_four = len(b.controls), 2 * b.seasonality
@@ -120,21 +120,22 @@ def build_hierarchical_model(config: HierarchicalConfig, arrays: dict, panel) ->
     with pm.Model(coords=coords) as model:
         x = pm.Data("spend", np.asarray(arrays["spend"], float))  # (market, date, local channel)
         x_nat = pm.Data("national_spend", np.asarray(arrays["national_spend"], float))
-        y = pm.Data("target", np.asarray(arrays["target"], float), dims=("market", "date"))
-        mask = pm.Data("mask", np.asarray(arrays["mask"], float), dims=("market", "date"))
+        # no dims on the data: their lengths must stay free so that new weeks (forecasts) can be fed
+        y = pm.Data("target", np.asarray(arrays["target"], float))
+        mask = pm.Data("mask", np.asarray(arrays["mask"], float))
 
         icpt, pm_i = _parameter("intercept", config, groups, G, ())
         baseline = _per_market(icpt, pm_i, G)[:, None] * pt.ones_like(y)
         if b.trend:
-            time = pm.Data("time", np.asarray(arrays["time"], float), dims="date")
+            time = pm.Data("time", np.asarray(arrays["time"], float))
             tr, pm_t = _parameter("trend", config, groups, G, ())
             baseline = baseline + _per_market(tr, pm_t, G)[:, None] * time[None, :]
         if n_four:
-            fourier = pm.Data("fourier", np.asarray(arrays["fourier"], float), dims=("date", "fourier_mode"))
+            fourier = pm.Data("fourier", np.asarray(arrays["fourier"], float))
             gf, pm_f = _parameter("gamma_fourier", config, groups, G, ("fourier_mode",))
             baseline = baseline + pt.dot(_per_market(gf, pm_f, G), fourier.T)
         if K:
-            ctl = pm.Data("controls", np.asarray(arrays["controls"], float), dims=("market", "date", "control"))
+            ctl = pm.Data("controls", np.asarray(arrays["controls"], float))
             gc, pm_c = _parameter("gamma_control", config, groups, G, ("control",))
             baseline = baseline + (ctl * _per_market(gc, pm_c, G)[:, None, :]).sum(axis=-1)
 
@@ -143,6 +144,7 @@ def build_hierarchical_model(config: HierarchicalConfig, arrays: dict, panel) ->
             v, per = _parameter(name, config, groups, G, ("channel",))
             media[name] = v if per else pt.broadcast_to(v[None, :], (G, len(channels)))
         # all (market, channel) series as columns of one (T, G * C) matrix
+        T = x.shape[1]
         xa = pt.concatenate([x, pt.broadcast_to(x_nat[None], (G, T, len(national)))], axis=-1)
         cols = xa.dimshuffle(1, 0, 2).reshape((T, G * len(channels)))
         flat = {k: v.reshape((G * len(channels),)) for k, v in media.items()}
