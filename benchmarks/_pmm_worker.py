@@ -64,6 +64,8 @@ def run_pmm(spec: dict) -> dict:
             control_columns=controls,
             yearly_seasonality=spec["seasonality"],
         )
+        if spec.get("hsgp"):  # bench_suite's HSGP axis: PyMC-Marketing's own HSGP flags
+            kwargs.update(time_varying_intercept=True, time_varying_media=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             mmm = MMM(**kwargs)

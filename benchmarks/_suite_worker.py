@@ -97,9 +97,9 @@ def _config(spec):
 
     kw = {}
     if spec.get("hsgp"):
-        # TODO(issue 7): wire the HSGP option once mmm_jax.config.ModelConfig has one; the suite
-        # only sends hsgp=True when it detects the option (see bench_suite.hsgp_available).
-        kw["hsgp"] = spec["hsgp"]
+        # HSGP axis: time-varying baseline + time-varying media effect, both with the package's
+        # default HSGP settings (the suite only sends hsgp=True when ModelConfig has the options)
+        kw = {"time_varying_intercept": True, "time_varying_media": True}
     return ModelConfig(
         date=spec["date"],
         target=spec["target"],

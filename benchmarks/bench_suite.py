@@ -63,9 +63,10 @@ DEFAULTS = {
     "channels": "3,10",
     "chains": "4",
     "hsgp": "off",
-    "warmup": 500,
-    "draws": 500,
+    "warmup": 300,
+    "draws": 300,
 }
+DEFAULT_BUDGET_S = 19 * 60  # the default grid must finish within 20 minutes on a 2-core CPU
 FULL = {"weeks": "104,156,520", "channels": "3,10,30", "chains": "4,64", "hsgp": "off,on"}
 SPEED_OPTIONS = ("float32", "cache", "dense", "vectorized")
 F32_AGREE_Z = 4.0  # |mean32 - mean64| / combined MCSE below this for every free scalar = "agree"
@@ -100,7 +101,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "standardised like ours, so both fit the same geometry")
     p.add_argument("--timeout", type=float, default=600, help="seconds per run (default %(default)s)")
     p.add_argument("--budget", type=float, default=None,
-                   help="stop starting new runs after this many seconds (the rest are recorded as skipped)")
+                   help="stop starting new runs after this many seconds (the rest are recorded as skipped); "
+                        f"default {DEFAULT_BUDGET_S} s for the default grid, none with --full; 0 = no limit")
     p.add_argument("--out", default=None, help="output directory (default benchmarks/results/)")
     p.add_argument("--tag", default="", help="name part of the output files, e.g. gpu-h100")
     p.add_argument("--no-plot", action="store_true")
@@ -124,6 +126,10 @@ def finish_args(a: argparse.Namespace) -> argparse.Namespace:
         for k, v in FULL.items():
             if getattr(a, k) == DEFAULTS[k]:
                 setattr(a, k, v)
+    if a.budget is None:
+        a.budget = None if a.full else DEFAULT_BUDGET_S
+    elif a.budget <= 0:
+        a.budget = None
     a.samplers = [s.strip() for s in a.samplers.split(",") if s.strip()]
     bad = [s for s in a.samplers if s not in ALL_SAMPLERS]
     if bad:
@@ -155,15 +161,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # --------------------------------------------------------------------------- availability
 def hsgp_available() -> tuple[bool, str]:
-    """Whether ``ModelConfig`` has an HSGP option the suite can switch on."""
+    """Whether ``ModelConfig`` has the HSGP options the suite switches on (``hsgp=on``:
+    ``time_varying_intercept=True, time_varying_media=True``; PMM gets its flags of the same names)."""
     import dataclasses
 
     from mmm_jax.config import ModelConfig
 
-    if "hsgp" in {f.name for f in dataclasses.fields(ModelConfig)}:
+    if {"time_varying_intercept", "time_varying_media"} <= {f.name for f in dataclasses.fields(ModelConfig)}:
         return True, ""
-    return False, ("not available: mmm_jax.config.ModelConfig has no 'hsgp' option yet "
-                   "(TODO: switch the axis on in _suite_worker._config once it lands)")
+    return False, ("not available: mmm_jax.config.ModelConfig has no time_varying_intercept / time_varying_media "
+                   "(HSGP) options in this checkout")
 
 
 def nutpie_available() -> tuple[bool, str]:
@@ -198,7 +205,7 @@ def cell_key(weeks, channels, chains, hsgp) -> str:
     return f"T{weeks}_C{channels}_ch{chains}_{hsgp}"
 
 
-def plan_runs(a, skipped_samplers: dict, hsgp_ok: bool) -> tuple[list[dict], dict]:
+def plan_runs(a, skipped_samplers: dict, hsgp_ok: bool, hsgp_why: str = "not available") -> tuple[list[dict], dict]:
     """Runs in order: the grid, then the speed options. Returns (runs, skipped {id: why})."""
     runs, skipped = [], {}
     for t in a.weeks:
@@ -209,7 +216,7 @@ def plan_runs(a, skipped_samplers: dict, hsgp_ok: bool) -> tuple[list[dict], dic
                     for s in a.samplers:
                         rid = f"{cell_key(t, c, chains, h)}/{s}"
                         if h == "on" and not hsgp_ok:
-                            skipped[rid] = "HSGP " + hsgp_available()[1]
+                            skipped[rid] = "HSGP " + hsgp_why
                         elif s in skipped_samplers:
                             skipped[rid] = skipped_samplers[s]
                         elif s == "meads" and (chains < 16 or chains % 4):
@@ -514,7 +521,7 @@ def run_suite(a: argparse.Namespace) -> int:
         if pmm_python is None:
             skipped_samplers["pmm-numpyro"] = why
     hsgp_ok, hsgp_why = hsgp_available()
-    runs, skipped = plan_runs(a, skipped_samplers, hsgp_ok)
+    runs, skipped = plan_runs(a, skipped_samplers, hsgp_ok, hsgp_why)
     for s, why in skipped_samplers.items():
         if s in a.samplers:
             bs.log(f"NOTE: skipping {s}: {why}")
