@@ -117,26 +117,55 @@ def cmd_fit(a) -> int:
 
 
 def cmd_optimize(a) -> int:
+    from .budget import BudgetError
     from . import MMM
 
-    mmm = MMM.load(a.run_dir)
+    batch = (Path(a.run_dir) / "manifest.sqlite").exists()
     locked = dict(_pair(x) for x in a.lock or [])
     bounds = {}
     for x in a.bound or []:
         name, rest = x.split("=", 1)
         lo, hi = rest.split(":", 1)
         bounds[name] = (float(lo), float(hi))
-    plan = mmm.optimize_budget(
-        a.total, a.horizon, objective=a.objective, alpha=a.alpha, risk_aversion=a.risk_aversion,
-        min_mroas=a.min_mroas, bounds=bounds or None, bounds_pct=a.bounds_pct, locked=locked or None,
-        max_history_multiple=a.max_history_multiple, max_draws=a.draws, seed=a.seed,
-    )
     out = Path(a.out) if a.out else Path(a.run_dir) / "budget"
     out.mkdir(parents=True, exist_ok=True)
+    if a.flighting:
+        if batch:
+            raise BudgetError("--flighting plans one fitted model (a directory from `mmm-jax fit`)")
+        from .budget.portfolio import optimize_flighting
+
+        fp = optimize_flighting(MMM.load(a.run_dir), a.total, a.horizon, objective=a.objective, alpha=a.alpha,
+                                risk_aversion=a.risk_aversion, locked=locked or None,
+                                max_history_multiple=a.max_history_multiple, max_draws=a.draws, seed=a.seed)
+        fp.plan.to_csv(out / "flighting.csv")
+        (out / "flighting.json").write_text(fp.to_json())
+        fp.plot(out / "flighting.png")
+        print(fp.plan.round(2).to_string())
+        s = fp.summary
+        print(f"\nexpected response {s['expected_response']:,.0f} vs best flat plan {s['flat_expected_response']:,.0f} "
+              f"(gain {s['gain_over_flat']:,.0f}, P(gain > 0) = {s['p_gain_positive']:.2f})")
+        print(f"wrote {out / 'flighting.csv'}, {out / 'flighting.json'}, {out / 'flighting.png'}")
+        return 0
+    kw = dict(objective=a.objective, alpha=a.alpha, risk_aversion=a.risk_aversion, min_mroas=a.min_mroas,
+              bounds_pct=a.bounds_pct, max_history_multiple=a.max_history_multiple, max_draws=a.draws, seed=a.seed)
+    if batch:  # one total over every brand x channel of a `mmm-jax batch` directory
+        from .budget.portfolio import optimize_portfolio
+
+        def key(name):
+            if "/" not in name:
+                raise BudgetError(f"in a batch directory, name units as BRAND/CHANNEL, got {name!r}")
+            return tuple(name.rsplit("/", 1))
+
+        plan = optimize_portfolio(a.run_dir, a.total, a.horizon, bounds={key(k): v for k, v in bounds.items()} or None,
+                                  locked={key(k): v for k, v in locked.items()} or None, **kw)
+    else:
+        plan = MMM.load(a.run_dir).optimize_budget(a.total, a.horizon, bounds=bounds or None, locked=locked or None,
+                                                   **kw)
     plan.table.to_csv(out / "plan.csv")
     (out / "plan.json").write_text(plan.to_json())
     plan.plot(out / "plan.png")
-    plan.plot_response_curves(out / "response_curves.png")
+    if not batch:
+        plan.plot_response_curves(out / "response_curves.png")
     import pandas as pd
 
     with pd.option_context("display.float_format", "{:,.2f}".format, "display.width", 160):
@@ -147,7 +176,8 @@ def cmd_optimize(a) -> int:
         f"{s['response_hdi_94'][1]:,.0f}); current allocation {s['current_expected_response']:,.0f}; "
         f"uplift {s['uplift_mean']:,.0f}, P(uplift > 0) = {s['p_uplift_positive']:.2f}"
     )
-    print(f"wrote {out / 'plan.csv'}, {out / 'plan.json'}, {out / 'plan.png'}, {out / 'response_curves.png'}")
+    print(f"wrote {out / 'plan.csv'}, {out / 'plan.json'}, {out / 'plan.png'}"
+          + ("" if batch else f", {out / 'response_curves.png'}"))
     return 0
 
 
@@ -229,21 +259,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="refit everything if OUT holds another configuration")
     p.add_argument("--retry-failed", action="store_true", help="also refit brands that failed before")
     p.set_defaults(func=cmd_batch)
-    p = sub.add_parser("optimize", help="optimise the budget split for a fitted model (a directory from `fit`)")
-    p.add_argument("run_dir", help="directory written by `mmm-jax fit`")
+    p = sub.add_parser("optimize", help="optimise the budget split for a fitted model (a directory from `fit`), "
+                                        "or one total over every brand x channel of a `batch` directory")
+    p.add_argument("run_dir", help="directory written by `mmm-jax fit` or `mmm-jax batch`")
     p.add_argument("--total", type=float, required=True, help="budget over the horizon (currency)")
     p.add_argument("--horizon", type=int, default=13, help="weeks (default 13)")
     p.add_argument("--objective", choices=["mean", "mean_sd", "cvar", "mroas"], default="mean")
     p.add_argument("--alpha", type=float, default=0.1, help="CVaR tail fraction (default 0.1)")
     p.add_argument("--risk-aversion", type=float, default=1.0, help="weight of sd in mean_sd")
     p.add_argument("--min-mroas", type=float, default=None, help="minimum marginal ROAS for objective mroas")
-    p.add_argument("--bound", action="append", metavar="CH=LO:HI", help="spend bounds over the horizon")
+    p.add_argument("--bound", action="append", metavar="CH=LO:HI",
+                   help="spend bounds over the horizon (BRAND/CH=LO:HI for a batch)")
     p.add_argument("--bounds-pct", type=float, default=None, help="allow +-this fraction around current spend")
-    p.add_argument("--lock", action="append", metavar="CH=VALUE", help="fix a channel's spend")
+    p.add_argument("--lock", action="append", metavar="CH=VALUE", help="fix a channel's spend (BRAND/CH=VALUE for a batch)")
     p.add_argument("--max-history-multiple", type=float, default=None,
                    help="cap weekly spend at this multiple of the channel's historical max")
     p.add_argument("--draws", type=int, default=2000, help="posterior draws used (default 2000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--flighting", action="store_true", help="optimise every week's spend (not a flat split)")
     p.add_argument("--out", default=None, help="output directory (default RUN_DIR/budget)")
     p.set_defaults(func=cmd_optimize)
     p = sub.add_parser("bench", help="sampler benchmark suite: samplers x problem sizes (benchmarks/bench_suite.py)",

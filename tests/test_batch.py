@@ -298,3 +298,20 @@ def test_sigkill_mid_job_then_rerun_has_every_brand_exactly_once(tmp_path):
         idata = az.from_netcdf(str(p))
         assert idata.posterior.sizes["draw"] == 40
     assert f"{6 - killed_at} fitted" in rerun.stdout
+
+
+@pytest.mark.slow
+def test_cli_optimize_one_total_over_a_batch(batch_run):
+    """`mmm-jax optimize OUT` on a batch directory: one total over every brand x channel."""
+    from mmm_jax.cli import main
+
+    long, out, res = batch_run
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main(["optimize", str(out), "--total", "90000", "--horizon", "6", "--draws", "200",
+                   "--lock", "b0/tv=4000", "--out", str(out / "plan")])
+    assert rc == 0
+    plan = pd.read_csv(out / "plan" / "plan.csv")
+    assert len(plan) == 3 + 3 + 2 + 3  # b2 has no 'social'; b4 failed
+    assert plan["optimal_spend"].sum() == pytest.approx(90000, rel=1e-6)
+    assert plan.set_index(["market", "channel"]).loc[("b0", "tv"), "optimal_spend"] == pytest.approx(4000)
