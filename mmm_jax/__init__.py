@@ -6,8 +6,21 @@ from ._runtime import configure as _configure
 _configure()
 
 from .compile import LogDensity, compile_logdensity  # noqa: E402
-from .config import ConfigError, GeometricAdstock, LogisticSaturation, ModelConfig, Prior  # noqa: E402
+from .config import (  # noqa: E402
+    ConfigError,
+    DelayedAdstock,
+    GeometricAdstock,
+    HillSaturation,
+    LogisticSaturation,
+    MichaelisMentenSaturation,
+    ModelConfig,
+    Prior,
+    TanhSaturation,
+    TimeVaryingMedia,
+    WeibullAdstock,
+)
 from .data import DataError, MMMData, validate_frame  # noqa: E402
+from .hsgp import HSGPSpec  # noqa: E402
 from .inference import SampleResult, SamplerConfig, sample  # noqa: E402
 from .mmm import MMM, NotFittedError  # noqa: E402
 from .model import build_pymc_model  # noqa: E402
@@ -20,7 +33,14 @@ __all__ = [
     "ModelConfig",
     "Prior",
     "GeometricAdstock",
+    "DelayedAdstock",
+    "WeibullAdstock",
     "LogisticSaturation",
+    "TanhSaturation",
+    "HillSaturation",
+    "MichaelisMentenSaturation",
+    "HSGPSpec",
+    "TimeVaryingMedia",
     "ConfigError",
     "DataError",
     "MMMData",

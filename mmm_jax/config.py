@@ -32,9 +32,12 @@ __all__ = [
     "MichaelisMentenSaturation",
     "ADSTOCK_TYPES",
     "SATURATION_TYPES",
+    "TimeVaryingMedia",
     "ModelConfig",
     "DEFAULT_PRIORS",
     "LIKELIHOODS",
+    "COUNT_LIKELIHOODS",
+    "MEDIA_LINKS",
 ]
 
 
@@ -42,7 +45,13 @@ class ConfigError(ValueError):
     """A configuration key or value is wrong; the message names the key and what is allowed."""
 
 
-LIKELIHOODS = ("normal", "studentt")
+#: Likelihood families: Normal / StudentT for a continuous target (revenue), Poisson /
+#: negative binomial for counts (new customers).
+LIKELIHOODS = ("normal", "studentt", "poisson", "negative_binomial")
+#: The count likelihoods (integer target >= 0; mean = exp(baseline) + contributions).
+COUNT_LIKELIHOODS = ("poisson", "negative_binomial")
+#: Links from a zero-mean HSGP to a positive media multiplier (see :func:`mmm_jax.hsgp.positive_multiplier`).
+MEDIA_LINKS = ("exp", "softplus")
 
 
 @dataclass(frozen=True, eq=True)
@@ -143,6 +152,9 @@ DEFAULT_PRIORS: dict[str, Prior] = {
     "slope": Prior("Gamma", alpha=3.0, beta=2.0),
     "sigma": Prior("HalfNormal", sigma=0.5),
     "nu": Prior("Gamma", alpha=2.0, beta=0.1),
+    # negative binomial: var = mean + (overdispersion * mean)**2, i.e. overdispersion is the
+    # relative sd of the extra-Poisson noise (alpha = overdispersion**-2; 0 is Poisson)
+    "overdispersion": Prior("HalfNormal", sigma=0.5),
 }
 
 
@@ -258,6 +270,128 @@ class MichaelisMentenSaturation:
     param_names: ClassVar[tuple[str, ...]] = ("beta", "half_sat")
 
 
+def _hsgp_spec(value, key: str):
+    """An :class:`mmm_jax.hsgp.HSGPSpec` from an instance, ``True`` (defaults) or a mapping."""
+    from .hsgp import HSGPSpec  # hsgp imports this module: import when first used
+
+    if isinstance(value, HSGPSpec):
+        return value
+    if value is True:
+        return HSGPSpec()
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"{key}: expected true or a mapping such as {{m: 20, c: 2.5, kernel: expquad}}, got {value!r}"
+        )
+    try:
+        return HSGPSpec.from_dict(value)
+    except ConfigError as err:
+        raise ConfigError(str(err).replace("hsgp:", f"{key}:", 1).replace("hsgp.", f"{key}.", 1)) from None
+    except TypeError as err:  # pragma: no cover - from_dict checks the keys
+        raise ConfigError(f"{key}: {err}") from None
+
+
+_HSGP_KEYS = ("m", "c", "kernel", "ell_prior", "eta_prior")
+
+
+@dataclass(frozen=True)
+class TimeVaryingMedia:
+    """Time-varying media effectiveness with an HSGP over (scaled) time.
+
+    One media parameter ``p`` of the saturation family becomes a (date, channel) array::
+
+        p[t, c] = p_c * positive_multiplier(f[t, c], link)
+
+    * ``hierarchical=False``: ``f[t, c] = f(t)``, one process shared by all channels (a
+      common media multiplier, e.g. brand health or seasonality of attention);
+    * ``hierarchical=True``: ``f[t, c] = f_global(t) + delta_c(t)``, a shared process plus one
+      deviation process per channel on the same basis (:func:`mmm_jax.hsgp.hsgp_hierarchical`).
+
+    Parameters
+    ----------
+    hsgp : HSGPSpec (or mapping)
+        Basis size ``m``, boundary factor ``c``, kernel, and the priors of the (global)
+        process: ``ell_prior`` (lengthscale, in units of the training window: time is scaled
+        to [0, 1]) and ``eta_prior`` (sd of ``f``: for the ``exp`` link, ``eta = 0.2`` is about
+        +-20%). In a mapping / file the HSGP keys sit next to the others
+        (``{hierarchical: true, m: 20, c: 2.5, eta_prior: {...}}``).
+    hierarchical : bool
+    delta_eta_prior : Prior
+        Amplitude of the per-channel deviations (hierarchical only).
+    delta_ell_prior : Prior or None
+        Lengthscale of the deviations; ``None`` shares the global lengthscale.
+    link : {"exp", "softplus"}
+        :func:`mmm_jax.hsgp.positive_multiplier`.
+    param : str or None
+        The media parameter that varies: ``None`` means ``cac0`` for the tanh saturation
+        (cost per unit of response at zero spend; the multiplier > 1 means *dearer*
+        acquisition) and ``beta`` for the others (the multiplier > 1 means a larger effect).
+        Any parameter of the saturation family is allowed.
+    """
+
+    hsgp: Any = True
+    hierarchical: bool = False
+    delta_eta_prior: Prior = field(default_factory=lambda: Prior("HalfNormal", sigma=0.1))
+    delta_ell_prior: Prior | None = None
+    link: str = "exp"
+    param: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "hsgp", _hsgp_spec(self.hsgp, "time_varying_media"))
+        _check_bool("time_varying_media.hierarchical", self.hierarchical)
+        object.__setattr__(
+            self, "delta_eta_prior", Prior.from_dict(self.delta_eta_prior, key="time_varying_media.delta_eta_prior")
+        )
+        if self.delta_ell_prior is not None:
+            object.__setattr__(
+                self, "delta_ell_prior",
+                Prior.from_dict(self.delta_ell_prior, key="time_varying_media.delta_ell_prior"),
+            )
+        if self.link not in MEDIA_LINKS:
+            raise ConfigError(f"time_varying_media.link: {self.link!r} is not allowed; allowed: {list(MEDIA_LINKS)}")
+        if self.param is not None and (not isinstance(self.param, str) or not self.param):
+            raise ConfigError(f"time_varying_media.param: must be a saturation parameter name, got {self.param!r}")
+
+    def varying_param(self, saturation) -> str:
+        """The parameter that varies for ``saturation`` (a saturation config)."""
+        if self.param is not None:
+            return self.param
+        return "cac0" if saturation.type == "tanh" else "beta"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"hierarchical": self.hierarchical, "link": self.link, **self.hsgp.to_dict(),
+             "delta_eta_prior": self.delta_eta_prior.to_dict()}
+        if self.delta_ell_prior is not None:
+            d["delta_ell_prior"] = self.delta_ell_prior.to_dict()
+        if self.param is not None:
+            d["param"] = self.param
+        return d
+
+    @classmethod
+    def from_value(cls, value, key: str = "time_varying_media") -> TimeVaryingMedia:
+        """From an instance, ``True`` (all defaults) or a flat mapping (HSGP keys inline)."""
+        if isinstance(value, cls):
+            return value
+        if value is True:
+            return cls()
+        from .hsgp import HSGPSpec
+
+        if isinstance(value, HSGPSpec):
+            return cls(hsgp=value)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected true or a mapping such as {{hierarchical: true, m: 20}}, got {value!r}")
+        d = dict(value)
+        allowed = {"hsgp", *_HSGP_KEYS, *(f.name for f in dataclasses.fields(cls))}
+        bad = sorted(set(d) - allowed)
+        if bad:
+            raise ConfigError(f"{key}.{bad[0]}: unknown key; allowed: {sorted(allowed - {'hsgp'})}")
+        hs = {k: d.pop(k) for k in _HSGP_KEYS if k in d}
+        if "hsgp" in d:
+            if hs:
+                raise ConfigError(f"{key}.hsgp: give the HSGP keys either inline or under hsgp, not both")
+            hs = d.pop("hsgp")
+        return cls(hsgp=hs if hs else True, **d)
+
+
 _ADSTOCKS = {c.type: c for c in (GeometricAdstock, DelayedAdstock, WeibullAdstock)}
 _SATURATIONS = {c.type: c for c in (LogisticSaturation, TanhSaturation, HillSaturation, MichaelisMentenSaturation)}
 #: Adstock config classes.
@@ -294,11 +428,31 @@ class ModelConfig:
         Linear trend in time (time scaled to [0, 1] over the training window).
     seasonality : int
         Order ``n`` of the yearly Fourier series (``2n`` features); 0 disables it.
-    likelihood : {"normal", "studentt"}
+    likelihood : {"normal", "studentt", "poisson", "negative_binomial"}
+        Normal / StudentT for a continuous target (on the target scaled by max |target|).
+        Poisson / negative binomial for a count target (integers >= 0, e.g. new customers):
+        the mean count is ``target_scale * (exp(baseline) + sum_c contribution_c)`` — a log
+        link on the baseline, media contributions additive and >= 0, so that CAC = spend /
+        contribution is meaningful — and the count log-probability is evaluated on the
+        original integer counts (``target_scale`` is a data input of the model).
     priors : mapping of parameter name -> :class:`Prior`
         Overrides of :data:`DEFAULT_PRIORS` (keys: intercept, trend, gamma_fourier,
-        gamma_control, sigma, nu, and the media parameters of the chosen families: beta,
-        alpha, theta, weibull_shape, weibull_scale, lam, sat_level, cac0, half_sat, slope).
+        gamma_control, sigma, nu, overdispersion, and the media parameters of the chosen
+        families: beta, alpha, theta, weibull_shape, weibull_scale, lam, sat_level, cac0,
+        half_sat, slope).
+    time_varying_intercept : HSGPSpec, True or None
+        Adds a zero-mean HSGP ``f(t)`` to the baseline (on the scaled target; on the log
+        scale for count likelihoods). ``True`` uses :class:`mmm_jax.hsgp.HSGPSpec` defaults.
+    time_varying_media : TimeVaryingMedia, True or None
+        Time-varying media effectiveness: one media parameter (``beta``; ``cac0`` for tanh)
+        times a positive HSGP multiplier shared by all channels, or hierarchical per channel.
+    roas_prior, cac_prior : mapping of channel -> :class:`Prior`
+        A prior on a channel's ROAS (contribution / spend over the training weeks, original
+        units) or CAC (spend / contribution) instead of on ``beta``: that channel's ROAS (CAC)
+        is the random variable ``roas_<channel>`` (``cac_<channel>``) and ``beta`` is solved
+        from it, ``beta_c = ROAS_c * spend_c / (target_scale * sum_t g[t, c])`` with ``g`` the
+        channel's contribution at ``beta = 1``. Needs a saturation with a ``beta``
+        (logistic, hill, michaelis_menten). A channel takes one of the two.
     """
 
     date: str
@@ -314,6 +468,10 @@ class ModelConfig:
     seasonality: int = 2
     likelihood: str = "normal"
     priors: Mapping[str, Prior] = field(default_factory=dict)
+    time_varying_intercept: Any = None
+    time_varying_media: TimeVaryingMedia | None = None
+    roas_prior: Mapping[str, Prior] = field(default_factory=dict)
+    cac_prior: Mapping[str, Prior] = field(default_factory=dict)
 
     def __post_init__(self):
         for key in ("date", "target"):
@@ -349,11 +507,71 @@ class ModelConfig:
                 )
             priors[name] = Prior.from_dict(p, key=f"priors.{name}")
         object.__setattr__(self, "priors", priors)
+        self._check_time_varying()
+        self._check_business_priors()
+
+    def _check_time_varying(self) -> None:
+        tvi = self.time_varying_intercept
+        object.__setattr__(
+            self, "time_varying_intercept",
+            None if tvi is None or tvi is False else _hsgp_spec(tvi, "time_varying_intercept"),
+        )
+        tvm = self.time_varying_media
+        tvm = None if tvm is None or tvm is False else TimeVaryingMedia.from_value(tvm)
+        object.__setattr__(self, "time_varying_media", tvm)
+        if tvm is not None:
+            p = tvm.varying_param(self.saturation)
+            if p not in self.saturation.param_names:
+                raise ConfigError(
+                    f"time_varying_media.param: {p!r} is not a parameter of the {self.saturation.type} saturation; "
+                    f"allowed: {list(self.saturation.param_names)}"
+                )
+
+    def _check_business_priors(self) -> None:
+        seen: dict[str, str] = {}
+        for key in ("roas_prior", "cac_prior"):
+            val = getattr(self, key)
+            if not isinstance(val, Mapping):
+                raise ConfigError(f"{key}: expected a mapping of channel -> prior, got {val!r}")
+            out = {}
+            for ch, p in val.items():
+                if ch not in self.channels:
+                    raise ConfigError(f"{key}.{ch}: unknown channel; channels: {list(self.channels)}")
+                if ch in seen:
+                    raise ConfigError(f"{key}.{ch}: channel {ch!r} already has a {seen[ch]}; give one of the two")
+                seen[ch] = key
+                out[ch] = Prior.from_dict(p, key=f"{key}.{ch}")
+            object.__setattr__(self, key, out)
+        if seen and "beta" not in self.saturation.param_names:
+            key = next(iter(seen.values()))
+            raise ConfigError(
+                f"{key}: needs a saturation with a beta coefficient (logistic, hill, michaelis_menten); "
+                f"the {self.saturation.type} saturation has {list(self.saturation.param_names)} "
+                "(for tanh put the prior on cac0, its cost per unit of response at zero spend)"
+            )
+        tvm = self.time_varying_media
+        if seen and tvm is not None and tvm.varying_param(self.saturation) != "beta":
+            raise ConfigError(
+                f"{next(iter(seen.values()))}: with time_varying_media the varying parameter must be beta "
+                f"(got {tvm.varying_param(self.saturation)!r}) so that beta can be solved from the ROAS / CAC"
+            )
 
     # ------------------------------------------------------------------ accessors
     def prior(self, name: str) -> Prior:
         """The prior in force for ``name`` (user override or default)."""
         return self.priors.get(name, DEFAULT_PRIORS[name])
+
+    @property
+    def is_count(self) -> bool:
+        """Whether the likelihood is a count likelihood (Poisson, negative binomial)."""
+        return self.likelihood in COUNT_LIKELIHOODS
+
+    @property
+    def business_priors(self) -> dict[str, tuple[str, Prior]]:
+        """``{channel: ("roas" | "cac", prior)}`` for the channels with a ROAS / CAC prior."""
+        out = {ch: ("roas", p) for ch, p in self.roas_prior.items()}
+        out.update({ch: ("cac", p) for ch, p in self.cac_prior.items()})
+        return out
 
     @property
     def media_params(self) -> tuple[str, ...]:
@@ -364,7 +582,7 @@ class ModelConfig:
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "date": self.date,
             "target": self.target,
             "channels": list(self.channels),
@@ -377,6 +595,15 @@ class ModelConfig:
             "likelihood": self.likelihood,
             "priors": {k: p.to_dict() for k, p in self.priors.items()},
         }
+        # the options below are written only when used, so older readers see the same dict
+        if self.time_varying_intercept is not None:
+            out["time_varying_intercept"] = self.time_varying_intercept.to_dict()
+        if self.time_varying_media is not None:
+            out["time_varying_media"] = self.time_varying_media.to_dict()
+        for key in ("roas_prior", "cac_prior"):
+            if getattr(self, key):
+                out[key] = {ch: p.to_dict() for ch, p in getattr(self, key).items()}
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelConfig:
@@ -393,6 +620,8 @@ class ModelConfig:
         kw["adstock"] = kw.get("adstock") or {}
         kw["saturation"] = kw.get("saturation") or {}
         kw["priors"] = kw.get("priors") or {}
+        for key in ("roas_prior", "cac_prior"):
+            kw[key] = kw.get(key) or {}
         if not isinstance(kw["priors"], Mapping):
             raise ConfigError(f"priors: expected a mapping of parameter -> prior, got {kw['priors']!r}")
         return cls(**kw)

@@ -13,14 +13,27 @@ Scaled space:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
+from .config import ModelConfig
 from .data import MMMData
 
-__all__ = ["Scaling", "fit_scaling", "design_arrays", "fourier_features", "DATA_NAMES", "YEAR_DAYS"]
+__all__ = [
+    "Scaling",
+    "fit_scaling",
+    "design_arrays",
+    "fourier_features",
+    "hsgp_terms",
+    "hsgp_domains",
+    "hsgp_arrays",
+    "model_arrays",
+    "with_hsgp_domains",
+    "DATA_NAMES",
+    "YEAR_DAYS",
+]
 
 YEAR_DAYS = 365.25
 #: Names of the data inputs of the compiled model, in a fixed order.
@@ -30,7 +43,12 @@ _EPOCH = pd.Timestamp("1970-01-01")
 
 @dataclass(frozen=True)
 class Scaling:
-    """Scale factors fitted on the training data. Shapes: spend_scale (C,), control_* (K,)."""
+    """Scale factors fitted on the training data. Shapes: spend_scale (C,), control_* (K,).
+
+    ``hsgp`` holds, per HSGP term of the model (``"intercept_tv"``, ``"media_tv"``), the
+    ``(centre, L)`` of its basis on the scaled time axis, fixed on the training window, so that
+    forecasts evaluate the basis with the same domain (see :func:`hsgp_domains`).
+    """
 
     spend_scale: np.ndarray
     target_scale: float
@@ -38,9 +56,10 @@ class Scaling:
     control_scale: np.ndarray
     t0: pd.Timestamp
     t_unit_days: float
+    hsgp: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "spend_scale": np.asarray(self.spend_scale).tolist(),
             "target_scale": float(self.target_scale),
             "control_loc": np.asarray(self.control_loc).tolist(),
@@ -48,6 +67,9 @@ class Scaling:
             "t0": self.t0.isoformat(),
             "t_unit_days": float(self.t_unit_days),
         }
+        if self.hsgp:
+            out["hsgp"] = {k: [float(c), float(L)] for k, (c, L) in self.hsgp.items()}
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> Scaling:
@@ -58,6 +80,7 @@ class Scaling:
             control_scale=np.asarray(d["control_scale"], dtype=float),
             t0=pd.Timestamp(d["t0"]),
             t_unit_days=float(d["t_unit_days"]),
+            hsgp={k: (float(v[0]), float(v[1])) for k, v in (d.get("hsgp") or {}).items()},
         )
 
 
@@ -108,3 +131,88 @@ def design_arrays(data: MMMData, scaling: Scaling, seasonality: int) -> dict[str
         "target": np.where(known, target, 0.0) / scaling.target_scale,
         "mask": known.astype(float),
     }
+
+
+# --------------------------------------------------------------------------- model extras
+def hsgp_terms(config: ModelConfig) -> dict:
+    """The HSGP terms of a config: ``{"intercept_tv": HSGPSpec, "media_tv": HSGPSpec}`` (those used)."""
+    out = {}
+    if config.time_varying_intercept is not None:
+        out["intercept_tv"] = config.time_varying_intercept
+    if config.time_varying_media is not None:
+        out["media_tv"] = config.time_varying_media.hsgp
+    return out
+
+
+def hsgp_domains(config: ModelConfig, time) -> dict[str, tuple[float, float]]:
+    """``(centre, L)`` of every HSGP term for the training times ``time`` (T,) (scaled, [0, 1]).
+
+    ``centre`` is the middle of the training window and ``L = c * half-width``
+    (:func:`mmm_jax.hsgp.hsgp_domain`); a forecast ``L * (1 - 1 / c)`` beyond the window's end
+    is the furthest the basis reaches.
+    """
+    from .hsgp import hsgp_domain
+
+    return {name: hsgp_domain(time, spec.c) for name, spec in hsgp_terms(config).items()}
+
+
+def hsgp_arrays(config: ModelConfig, time, domains: dict[str, tuple[float, float]]) -> dict[str, np.ndarray]:
+    """Basis arrays of every HSGP term at the (scaled) times ``time`` (T,).
+
+    Returns ``{f"{name}_phi": (T, m), f"{name}_sqrt_eig": (m,)}`` per term, evaluated on the
+    training domain ``domains[name] = (centre, L)``. Raises ``ValueError`` for times beyond
+    the domain (the approximation does not hold there).
+    """
+    from .hsgp import hsgp_basis
+
+    out = {}
+    for name, spec in hsgp_terms(config).items():
+        centre, L = domains[name]
+        phi, sqrt_eig = hsgp_basis(np.asarray(time, dtype=float), spec.m, L=L, centre=centre)
+        out[f"{name}_phi"], out[f"{name}_sqrt_eig"] = phi, sqrt_eig
+    return out
+
+
+def model_arrays(
+    config: ModelConfig,
+    data: MMMData,
+    scaling: Scaling,
+    *,
+    train: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Every data input the config's model needs: :func:`design_arrays` plus the extras.
+
+    Extras, only when the config uses them:
+
+    * ``target_scale`` () — count likelihoods and ROAS / CAC priors;
+    * ``spend_scale`` (C,) — ROAS / CAC priors;
+    * ``{term}_phi`` (T, m), ``{term}_sqrt_eig`` (m,) — HSGP bases on ``scaling.hsgp``'s domains;
+    * ``spend_train`` (T0, C), ``mask_train`` (T0,) and ``media_tv_phi_train`` (T0, m) —
+      ROAS / CAC priors: beta is solved on the *training* window, so new data (forecasts)
+      must carry the training arrays (``train``: the training :func:`model_arrays`; default:
+      these data are the training data).
+    """
+    arrays = design_arrays(data, scaling, config.seasonality)
+    if config.is_count or config.business_priors:
+        arrays["target_scale"] = np.asarray(float(scaling.target_scale))
+    if config.business_priors:
+        arrays["spend_scale"] = np.asarray(scaling.spend_scale, dtype=float)
+    terms = hsgp_terms(config)
+    if terms:
+        missing = [n for n in terms if n not in scaling.hsgp]
+        if missing:
+            raise ValueError(f"scaling.hsgp lacks the domain of {missing}; set it with hsgp_domains on the training time")
+        arrays.update(hsgp_arrays(config, arrays["time"], scaling.hsgp))
+    if config.business_priors:
+        src = arrays if train is None else train
+        arrays["spend_train"] = np.asarray(src["spend_train"] if "spend_train" in src else src["spend"])
+        arrays["mask_train"] = np.asarray(src["mask_train"] if "mask_train" in src else src["mask"])
+        if "media_tv" in terms:
+            key = "media_tv_phi_train" if "media_tv_phi_train" in src else "media_tv_phi"
+            arrays["media_tv_phi_train"] = np.asarray(src[key])
+    return arrays
+
+
+def with_hsgp_domains(scaling: Scaling, config: ModelConfig, time) -> Scaling:
+    """``scaling`` with the HSGP domains of ``config`` fitted on the training ``time``."""
+    return replace(scaling, hsgp=hsgp_domains(config, time))

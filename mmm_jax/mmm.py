@@ -26,14 +26,15 @@ from typing import Any
 
 import arviz as az
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from .compile import LogDensity, compile_logdensity
 from .config import ModelConfig
-from .data import MMMData, validate_frame
-from .features import Scaling, design_arrays, fit_scaling
+from .data import DataError, MMMData, validate_frame
+from .features import Scaling, design_arrays, fit_scaling, hsgp_terms, model_arrays, with_hsgp_domains
 from .inference import sample
 from .model import build_pymc_model
 from .results import (
@@ -84,10 +85,21 @@ class MMM:
         )
 
     def build(self, df: pd.DataFrame) -> None:
-        """Validate, scale, build the ``pm.Model`` and compile it (no sampling)."""
+        """Validate, scale, build the ``pm.Model`` and compile it (no sampling).
+
+        Count likelihoods need a target of integers >= 0 (:class:`mmm_jax.DataError`
+        otherwise). HSGP terms get their basis domain fixed on the training window
+        (``scaling.hsgp``).
+        """
         self.data = self.validate(df)
-        self.scaling = fit_scaling(self.data)
-        arrays = design_arrays(self.data, self.scaling, self.config.seasonality)
+        if self.config.is_count:
+            _check_counts(self.data, self.config.target)
+        scaling = fit_scaling(self.data)
+        if hsgp_terms(self.config):
+            time = design_arrays(self.data, scaling, 0)["time"]
+            scaling = with_hsgp_domains(scaling, self.config, time)
+        self.scaling = scaling
+        arrays = model_arrays(self.config, self.data, self.scaling)
         self.model = build_pymc_model(self.config, arrays, dates=self.data.dates)
         self.logdensity = compile_logdensity(self.model)
         self._arrays = arrays
@@ -207,10 +219,24 @@ class MMM:
         """Total contribution per channel over the fitted weeks, original units."""
         return self._channel_table("total_contribution", hdi_prob)
 
-    def _channel_table(self, name: str, hdi_prob: float) -> pd.DataFrame:
+    def cac(self, hdi_prob: float = 0.9) -> pd.DataFrame:
+        """Cost of acquisition per channel: spend / incremental response over the fitted weeks.
+
+        For a count target (new customers) this is the cost per incremental customer; for
+        revenue it is ``1 / ROAS``. Per posterior draw ``spend_c / total_contribution_c``
+        (original units), summarised by mean, median and HDI.
+        """
         self._require_fit()
-        da = self.idata.posterior[name]
-        hdi = az.hdi(da, hdi_prob=hdi_prob)[name]
+        post = self.idata.posterior
+        cd = self.idata.constant_data
+        spend = (cd["spend"] * cd["mask"]).sum("date")
+        da = (spend / post["total_contribution"]).rename("cac")
+        return self._channel_table(da, hdi_prob)
+
+    def _channel_table(self, name, hdi_prob: float) -> pd.DataFrame:
+        self._require_fit()
+        da = self.idata.posterior[name] if isinstance(name, str) else name
+        hdi = az.hdi(da, hdi_prob=hdi_prob)[da.name]
         lo, hi = f"hdi_{(1 - hdi_prob) / 2:.0%}", f"hdi_{1 - (1 - hdi_prob) / 2:.0%}"
         return pd.DataFrame(
             {
@@ -246,7 +272,15 @@ class MMM:
         """
         self._require_fit()
         new = self.validate(df, require_target=False)
-        arrays = design_arrays(new, self.scaling, self.config.seasonality)
+        try:
+            arrays = model_arrays(self.config, new, self.scaling, train=self._arrays)
+        except ValueError as err:
+            if "boundary" not in str(err):
+                raise
+            raise ValueError(
+                f"predict: the dates reach beyond the HSGP domain fixed at fit time ({err}); refit with a "
+                "larger boundary factor c (time_varying_intercept / time_varying_media) to forecast further"
+            ) from None
         samples = self._unconstrained_samples()
         q = posterior_quantities(
             self.logdensity,
@@ -279,6 +313,121 @@ class MMM:
                 out[value.name] = x
             else:
                 out[value.name] = _backward_transform(tr, x)
+        return out
+
+    # ------------------------------------------------------------------ acquisition metrics
+    def _response_draws(self, levels: np.ndarray, horizon: int, max_draws: int | None, seed: int,
+                        recent_weeks: int | None):
+        from .budget.curves import marginal_responses
+        from .budget.response import response_params_from_mmm
+
+        if int(horizon) != horizon or horizon < 1:
+            raise ValueError(f"horizon must be a positive number of weeks, got {horizon!r}")
+        params, static = response_params_from_mmm(self, max_draws=max_draws, seed=seed, recent_weeks=recent_weeks)
+        fn = jax.jit(marginal_responses, static_argnames=("spec", "horizon"))
+        r, dr = fn(jnp.asarray(levels, dtype=float), params, spec=static["spec"], horizon=int(horizon))
+        return np.asarray(r), np.asarray(dr)
+
+    def _current_weekly_spend(self, horizon: int) -> np.ndarray:
+        return np.asarray(self.data.spend[-int(horizon):], dtype=float).mean(axis=0)
+
+    def _marginal_table(self, spend_levels, horizon, hdi_prob, max_draws, seed, recent_weeks, inverse: bool):
+        from .budget.curves import hdi_columns, spend_level_grid
+
+        self._require_fit()
+        channels = list(self.config.channels)
+        levels = spend_level_grid(spend_levels, channels, self._current_weekly_spend(horizon))
+        _, dr = self._response_draws(levels, horizon, max_draws, seed, recent_weeks)  # (n, S, C)
+        vals = np.moveaxis(dr, 1, 0)  # (S, n, C)
+        if inverse:
+            with np.errstate(divide="ignore"):
+                vals = 1.0 / vals
+        lo, hi = hdi_columns(vals, hdi_prob)
+        q = (1 - hdi_prob) / 2
+        rows = []
+        for i in range(levels.shape[0]):
+            for j, ch in enumerate(channels):
+                rows.append({"channel": ch, "weekly_spend": levels[i, j], "mean": vals[:, i, j].mean(),
+                             "median": np.median(vals[:, i, j]), f"hdi_{q:.0%}": lo[i, j],
+                             f"hdi_{1 - q:.0%}": hi[i, j]})
+        return pd.DataFrame(rows)
+
+    def marginal_roas(self, spend_levels=None, *, horizon: int = 13, hdi_prob: float = 0.9,
+                      max_draws: int | None = 1000, seed: int = 0, recent_weeks: int | None = None) -> pd.DataFrame:
+        """Marginal ROAS per channel at weekly spend levels.
+
+        The return (target units per unit of currency) of one more unit of spend at a level
+        ``s`` per week held for ``horizon`` weeks after the data, carry-over included:
+        ``d response / d (s * horizon)``, exact per posterior draw (see
+        :mod:`mmm_jax.budget.curves`). For count targets it is customers per unit of currency.
+
+        Parameters
+        ----------
+        spend_levels : None, number, 1-d sequence, (n, C) array or {channel: levels}
+            Weekly spend (original currency). ``None``: each channel's mean weekly spend over
+            the last ``horizon`` weeks.
+        horizon : int
+            Weeks the level is held.
+        hdi_prob : float
+        max_draws : int or None
+            Posterior draws used (random subset).
+        recent_weeks : int, optional
+            Time-varying media: weeks whose average effectiveness is used (see
+            :func:`mmm_jax.budget.response_params_from_mmm`).
+
+        Returns
+        -------
+        DataFrame with one row per (level, channel): ``channel``, ``weekly_spend``, ``mean``,
+        ``median`` and the HDI bounds.
+        """
+        return self._marginal_table(spend_levels, horizon, hdi_prob, max_draws, seed, recent_weeks, inverse=False)
+
+    def marginal_cac(self, spend_levels=None, *, horizon: int = 13, hdi_prob: float = 0.9,
+                     max_draws: int | None = 1000, seed: int = 0, recent_weeks: int | None = None) -> pd.DataFrame:
+        """Marginal CAC per channel at weekly spend levels: the cost of one more unit of response
+        (one more customer for count targets), ``1 / marginal ROAS`` per draw. Same parameters
+        and columns as :meth:`marginal_roas`; infinite where the curve is flat."""
+        return self._marginal_table(spend_levels, horizon, hdi_prob, max_draws, seed, recent_weeks, inverse=True)
+
+    def response_curves(self, n_points: int = 40, *, max_multiple: float = 1.5, horizon: int = 13,
+                        hdi_prob: float = 0.94, max_draws: int | None = 1000, seed: int = 0,
+                        recent_weeks: int | None = None) -> dict[str, pd.DataFrame]:
+        """Per-channel response curves with HDI bands.
+
+        For each channel, weekly spend from 0 to ``max_multiple`` x its largest weekly spend in
+        the data, held for ``horizon`` weeks; the response is the contribution over the horizon
+        plus carry-over (original units), as the budget optimiser counts it.
+
+        Returns
+        -------
+        dict channel -> DataFrame with columns ``weekly_spend``, ``total_spend``
+        (= weekly_spend x horizon), ``mean``, ``lower``, ``upper`` (HDI of the response),
+        ``roas_mean`` (response / total spend) and ``mroas_mean`` (marginal ROAS); the frame's
+        ``attrs["current_weekly_spend"]`` is the mean weekly spend of the last ``horizon`` weeks.
+        """
+        from .budget.curves import hdi_columns
+
+        self._require_fit()
+        if n_points < 2:
+            raise ValueError(f"n_points must be >= 2, got {n_points}")
+        channels = list(self.config.channels)
+        top = max_multiple * np.asarray(self.data.spend, dtype=float).max(axis=0)
+        levels = np.linspace(0.0, 1.0, n_points)[:, None] * top[None, :]
+        r, dr = self._response_draws(levels, horizon, max_draws, seed, recent_weeks)  # (n, S, C)
+        lo, hi = hdi_columns(np.moveaxis(r, 1, 0), hdi_prob)  # (n, C)
+        current = self._current_weekly_spend(horizon)
+        out = {}
+        for j, ch in enumerate(channels):
+            total = levels[:, j] * horizon
+            mean = r[:, :, j].mean(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                roas = np.where(total > 0, mean / np.where(total > 0, total, 1.0), np.nan)
+            df = pd.DataFrame({"weekly_spend": levels[:, j], "total_spend": total, "mean": mean,
+                               "lower": lo[:, j], "upper": hi[:, j], "roas_mean": roas,
+                               "mroas_mean": dr[:, :, j].mean(axis=1)})
+            df.attrs.update({"current_weekly_spend": float(current[j]), "horizon": int(horizon),
+                             "hdi_prob": float(hdi_prob)})
+            out[ch] = df
         return out
 
     def optimize_budget(self, total: float, horizon: int = 13, **kwargs: Any):
@@ -339,6 +488,20 @@ class MMM:
         meta = json.loads((path / "meta.json").read_text())
         self.fit_settings = meta.get("fit_settings", {})
         return self
+
+
+def _check_counts(data: MMMData, column: str) -> None:
+    """A count likelihood needs integers >= 0 as the target."""
+    y = np.asarray(data.target, dtype=float)
+    bad = np.flatnonzero((y < 0) | (np.abs(y - np.round(y)) > 1e-9))
+    if bad.size:
+        i = int(bad[0])
+        raise DataError(
+            f"column {column!r}, row {i}: {y[i]!r} is not a count (the Poisson / negative binomial likelihood "
+            "needs integers >= 0; use likelihood 'normal' or 'studentt' for a continuous target)",
+            column=column,
+            row=i,
+        )
 
 
 def _backward_transform(transform, x: np.ndarray) -> np.ndarray:

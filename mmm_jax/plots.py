@@ -1,4 +1,4 @@
-"""Plots people look at: the contribution decomposition and ROAS posteriors."""
+"""Plots people look at: the contribution decomposition, ROAS posteriors, response curves."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_decomposition", "plot_roas"]
+__all__ = ["plot_decomposition", "plot_roas", "plot_response_curves"]
 
 
 def _plt():
@@ -70,6 +70,41 @@ def plot_roas(mmm, path: str | Path | None = None, *, truth: dict | None = None)
     ax.set_yticks(y, chans)
     ax.set_xlabel("ROAS (contribution per unit of spend)")
     ax.legend(fontsize=8)
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_response_curves(mmm, path: str | Path | None = None, *, n_points: int = 40, horizon: int = 13,
+                         hdi_prob: float = 0.94, max_multiple: float = 1.5, curves: dict | None = None):
+    """Each channel's response curve with its HDI band and the current weekly spend.
+
+    x: weekly spend held for ``horizon`` weeks; y: response over the horizon plus carry-over
+    (original units), from :meth:`mmm_jax.MMM.response_curves` (pass ``curves`` to reuse a
+    result). Returns the matplotlib Figure; writes a PNG when ``path`` is given.
+    """
+    plt = _plt()
+    if curves is None:
+        curves = mmm.response_curves(n_points, horizon=horizon, hdi_prob=hdi_prob, max_multiple=max_multiple)
+    n = len(curves)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False, constrained_layout=True)
+    for i, (ax, (ch, df)) in enumerate(zip(axes.ravel(), curves.items(), strict=False)):
+        prob = df.attrs.get("hdi_prob", hdi_prob)
+        ax.fill_between(df["weekly_spend"], df["lower"], df["upper"], color=f"C{i}", alpha=0.25,
+                        label=f"{prob:.0%} HDI")
+        ax.plot(df["weekly_spend"], df["mean"], color=f"C{i}", label="posterior mean")
+        cur = df.attrs.get("current_weekly_spend")
+        if cur is not None:
+            ax.plot([cur], [np.interp(cur, df["weekly_spend"], df["mean"])], "o", color="black", ms=6,
+                    label="current spend")
+        ax.set_title(ch)
+        ax.set_xlabel(f"weekly spend (held {df.attrs.get('horizon', horizon)} weeks)")
+        ax.set_ylabel(f"response ({mmm.config.target})")
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    axes.ravel()[0].legend(fontsize=7)
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig

@@ -21,7 +21,8 @@ import xarray as xr
 
 from .compile import LogDensity
 from .inference.base import SampleResult
-from .likelihood import predictive_draw
+from .likelihood import COUNT_LIKELIHOODS, predictive_draw
+from .model import nb_alpha
 
 __all__ = [
     "ConvergenceWarning",
@@ -121,7 +122,11 @@ def draw_quantities(ld: LogDensity, params, data, key=None, *, target_scale, tot
     out["total_contribution"] = tot
     out["roas"] = tot / jnp.where(total_spend > 0, total_spend, jnp.nan)
     if key is not None:
-        out["y"] = predictive_draw(key, likelihood, out["mu"], out["sigma"], out.get("nu")) * target_scale
+        if likelihood in COUNT_LIKELIHOODS:
+            alpha = nb_alpha(out["overdispersion"]) if "overdispersion" in out else None
+            out["y"] = predictive_draw(key, likelihood, out["mu"] * target_scale, alpha=alpha)
+        else:
+            out["y"] = predictive_draw(key, likelihood, out["mu"], out["sigma"], out.get("nu")) * target_scale
     return out
 
 

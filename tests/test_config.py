@@ -41,7 +41,29 @@ def test_round_trip_dict_yaml_json(tmp_path):
 @pytest.mark.parametrize(
     "patch,match",
     [
-        (dict(likelihood="poisson"), r"likelihood: 'poisson' is not allowed; allowed: \['normal', 'studentt'\]"),
+        (dict(likelihood="gamma"),
+         r"likelihood: 'gamma' is not allowed; allowed: \['normal', 'studentt', 'poisson', 'negative_binomial'\]"),
+        (dict(time_varying_intercept={"m": 0}), "time_varying_intercept.m: must be a positive integer"),
+        (dict(time_varying_intercept={"kernel": "rbf"}), r"time_varying_intercept.kernel: 'rbf' is not available"),
+        (dict(time_varying_intercept={"ell": 1}), r"time_varying_intercept: unknown keys \['ell'\]"),
+        (dict(time_varying_intercept=3), "time_varying_intercept: expected true or a mapping"),
+        (dict(time_varying_media={"c": 0.9}), "time_varying_media.c: must be a number > 1"),
+        (dict(time_varying_media={"hierarchical": "yes"}), "time_varying_media.hierarchical: must be true or false"),
+        (dict(time_varying_media={"link": "log"}), r"time_varying_media.link: 'log' is not allowed; allowed: \['exp'"),
+        (dict(time_varying_media={"lengthscale": 2}), r"time_varying_media.lengthscale: unknown key; allowed: \["),
+        (dict(time_varying_media={"param": "slope"}),
+         r"time_varying_media.param: 'slope' is not a parameter of the logistic saturation; allowed: \['beta', 'lam'\]"),
+        (dict(time_varying_media={"delta_eta_prior": {"dist": "Nope"}}),
+         "time_varying_media.delta_eta_prior: unknown distribution 'Nope'"),
+        (dict(roas_prior={"radio": {"dist": "LogNormal"}}), r"roas_prior.radio: unknown channel; channels: \['tv'"),
+        (dict(roas_prior={"tv": {"dist": "LogNormal"}}, cac_prior={"tv": {"dist": "LogNormal"}}),
+         "cac_prior.tv: channel 'tv' already has a roas_prior"),
+        (dict(roas_prior=[1]), "roas_prior: expected a mapping of channel -> prior"),
+        (dict(roas_prior={"tv": {"dist": "LogNormal", "scale": 1}}), "roas_prior.tv: bad parameters"),
+        (dict(saturation="tanh", cac_prior={"tv": {"dist": "LogNormal"}}),
+         "cac_prior: needs a saturation with a beta coefficient"),
+        (dict(time_varying_media={"param": "lam"}, roas_prior={"tv": {"dist": "LogNormal"}}),
+         "roas_prior: with time_varying_media the varying parameter must be beta"),
         (dict(seasonality=-1), "seasonality: must be an integer >= 0"),
         (dict(channels=[]), "channels: at least one channel"),
         (dict(channels="tv"), "channels: must be a list"),
@@ -148,3 +170,44 @@ def test_older_config_dicts_still_load():
     assert cfg.adstock_first is True
     assert cfg.media_params == ("beta", "alpha", "lam")
     assert ModelConfig.from_dict(base()) == ModelConfig(**base())
+
+
+def test_model_library_options_round_trip(tmp_path):
+    """HSGP terms, count likelihoods and ROAS / CAC priors through dict, JSON and YAML."""
+    from mmm_jax.hsgp import HSGPSpec
+    from mmm_jax.config import TimeVaryingMedia
+
+    cfg = ModelConfig(**base(
+        likelihood="negative_binomial",
+        time_varying_intercept=True,
+        time_varying_media={"hierarchical": True, "m": 14, "c": 2.5, "kernel": "matern52",
+                            "eta_prior": {"dist": "HalfNormal", "sigma": 0.3},
+                            "delta_ell_prior": {"dist": "InverseGamma", "alpha": 4, "beta": 1}},
+        roas_prior={"tv": {"dist": "LogNormal", "mu": 0.0, "sigma": 0.4}},
+        cac_prior={"search": Prior("Gamma", alpha=4.0, beta=0.1)},
+        priors={"overdispersion": {"dist": "HalfNormal", "sigma": 0.2}},
+    ))
+    assert cfg.time_varying_intercept == HSGPSpec()
+    assert cfg.time_varying_media == TimeVaryingMedia(
+        hsgp=HSGPSpec(m=14, c=2.5, kernel="matern52", eta_prior=Prior("HalfNormal", sigma=0.3)), hierarchical=True,
+        delta_ell_prior=Prior("InverseGamma", alpha=4, beta=1))
+    assert cfg.time_varying_media.varying_param(cfg.saturation) == "beta"
+    assert cfg.is_count and cfg.business_priors == {"tv": ("roas", cfg.roas_prior["tv"]),
+                                                    "search": ("cac", cfg.cac_prior["search"])}
+    d = cfg.to_dict()
+    assert d["time_varying_media"]["m"] == 14 and d["time_varying_media"]["hierarchical"] is True
+    assert ModelConfig.from_dict(d) == cfg
+    assert ModelConfig.from_dict(json.loads(cfg.to_json())) == cfg
+    for name in ("c.yaml", "c.json"):
+        cfg.to_file(tmp_path / name)
+        assert ModelConfig.from_file(tmp_path / name) == cfg
+    # the HSGP keys may also sit under 'hsgp'; False / absent switch the options off
+    nested = ModelConfig(**base(time_varying_media={"hsgp": {"m": 14}, "param": "lam"}))
+    assert nested.time_varying_media.hsgp.m == 14 and nested.time_varying_media.varying_param(nested.saturation) == "lam"
+    tanh = ModelConfig(**base(saturation="tanh", time_varying_media=True))
+    assert tanh.time_varying_media.varying_param(tanh.saturation) == "cac0"
+    off = ModelConfig(**base(time_varying_intercept=False, time_varying_media=False))
+    assert off.time_varying_intercept is None and off.time_varying_media is None
+    # configs without the new options write exactly the keys they wrote before
+    assert set(ModelConfig(**base()).to_dict()) == {"date", "target", "channels", "controls", "adstock", "saturation",
+                                                  "adstock_first", "trend", "seasonality", "likelihood", "priors"}

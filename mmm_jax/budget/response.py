@@ -31,6 +31,8 @@ __all__ = [
     "ResponseParams",
     "geometric_logistic_params",
     "response_params_from_mmm",
+    "recent_parameter",
+    "RECENT_MULTIPLIER_WEEKS",
     "response_window",
     "plan_contributions",
     "plan_response",
@@ -109,8 +111,40 @@ def response_window(adstock, n_train: int) -> int:
     return int(adstock.l_max)
 
 
-def response_params_from_mmm(mmm, max_draws: int | None = None, seed: int = 0) -> tuple[ResponseParams, dict]:
+#: Weeks at the end of the training window whose average media multiplier a plan uses
+#: (time-varying media; see :func:`response_params_from_mmm`).
+RECENT_MULTIPLIER_WEEKS = 13
+
+
+def recent_parameter(values: np.ndarray, mask: np.ndarray, weeks: int) -> np.ndarray:
+    """Average of a time-varying parameter over the last ``weeks`` observed weeks.
+
+    Parameters
+    ----------
+    values : (S, T, C) draws of ``p[t, c]``
+    mask : (T,) 1 for observed (training) weeks
+    weeks : int >= 1
+
+    Returns
+    -------
+    (S, C)
+    """
+    if int(weeks) < 1:
+        raise ValueError(f"recent_weeks must be >= 1, got {weeks!r}")
+    idx = np.flatnonzero(np.asarray(mask) > 0)[-int(weeks):]
+    return np.asarray(values)[:, idx, :].mean(axis=1)
+
+
+def response_params_from_mmm(
+    mmm, max_draws: int | None = None, seed: int = 0, *, recent_weeks: int | None = None
+) -> tuple[ResponseParams, dict]:
     """Media-parameter draws, adstock weights and history from a fitted :class:`mmm_jax.MMM`.
+
+    Time-varying media (``config.time_varying_media``): the plan horizon uses, per draw and
+    channel, the varying parameter ``p[t, c]`` (``beta`` or ``cac0``) averaged over the last
+    ``recent_weeks`` training weeks (default :data:`RECENT_MULTIPLIER_WEEKS`): the most recent
+    effectiveness is carried forward, neither extrapolating the HSGP's trend nor reverting to
+    its long-run mean. ``static["recent_weeks"]`` records the window.
 
     Returns ``(params, static)`` where ``static`` holds ``spec`` (:class:`ResponseSpec`),
     ``l_max`` (the window ``L``) and the channel names.
@@ -133,15 +167,26 @@ def response_params_from_mmm(mmm, max_draws: int | None = None, seed: int = 0) -
     hist = np.asarray(mmm.data.spend[-n_hist:], dtype=float)
     if hist.shape[0] < n_hist:
         hist = np.vstack([np.zeros((n_hist - hist.shape[0], hist.shape[1])), hist])
+    sat_draws = {n: flat(n)[idx] for n in sat.param_names}
+    static_tv = {}
+    if cfg.time_varying_media is not None:
+        p = cfg.time_varying_media.varying_param(sat)
+        weeks = RECENT_MULTIPLIER_WEEKS if recent_weeks is None else int(recent_weeks)
+        values = np.asarray(post[f"{p}_t"].transpose("chain", "draw", "date", "channel").values)
+        values = values.reshape(S, *values.shape[2:])[idx]
+        mask = np.asarray(mmm.idata.constant_data["mask"].values) if "mask" in mmm.idata.constant_data \
+            else np.ones(values.shape[1])
+        sat_draws[p] = recent_parameter(values, mask, weeks)
+        static_tv = {"recent_weeks": weeks, "varying_param": p}
     params = ResponseParams(
         weights=jnp.asarray(weights),
-        sat={n: jnp.asarray(flat(n)[idx]) for n in sat.param_names},
+        sat={n: jnp.asarray(v) for n, v in sat_draws.items()},
         spend_scale=jnp.asarray(mmm.scaling.spend_scale),
         target_scale=jnp.asarray(mmm.scaling.target_scale),
         history=jnp.asarray(hist),
     )
     spec = ResponseSpec(saturation=sat.type, adstock_first=bool(cfg.adstock_first))
-    return params, {"spec": spec, "l_max": L, "channels": list(cfg.channels)}
+    return params, {"spec": spec, "l_max": L, "channels": list(cfg.channels), **static_tv}
 
 
 def _check_spec(spec: ResponseSpec, params: ResponseParams) -> None:

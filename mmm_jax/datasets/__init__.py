@@ -2,7 +2,9 @@
 
 The bundled example (``example.csv``, ``example_truth.json``) is
 ``simulate(156, 4, seed=2024)``; regenerate it with
-``python -m mmm_jax.datasets.synthetic --write``.
+``python -m mmm_jax.datasets.synthetic --write``. :func:`simulate_counts` (new-customer
+counts) and :func:`simulate_time_varying` (drifting media effectiveness) simulate the model
+library's count likelihoods and HSGP effects with known truth.
 """
 
 from __future__ import annotations
@@ -12,11 +14,16 @@ from importlib import resources
 
 import pandas as pd
 
+from .acquisition import CountTruth, TimeVaryingTruth, simulate_counts, simulate_time_varying
 from .synthetic import SyntheticTruth, simulate
 
 __all__ = [
     "simulate",
     "SyntheticTruth",
+    "simulate_counts",
+    "CountTruth",
+    "simulate_time_varying",
+    "TimeVaryingTruth",
     "load_example",
     "EXAMPLE_CHANNELS",
     "EXAMPLE_CONTROLS",
