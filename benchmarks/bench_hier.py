@@ -1,0 +1,135 @@
+#!/usr/bin/env python
+"""Hierarchical (multi-market) benchmark: the joint model, our samplers vs PyMC's default sampler.
+
+Data: ``mmm_jax.hierarchical.simulate_panel(markets, weeks, channels, seed)``. Each run is a fresh
+interpreter, one at a time (compile time counted).
+
+Presets
+-------
+meridian   40 markets x 156 weeks x 5 channels, 10 chains x (2000 + 500) warm-up x 1000 kept: the shape
+           of Google Meridian's demo (about 10 minutes on a T4 GPU, its docs); ours on this machine.
+compare    50 markets x 156 weeks x 6 channels: ours-numpyro / ours-blackjax vs ``pm.sample`` on the same
+           ``pm.Model`` (4 chains; PyMC gets fewer draws by default, ``--pymc-draws``: ESS/s is a rate).
+
+Example::
+
+    python benchmarks/bench_hier.py --preset meridian
+    python benchmarks/bench_hier.py --preset compare --runs ours-numpyro,pymc-default
+"""
+
+from __future__ import annotations
+
+import os
+
+_CLEAN_ENV = dict(os.environ)
+
+import argparse  # noqa: E402
+import datetime as dt  # noqa: E402
+import json  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _bench_common import versions  # noqa: E402
+from bench_single import _finite, _raise_on_sigterm, _redact_paths, git_info, log, machine_info, run_one  # noqa: E402
+
+PRESETS = {
+    "meridian": dict(markets=40, weeks=156, channels=5, chains=10, warmup=2500, draws=1000,
+                     runs="ours-numpyro,ours-blackjax"),
+    "compare": dict(markets=50, weeks=156, channels=6, chains=4, warmup=1000, draws=1000,
+                    runs="ours-numpyro,ours-blackjax,pymc-default"),
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="bench_hier.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", choices=list(PRESETS), default="compare")
+    for k in ("markets", "weeks", "channels", "chains", "warmup", "draws"):
+        p.add_argument(f"--{k}", type=int, default=None, help="override the preset")
+    p.add_argument("--runs", default=None, help="comma-separated: ours-numpyro, ours-blackjax, pymc-default")
+    p.add_argument("--pymc-draws", type=int, default=300, help="warm-up and draws of pm.sample (a rate is compared)")
+    p.add_argument("--target-accept", type=float, default=0.9)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--out", default=None)
+    p.add_argument("--show-worker-output", action="store_true")
+    a = p.parse_args(argv)
+    for k, v in PRESETS[a.preset].items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    a.runs = [r.strip() for r in a.runs.split(",") if r.strip()]
+    return a
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    now = dt.datetime.now(dt.UTC)
+    git = git_info()
+    out_dir = Path(args.out) if args.out else HERE / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from mmm_jax.hierarchical import simulate_panel
+
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench_hier_") as tmp_s:
+        tmp = Path(tmp_s)
+        df, truth = simulate_panel(args.markets, args.weeks, args.channels, seed=args.seed,
+                                   n_short=args.markets // 5, short_weeks=args.weeks // 3)
+        df.to_csv(tmp / "panel.csv", index=False)
+        base = {"data_csv": str(tmp / "panel.csv"), "channels": truth.channels, "chains": args.chains,
+                "warmup": args.warmup, "draws": args.draws, "target_accept": args.target_accept, "seed": args.seed}
+        for i, run in enumerate(args.runs, 1):
+            spec = {**base, "run": run}
+            if run == "pymc-default":
+                spec.update(warmup=args.pymc_draws, draws=args.pymc_draws)
+            log(f"[{i}/{len(args.runs)}] {run} ({spec['chains']} chains x {spec['warmup']} + {spec['draws']}) ...")
+            res = run_one(run, sys.executable, HERE / "_hier_worker.py", spec, args, tmp, _CLEAN_ENV)
+            results[run] = res
+            if res.get("status") == "ok":
+                log(f"    wall {res['wall_s']:.1f} s, min ESS {res['min_ess_bulk']:.0f}, ESS/s {res['ess_per_s']:.2f}, "
+                    f"R-hat {res['max_rhat']:.3f}, div {res['divergences']}")
+            else:
+                log(f"    {res.get('status')}: {res.get('error')}\n{res.get('traceback', '')}")
+    ratios = {}
+    ref = results.get("pymc-default")
+    for r in ("ours-numpyro", "ours-blackjax"):
+        if ref and ref.get("status") == "ok" and results.get(r, {}).get("status") == "ok":
+            ratios[f"{r} / pymc-default (ESS/s)"] = results[r]["ess_per_s"] / ref["ess_per_s"]
+    device = next((r.get("device_kind") for r in results.values() if r.get("device_kind")), "?")
+    rep = _finite({"benchmark": "bench_hier", "preset": args.preset, "created_utc": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                   "device": f"CPU, {os.cpu_count()} cores" if str(device).lower() == "cpu" else device,
+                   "config": {k: getattr(args, k) for k in ("markets", "weeks", "channels", "chains", "warmup", "draws",
+                                                            "pymc_draws", "target_accept", "seed")},
+                   "machine": machine_info(), "parent_versions": versions(), "git": git, "runs": results,
+                   "ratios": ratios})
+    c = rep["config"]
+    lines = [f"### Hierarchical model ({args.preset}): {c['markets']} markets x {c['weeks']} weeks x {c['channels']} "
+             f"channels, {c['chains']} chains ({rep['device']})", "",
+             "| run | warm-up + draws | wall s | min bulk ESS | ESS/s | max R-hat | divergences | leapfrogs/draw |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r in rep["runs"].items():
+        if r.get("status") != "ok":
+            lines.append(f"| {name} | | {r.get('status')} | | | | | |")
+            continue
+        wd = f"{c['pymc_draws']} + {c['pymc_draws']}" if name == "pymc-default" else f"{c['warmup']} + {c['draws']}"
+        lines.append(f"| {name} | {wd} | {r['wall_s']:.1f} | {r['min_ess_bulk']:.0f} | {r['ess_per_s']:.2f} | "
+                     f"{r['max_rhat']:.3f} | {r['divergences']} | {r.get('mean_n_steps') or float('nan'):.0f} |")
+    if ratios:
+        lines += ["", "; ".join(f"{k}: {v:.1f}x" for k, v in ratios.items())]
+    md = "\n".join(lines) + "\n"
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    text = json.dumps(_redact_paths(rep), indent=2, default=str, allow_nan=False)
+    (out_dir / f"bench_hier_{args.preset}_{stamp}.json").write_text(text)
+    (out_dir / f"bench_hier_{args.preset}_latest.json").write_text(text)
+    (out_dir / f"bench_hier_{args.preset}_latest.md").write_text(md)
+    print(md)
+    return 0 if all(r.get("status") == "ok" for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
