@@ -25,6 +25,7 @@ __all__ = [
     "ExtrapolationWarning",
     "BudgetPlan",
     "build_problem",
+    "allocation_bounds",
     "optimize_budget",
     "minimum_budget_plan",
 ]
@@ -172,47 +173,13 @@ def build_problem(
     allows +-20% around the current allocation; ``locked`` fixes channels at a value;
     ``max_history_multiple=k`` caps each channel's weekly spend at k x its historical max.
     """
-    if not np.isfinite(total) or total < 0:
-        raise BudgetError(f"total budget must be a finite number >= 0, got {total!r}")
-    if int(horizon) != horizon or horizon < 1:
-        raise BudgetError(f"horizon must be a positive number of weeks, got {horizon!r}")
     channels = list(mmm.config.channels)
-    C = len(channels)
-    for name, mapping in (("bounds", bounds or {}), ("locked", locked or {})):
-        unknown = [k for k in mapping if k not in channels]
-        if unknown:
-            raise BudgetError(f"{name}: unknown channel(s) {unknown}; channels are {channels}")
+    lo, hi, current = allocation_bounds(channels, mmm.data.spend, total, horizon, bounds=bounds,
+                                        bounds_pct=bounds_pct, locked=locked,
+                                        max_history_multiple=max_history_multiple)
     params, static = response_params_from_mmm(mmm, max_draws=max_draws, seed=seed)
-    recent = mmm.data.spend[-horizon:]
-    share = recent.sum(0)
-    share = share / share.sum() if share.sum() > 0 else np.full(C, 1.0 / C)
-    current = total * share
-    lo, hi = np.zeros(C), np.full(C, float(total))
-    if bounds_pct is not None:
-        if bounds_pct < 0:
-            raise BudgetError(f"bounds_pct must be >= 0, got {bounds_pct}")
-        lo, hi = current * (1 - bounds_pct), current * (1 + bounds_pct)
-    for k, (a, b) in (bounds or {}).items():
-        i = channels.index(k)
-        if a > b or a < 0:
-            raise BudgetError(f"bounds[{k!r}] = ({a}, {b}): need 0 <= lower <= upper")
-        lo[i], hi[i] = a, b
+    C = len(channels)
     hist_max = mmm.data.spend.max(0)
-    if max_history_multiple is not None:
-        hi = np.minimum(hi, max_history_multiple * hist_max * horizon)
-    for k, v in (locked or {}).items():
-        i = channels.index(k)
-        if v < 0:
-            raise BudgetError(f"locked[{k!r}] = {v}: spend must be >= 0")
-        lo[i] = hi[i] = v
-    lo = np.minimum(lo, hi)
-    if lo.sum() > total * (1 + 1e-12):
-        raise BudgetError(f"the lower bounds sum to {lo.sum():,.2f}, more than the total {total:,.2f}")
-    if hi.sum() < total * (1 - 1e-12):
-        raise BudgetError(
-            f"the upper bounds sum to {hi.sum():,.2f}, less than the total {total:,.2f} "
-            "(raise the bounds or max_history_multiple, or lower the total)"
-        )
     problem = BudgetProblem(
         params=params,
         lo=jnp.asarray(lo),
@@ -225,6 +192,62 @@ def build_problem(
     )
     meta = {"channels": channels, "current": current, "hist_max_week": hist_max, **static}
     return problem, meta
+
+
+def allocation_bounds(units, spend, total, horizon, *, bounds=None, bounds_pct=None, locked=None,
+                      max_history_multiple=None):
+    """Per-unit bounds over the horizon and the current allocation.
+
+    Parameters
+    ----------
+    units : list of hashable labels (channels, or (market, channel) pairs), length U
+    spend : (T, U) spend history (original currency)
+    total, horizon : budget over the horizon and its length in weeks
+    bounds, bounds_pct, locked, max_history_multiple : see :func:`build_problem`
+
+    Returns ``lo, hi, current`` (U,) each; ``current`` splits ``total`` as in the last
+    ``horizon`` weeks. Raises :class:`BudgetError` for unknown units or impossible bounds.
+    """
+    if not np.isfinite(total) or total < 0:
+        raise BudgetError(f"total budget must be a finite number >= 0, got {total!r}")
+    if int(horizon) != horizon or horizon < 1:
+        raise BudgetError(f"horizon must be a positive number of weeks, got {horizon!r}")
+    keys = {u: i for i, u in enumerate(units)}
+    U = len(units)
+    kind = "channel" if all(isinstance(u, str) for u in units) else "(market, channel)"
+    for name, mapping in (("bounds", bounds or {}), ("locked", locked or {})):
+        unknown = [k for k in mapping if (k if isinstance(k, str) else tuple(k)) not in keys]
+        if unknown:
+            raise BudgetError(f"{name}: unknown {kind}(s) {unknown[:5]}; they are {list(units)[:10]}")
+    spend = np.asarray(spend, dtype=float)
+    recent = spend[-int(horizon):].sum(0)
+    current = total * (recent / recent.sum() if recent.sum() > 0 else np.full(U, 1.0 / U))
+    lo, hi = np.zeros(U), np.full(U, float(total))
+    if bounds_pct is not None:
+        if bounds_pct < 0:
+            raise BudgetError(f"bounds_pct must be >= 0, got {bounds_pct}")
+        lo, hi = current * (1 - bounds_pct), current * (1 + bounds_pct)
+    for k, (a, b) in (bounds or {}).items():
+        if a > b or a < 0:
+            raise BudgetError(f"bounds[{k!r}] = ({a}, {b}): need 0 <= lower <= upper")
+        i = keys[k if isinstance(k, str) else tuple(k)]
+        lo[i], hi[i] = a, b
+    if max_history_multiple is not None:
+        hi = np.minimum(hi, max_history_multiple * spend.max(0) * horizon)
+    for k, v in (locked or {}).items():
+        if v < 0:
+            raise BudgetError(f"locked[{k!r}] = {v}: spend must be >= 0")
+        i = keys[k if isinstance(k, str) else tuple(k)]
+        lo[i] = hi[i] = v
+    lo = np.minimum(lo, hi)
+    if lo.sum() > total * (1 + 1e-12):
+        raise BudgetError(f"the lower bounds sum to {lo.sum():,.2f}, more than the total {total:,.2f}")
+    if hi.sum() < total * (1 - 1e-12):
+        raise BudgetError(
+            f"the upper bounds sum to {hi.sum():,.2f}, less than the total {total:,.2f} "
+            "(raise the bounds or max_history_multiple, or lower the total)"
+        )
+    return lo, hi, current
 
 
 def optimize_budget(

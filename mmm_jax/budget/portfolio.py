@@ -30,7 +30,7 @@ import pandas as pd
 
 from ..adstock import adstock_weights_jax
 from .optimize import OBJECTIVES, BudgetProblem, objective_value, projected_adam
-from .plan import BudgetError, BudgetPlan, _jit_optimize, _make_plan
+from .plan import BudgetError, BudgetPlan, _jit_optimize, _make_plan, allocation_bounds
 from .projection import project_budget
 from .response import ResponseParams, ResponseSpec, plan_contributions, response_params_from_mmm, response_window
 
@@ -197,10 +197,9 @@ def optimize_portfolio(
         raise BudgetError("objective 'mroas' needs min_mroas")
     if not np.isfinite(total) or total < 0:
         raise BudgetError(f"total budget must be a finite number >= 0, got {total!r}")
-    if int(horizon) != horizon or horizon < 1:
-        raise BudgetError(f"horizon must be a positive number of weeks, got {horizon!r}")
     params, labels, hist, spec = portfolio_units(source, max_draws=max_draws, seed=seed)
-    lo, hi, current = _bounds(labels, hist, total, horizon, bounds, bounds_pct, locked, max_history_multiple)
+    lo, hi, current = allocation_bounds(labels, hist, total, horizon, bounds=bounds, bounds_pct=bounds_pct,
+                                        locked=locked, max_history_multiple=max_history_multiple)
     U = len(labels)
     problem = BudgetProblem(params=params, lo=jnp.asarray(lo), hi=jnp.asarray(hi), total=jnp.asarray(float(total)),
                             pattern=jnp.full((int(horizon), U), 1.0 / horizon),
@@ -217,40 +216,6 @@ def optimize_portfolio(
     plan = _make_plan(problem, meta, np.asarray(res.x), float(res.value), objective, settings)
     plan.table.index = pd.MultiIndex.from_tuples(labels, names=["market", "channel"])
     return plan
-
-
-def _bounds(labels, hist, total, horizon, bounds, bounds_pct, locked, max_history_multiple):
-    """Per-unit bounds and the current allocation (the total split as in the last ``horizon`` weeks)."""
-    U = len(labels)
-    keys = {lab: i for i, lab in enumerate(labels)}
-    for name, mapping in (("bounds", bounds or {}), ("locked", locked or {})):
-        unknown = [k for k in mapping if tuple(k) not in keys]
-        if unknown:
-            raise BudgetError(f"{name}: unknown (market, channel) {unknown[:5]}; e.g. {labels[:3]}")
-    recent = hist[-horizon:].sum(0)
-    current = total * (recent / recent.sum() if recent.sum() > 0 else np.full(U, 1.0 / U))
-    lo, hi = np.zeros(U), np.full(U, float(total))
-    if bounds_pct is not None:
-        if bounds_pct < 0:
-            raise BudgetError(f"bounds_pct must be >= 0, got {bounds_pct}")
-        lo, hi = current * (1 - bounds_pct), current * (1 + bounds_pct)
-    for k, (a, b) in (bounds or {}).items():
-        if a > b or a < 0:
-            raise BudgetError(f"bounds[{k!r}] = ({a}, {b}): need 0 <= lower <= upper")
-        lo[keys[tuple(k)]], hi[keys[tuple(k)]] = a, b
-    if max_history_multiple is not None:
-        hi = np.minimum(hi, max_history_multiple * hist.max(0) * horizon)
-    for k, v in (locked or {}).items():
-        if v < 0:
-            raise BudgetError(f"locked[{k!r}] = {v}: spend must be >= 0")
-        lo[keys[tuple(k)]] = hi[keys[tuple(k)]] = v
-    lo = np.minimum(lo, hi)
-    if lo.sum() > total * (1 + 1e-12):
-        raise BudgetError(f"the lower bounds sum to {lo.sum():,.2f}, more than the total {total:,.2f}")
-    if hi.sum() < total * (1 - 1e-12):
-        raise BudgetError(f"the upper bounds sum to {hi.sum():,.2f}, less than the total {total:,.2f} "
-                          "(raise the bounds or max_history_multiple, or lower the total)")
-    return lo, hi, current
 
 
 # --------------------------------------------------------------------------- flighting
