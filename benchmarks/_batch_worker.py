@@ -19,7 +19,7 @@ import time
 import warnings
 from pathlib import Path
 
-from _bench_common import run_main
+from _bench_common import loop_summary, run_main
 
 
 def _brand_frames(spec):
@@ -131,24 +131,9 @@ def run_loop(spec: dict) -> dict:
             "divergences": int(np.asarray(stats["diverging"]).sum()),
             "wall_s": time.perf_counter() - tb,
         })
-    wall = time.perf_counter() - t1
-    per_brand_s = wall / len(rows)
-    ess_s = np.asarray([r["min_ess_bulk"] for r in rows]) / per_brand_s
     return {
-        "wall_s": wall,
+        **loop_summary(rows, time.perf_counter() - t1),
         "import_s": import_s,
-        "brands": len(rows),
-        "fitted": len(rows),
-        "brands_per_min": 60.0 * len(rows) / wall,
-        "min_ess_per_s_per_brand": float(ess_s.min()),
-        "median_ess_per_s_per_brand": float(np.median(ess_s)),
-        "median_min_ess_bulk": float(np.median([r["min_ess_bulk"] for r in rows])),
-        "min_ess_bulk": float(min(r["min_ess_bulk"] for r in rows)),
-        "share_rhat_ok": float(np.mean([r["max_rhat"] < 1.01 for r in rows])),
-        "max_rhat": float(max(r["max_rhat"] for r in rows)),
-        "divergences": int(sum(r["divergences"] for r in rows)),
-        "first_brand_s": rows[0]["wall_s"],
-        "later_brand_s": float(np.mean([r["wall_s"] for r in rows[1:]])) if len(rows) > 1 else None,
         "chain_layout": "pmap" if n_dev == scfg.chains else "vmap",
         "jax_platform": jax.default_backend(),
     }

@@ -213,3 +213,29 @@ def roas_from_contributions(contrib, spend, channels: list[str]) -> dict:
     roas = contrib.sum(axis=2) / spend.sum(axis=0)  # (chain, draw, channel)
     mean = roas.mean(axis=(0, 1))
     return {c: float(v) for c, v in zip(channels, mean)}
+
+
+def loop_summary(rows: list[dict], wall: float) -> dict:
+    """Throughput and convergence of a loop of per-brand fits.
+
+    ``rows``: one dict per brand with ``min_ess_bulk``, ``max_rhat``, ``divergences``, ``wall_s``.
+    """
+    import numpy as np
+
+    ess = np.asarray([r["min_ess_bulk"] for r in rows], dtype=float)
+    ess_s = ess / (wall / len(rows))
+    return {
+        "wall_s": wall,
+        "brands": len(rows),
+        "fitted": len(rows),
+        "brands_per_min": 60.0 * len(rows) / wall,
+        "min_ess_per_s_per_brand": float(ess_s.min()),
+        "median_ess_per_s_per_brand": float(np.median(ess_s)),
+        "median_min_ess_bulk": float(np.median(ess)),
+        "min_ess_bulk": float(ess.min()),
+        "share_rhat_ok": float(np.mean([r["max_rhat"] < 1.01 for r in rows])),
+        "max_rhat": float(max(r["max_rhat"] for r in rows)),
+        "divergences": int(sum(r["divergences"] for r in rows)),
+        "first_brand_s": rows[0]["wall_s"],
+        "later_brand_s": float(np.mean([r["wall_s"] for r in rows[1:]])) if len(rows) > 1 else None,
+    }
