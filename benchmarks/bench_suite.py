@@ -242,11 +242,14 @@ def plan_runs(a, skipped_samplers: dict, hsgp_ok: bool, hsgp_why: str = "not ava
             variants.append(("vectorized", {"chain_method": "vectorized"}))
             if s == "chees":  # chees is vectorised by default: compare with the sharded layout
                 variants[-1] = ("parallel", {"chain_method": "parallel"})
-        needs_base = not any(r["id"] == base for r in runs)
-        if needs_base:
-            runs.append({"id": base, "cell": cell, "sampler": s, "variant": "default"})
-        for name, opts in variants:
-            runs.append({"id": f"{base}+{name}", "cell": cell, "sampler": s, "variant": name, **opts})
+        extra = [{"id": f"{base}+{name}", "cell": cell, "sampler": s, "variant": name, **opts}
+                 for name, opts in variants]
+        if not any(r["id"] == base for r in runs):
+            extra.insert(0, {"id": base, "cell": cell, "sampler": s, "variant": "default"})
+        # right after the speed cell's grid runs, so a --budget cut drops the larger cells first
+        prefix = cell_key(**cell) + "/"
+        at = max((i + 1 for i, r in enumerate(runs) if r["id"].startswith(prefix)), default=len(runs))
+        runs[at:at] = extra
     return runs, skipped
 
 
