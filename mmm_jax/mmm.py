@@ -123,7 +123,9 @@ class MMM:
         Parameters
         ----------
         df : DataFrame with the config's date, target, channel and control columns.
-        sampler : {"numpyro", "blackjax"}
+        sampler : {"numpyro", "blackjax", "chees", "meads"}
+            NUTS (window adaptation) or BlackJAX many-chain adaptation, see
+            :func:`mmm_jax.inference.sample`.
         chains, warmup, draws, target_accept : NUTS settings.
         seed : int
             Same seed, same draws.
