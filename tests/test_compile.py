@@ -156,3 +156,80 @@ def test_model_runs_under_pymc_backend(rng):
     assert idata.posterior["beta"].shape == (1, 30, 3)
     assert np.all(idata.posterior["beta"].values >= 0)
     assert prior.prior_predictive["y"].shape == (1, 5, 40)
+
+
+# --------------------------------------------------------------------------- model-library options
+from mmm_jax.config import TimeVaryingMedia  # noqa: E402
+from mmm_jax.features import hsgp_arrays, hsgp_domains  # noqa: E402
+from mmm_jax.hsgp import HSGPSpec  # noqa: E402
+
+_TV_SMALL = dict(m=8, c=2.0)
+OPTIONS = {
+    "tv-intercept": dict(time_varying_intercept=HSGPSpec(**_TV_SMALL)),
+    "tv-intercept-matern-studentt": dict(time_varying_intercept=HSGPSpec(m=6, c=2.5, kernel="matern52"),
+                                         likelihood="studentt"),
+    "tv-media-shared": dict(time_varying_media=TimeVaryingMedia(hsgp=HSGPSpec(**_TV_SMALL))),
+    "tv-media-shared-softplus-lam": dict(time_varying_media=dict(**_TV_SMALL, link="softplus", param="lam")),
+    "tv-media-hierarchical": dict(time_varying_media=dict(**_TV_SMALL, hierarchical=True)),
+    "tv-media-hierarchical-own-ell-tanh": dict(
+        saturation="tanh", adstock_first=False,
+        time_varying_media=dict(**_TV_SMALL, hierarchical=True, kernel="matern52",
+                                delta_ell_prior=Prior("InverseGamma", alpha=5.0, beta=1.0))),
+    "tv-both-hill": dict(saturation="hill", time_varying_intercept=HSGPSpec(**_TV_SMALL),
+                         time_varying_media=dict(**_TV_SMALL, hierarchical=True)),
+    "poisson": dict(likelihood="poisson"),
+    "negbin": dict(likelihood="negative_binomial"),
+    "negbin-tv-tanh": dict(likelihood="negative_binomial", saturation="tanh",
+                           time_varying_intercept=HSGPSpec(**_TV_SMALL), time_varying_media=dict(**_TV_SMALL)),
+    "roas-prior": dict(roas_prior={"a": Prior("LogNormal", mu=0.0, sigma=0.5)}),
+    "roas-and-cac-every-channel-mm": dict(
+        saturation="michaelis_menten", roas_prior={"a": Prior("LogNormal", mu=0.0, sigma=0.5),
+                                                   "c": Prior("Gamma", alpha=3.0, beta=2.0)},
+        cac_prior={"b": Prior("LogNormal", mu=1.0, sigma=0.3)}),
+    "cac-prior-negbin-tv-hierarchical": dict(
+        likelihood="negative_binomial", adstock_first=False, cac_prior={"b": Prior("LogNormal", mu=1.0, sigma=0.5)},
+        time_varying_media=dict(**_TV_SMALL, hierarchical=True),
+        priors={"beta": Prior("HalfNormal", sigma=[0.5, 1.0, 2.0])}),
+}
+
+
+def option_arrays(rng, cfg, T=40):
+    """Scaled inputs plus every extra the options need (as features.model_arrays gives them)."""
+    arrays = random_arrays(rng, T=T, C=3, K=len(cfg.controls), n_fourier=cfg.seasonality)
+    arrays.update(hsgp_arrays(cfg, arrays["time"], hsgp_domains(cfg, arrays["time"])))
+    if cfg.is_count:
+        arrays["target_scale"] = np.asarray(317.0)
+        arrays["target"] = rng.poisson(150.0, T) / 317.0
+    if cfg.business_priors:
+        arrays.setdefault("target_scale", np.asarray(2.5e5))
+        arrays["spend_scale"] = np.array([4e4, 5e3, 8e3])
+        arrays["spend_train"], arrays["mask_train"] = arrays["spend"], arrays["mask"]
+        if cfg.time_varying_media is not None:
+            arrays["media_tv_phi_train"] = arrays["media_tv_phi"]
+    return arrays
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_logp_equals_pymc_for_model_options(rng, name):
+    cfg = ModelConfig(date="date", target="y", channels=("a", "b", "c"), controls=("z1",), seasonality=1,
+                      **OPTIONS[name])
+    arrays = option_arrays(rng, cfg)
+    model = build_pymc_model(cfg, arrays)
+    assert {"channel_contribution", "baseline", "mu"} <= set(model.named_vars)
+    assert model.named_vars_to_dims["channel_contribution"] == ("date", "channel")
+    ld = compile_logdensity(model)
+    # every pm.Data (HSGP bases, target_scale, training copies) is an input, none a constant
+    assert set(ld.data_names) == {v.name for v in model.data_vars}
+    pymc_logp, pymc_dlogp = model.compile_logp(), model.compile_dlogp()
+    jlogp, jgrad = jax.jit(ld.logp), jax.jit(jax.grad(ld.logp))
+    data = {k: jnp.asarray(v) for k, v in ld.default_data.items()}
+    for i in range(8):
+        p = random_point(rng, ld, scale=1.0)
+        ref = pymc_logp(p)
+        assert np.isfinite(ref)
+        np.testing.assert_allclose(float(jlogp(p, data)), ref, rtol=1e-9)
+        if i >= 3:
+            continue
+        g = jgrad(p, data)
+        flat = np.concatenate([np.ravel(g[v.name]) for v in model.value_vars])
+        np.testing.assert_allclose(flat, pymc_dlogp(p), rtol=1e-6, atol=1e-8)
