@@ -301,6 +301,10 @@ class TimeVaryingMedia:
 
         p[t, c] = p_c * positive_multiplier(f[t, c], link)
 
+    ``f`` averages exactly 0 over the training weeks (the basis is centred there, see
+    :func:`mmm_jax.features.hsgp_domains`), so with the ``exp`` link ``p_c`` is the geometric
+    mean of ``p[t, c]`` over the window.
+
     * ``hierarchical=False``: ``f[t, c] = f(t)``, one process shared by all channels (a
       common media multiplier, e.g. brand health or seasonality of attention);
     * ``hierarchical=True``: ``f[t, c] = f_global(t) + delta_c(t)``, a shared process plus one
@@ -319,25 +323,34 @@ class TimeVaryingMedia:
         Amplitude of the per-channel deviations (hierarchical only).
     delta_ell_prior : Prior or None
         Lengthscale of the deviations; ``None`` shares the global lengthscale.
+    zero_sum : bool
+        Hierarchical only: the deviations sum to 0 over the channels at every week
+        (``pm.ZeroSumNormal`` coefficients), so the global process is the channels' average
+        and the data identify the split (otherwise ``global + s, delta_c - s`` is a posterior
+        ridge that only the amplitude priors bound, which costs NUTS many leapfrog steps).
     link : {"exp", "softplus"}
         :func:`mmm_jax.hsgp.positive_multiplier`.
     param : str or None
         The media parameter that varies: ``None`` means ``cac0`` for the tanh saturation
         (cost per unit of response at zero spend; the multiplier > 1 means *dearer*
         acquisition) and ``beta`` for the others (the multiplier > 1 means a larger effect).
-        Any parameter of the saturation family is allowed.
+        Any parameter of the saturation family is allowed. ``p[t, c]`` acts where the
+        saturation acts: on the adstocked spend of week ``t`` (``adstock_first``), or on the
+        spend of week ``t`` before its carry-over (``adstock_first=False``).
     """
 
     hsgp: Any = True
     hierarchical: bool = False
     delta_eta_prior: Prior = field(default_factory=lambda: Prior("HalfNormal", sigma=0.1))
     delta_ell_prior: Prior | None = None
+    zero_sum: bool = True
     link: str = "exp"
     param: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "hsgp", _hsgp_spec(self.hsgp, "time_varying_media"))
         _check_bool("time_varying_media.hierarchical", self.hierarchical)
+        _check_bool("time_varying_media.zero_sum", self.zero_sum)
         object.__setattr__(
             self, "delta_eta_prior", Prior.from_dict(self.delta_eta_prior, key="time_varying_media.delta_eta_prior")
         )
@@ -358,7 +371,7 @@ class TimeVaryingMedia:
         return "cac0" if saturation.type == "tanh" else "beta"
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"hierarchical": self.hierarchical, "link": self.link, **self.hsgp.to_dict(),
+        d = {"hierarchical": self.hierarchical, "zero_sum": self.zero_sum, "link": self.link, **self.hsgp.to_dict(),
              "delta_eta_prior": self.delta_eta_prior.to_dict()}
         if self.delta_ell_prior is not None:
             d["delta_ell_prior"] = self.delta_ell_prior.to_dict()
@@ -441,8 +454,9 @@ class ModelConfig:
         families: beta, alpha, theta, weibull_shape, weibull_scale, lam, sat_level, cac0,
         half_sat, slope).
     time_varying_intercept : HSGPSpec, True or None
-        Adds a zero-mean HSGP ``f(t)`` to the baseline (on the scaled target; on the log
-        scale for count likelihoods). ``True`` uses :class:`mmm_jax.hsgp.HSGPSpec` defaults.
+        Adds an HSGP ``f(t)`` to the baseline (on the scaled target; on the log scale for count
+        likelihoods), centred to average 0 over the training weeks so that the intercept stays
+        the average level. ``True`` uses :class:`mmm_jax.hsgp.HSGPSpec` defaults.
     time_varying_media : TimeVaryingMedia, True or None
         Time-varying media effectiveness: one media parameter (``beta``; ``cac0`` for tanh)
         times a positive HSGP multiplier shared by all channels, or hierarchical per channel.

@@ -31,6 +31,7 @@ __all__ = [
     "hsgp_arrays",
     "model_arrays",
     "with_hsgp_domains",
+    "hsgp_basis_for",
     "DATA_NAMES",
     "YEAR_DAYS",
 ]
@@ -45,9 +46,10 @@ _EPOCH = pd.Timestamp("1970-01-01")
 class Scaling:
     """Scale factors fitted on the training data. Shapes: spend_scale (C,), control_* (K,).
 
-    ``hsgp`` holds, per HSGP term of the model (``"intercept_tv"``, ``"media_tv"``), the
-    ``(centre, L)`` of its basis on the scaled time axis, fixed on the training window, so that
-    forecasts evaluate the basis with the same domain (see :func:`hsgp_domains`).
+    ``hsgp`` holds, per HSGP term of the model (``"intercept_tv"``, ``"media_tv"``), the basis
+    domain fixed on the training window: ``{"centre": float, "L": float, "shift": [m floats]}``
+    (``shift``: the training-week means of the basis columns), so that forecasts evaluate the
+    same (centred) basis (see :func:`hsgp_domains`).
     """
 
     spend_scale: np.ndarray
@@ -68,7 +70,8 @@ class Scaling:
             "t_unit_days": float(self.t_unit_days),
         }
         if self.hsgp:
-            out["hsgp"] = {k: [float(c), float(L)] for k, (c, L) in self.hsgp.items()}
+            out["hsgp"] = {k: {"centre": float(v["centre"]), "L": float(v["L"]),
+                               "shift": [float(x) for x in v["shift"]]} for k, v in self.hsgp.items()}
         return out
 
     @classmethod
@@ -80,7 +83,8 @@ class Scaling:
             control_scale=np.asarray(d["control_scale"], dtype=float),
             t0=pd.Timestamp(d["t0"]),
             t_unit_days=float(d["t_unit_days"]),
-            hsgp={k: (float(v[0]), float(v[1])) for k, v in (d.get("hsgp") or {}).items()},
+            hsgp={k: {"centre": float(v["centre"]), "L": float(v["L"]), "shift": [float(x) for x in v["shift"]]}
+                  for k, v in (d.get("hsgp") or {}).items()},
         )
 
 
@@ -144,32 +148,48 @@ def hsgp_terms(config: ModelConfig) -> dict:
     return out
 
 
-def hsgp_domains(config: ModelConfig, time) -> dict[str, tuple[float, float]]:
-    """``(centre, L)`` of every HSGP term for the training times ``time`` (T,) (scaled, [0, 1]).
+def hsgp_domains(config: ModelConfig, time, mask=None) -> dict[str, dict]:
+    """Basis domain of every HSGP term, fitted on the training times ``time`` (T,).
 
-    ``centre`` is the middle of the training window and ``L = c * half-width``
-    (:func:`mmm_jax.hsgp.hsgp_domain`); a forecast ``L * (1 - 1 / c)`` beyond the window's end
-    is the furthest the basis reaches.
+    Returns ``{term: {"centre", "L", "shift"}}``: ``centre`` the middle of the observed
+    (``mask > 0``) training weeks, ``L = c * half-width`` (:func:`mmm_jax.hsgp.hsgp_domain`; a
+    forecast may reach ``L * (1 - 1 / c)`` beyond the window's end) and ``shift`` (m,) the
+    training-week means of the basis columns.
+
+    The model uses the *centred* basis ``phi - shift``: every process then averages exactly 0
+    over the training weeks, so the intercept (for the baseline HSGP) and the base parameter
+    ``p_c`` (for the media multiplier: its geometric mean over the window, exp link) keep their
+    meaning instead of trading off with the process's mean along a long, narrow ridge of the
+    posterior (the first basis functions are nearly constant on the window; PyMC's HSGP offers
+    ``drop_first`` for the same reason).
     """
-    from .hsgp import hsgp_domain
+    from .hsgp import hsgp_basis, hsgp_domain
 
-    return {name: hsgp_domain(time, spec.c) for name, spec in hsgp_terms(config).items()}
+    time = np.asarray(time, dtype=float)
+    obs = time if mask is None else time[np.asarray(mask) > 0]
+    out = {}
+    for name, spec in hsgp_terms(config).items():
+        centre, L = hsgp_domain(obs, spec.c)
+        phi, _ = hsgp_basis(obs, spec.m, L=L, centre=centre)
+        out[name] = {"centre": centre, "L": L, "shift": phi.mean(axis=0).tolist()}
+    return out
 
 
-def hsgp_arrays(config: ModelConfig, time, domains: dict[str, tuple[float, float]]) -> dict[str, np.ndarray]:
-    """Basis arrays of every HSGP term at the (scaled) times ``time`` (T,).
+def hsgp_arrays(config: ModelConfig, time, domains: dict[str, dict]) -> dict[str, np.ndarray]:
+    """Centred basis arrays of every HSGP term at the (scaled) times ``time`` (T,).
 
-    Returns ``{f"{name}_phi": (T, m), f"{name}_sqrt_eig": (m,)}`` per term, evaluated on the
-    training domain ``domains[name] = (centre, L)``. Raises ``ValueError`` for times beyond
-    the domain (the approximation does not hold there).
+    Returns ``{f"{name}_phi": (T, m), f"{name}_sqrt_eig": (m,)}`` per term: the Laplacian
+    eigenfunctions on the training domain ``domains[name]`` minus its ``shift`` (see
+    :func:`hsgp_domains`). Raises ``ValueError`` for times beyond the domain (the
+    approximation does not hold there).
     """
     from .hsgp import hsgp_basis
 
     out = {}
     for name, spec in hsgp_terms(config).items():
-        centre, L = domains[name]
-        phi, sqrt_eig = hsgp_basis(np.asarray(time, dtype=float), spec.m, L=L, centre=centre)
-        out[f"{name}_phi"], out[f"{name}_sqrt_eig"] = phi, sqrt_eig
+        d = domains[name]
+        phi, sqrt_eig = hsgp_basis(np.asarray(time, dtype=float), spec.m, L=d["L"], centre=d["centre"])
+        out[f"{name}_phi"], out[f"{name}_sqrt_eig"] = phi - np.asarray(d["shift"], dtype=float), sqrt_eig
     return out
 
 
@@ -186,7 +206,8 @@ def model_arrays(
 
     * ``target_scale`` () — count likelihoods and ROAS / CAC priors;
     * ``spend_scale`` (C,) — ROAS / CAC priors;
-    * ``{term}_phi`` (T, m), ``{term}_sqrt_eig`` (m,) — HSGP bases on ``scaling.hsgp``'s domains;
+    * ``{term}_phi`` (T, m), ``{term}_sqrt_eig`` (m,) — centred HSGP bases on ``scaling.hsgp``'s
+      domains (:func:`hsgp_arrays`);
     * ``spend_train`` (T0, C), ``mask_train`` (T0,) and ``media_tv_phi_train`` (T0, m) —
       ROAS / CAC priors: beta is solved on the *training* window, so new data (forecasts)
       must carry the training arrays (``train``: the training :func:`model_arrays`; default:
@@ -213,6 +234,19 @@ def model_arrays(
     return arrays
 
 
-def with_hsgp_domains(scaling: Scaling, config: ModelConfig, time) -> Scaling:
+def with_hsgp_domains(scaling: Scaling, config: ModelConfig, time, mask=None) -> Scaling:
     """``scaling`` with the HSGP domains of ``config`` fitted on the training ``time``."""
-    return replace(scaling, hsgp=hsgp_domains(config, time))
+    return replace(scaling, hsgp=hsgp_domains(config, time, mask))
+
+
+def hsgp_basis_for(spec, time, mask=None) -> tuple[np.ndarray, np.ndarray]:
+    """Centred basis ``(phi (T, m), sqrt_eig (m,))`` of one :class:`mmm_jax.hsgp.HSGPSpec` on
+    the domain of the observed (``mask > 0``) weeks of ``time`` (:func:`hsgp_domains`' rule)."""
+    from .hsgp import hsgp_basis, hsgp_domain
+
+    time = np.asarray(time, dtype=float)
+    obs = time if mask is None else time[np.asarray(mask) > 0]
+    centre, L = hsgp_domain(obs, spec.c)
+    shift = hsgp_basis(obs, spec.m, L=L, centre=centre)[0].mean(axis=0)
+    phi, sqrt_eig = hsgp_basis(time, spec.m, L=L, centre=centre)
+    return phi - shift, sqrt_eig

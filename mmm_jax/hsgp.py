@@ -511,6 +511,7 @@ def hsgp_hierarchical(
     group_dim: str | None = None,
     n_groups: int | None = None,
     per_group_params: bool = False,
+    zero_sum: bool = False,
     dims: Sequence[str] | None = None,
     basis_dim: str | None = None,
     deterministic: bool = True,
@@ -547,6 +548,14 @@ def hsgp_hierarchical(
         If True, priors for ``eta_delta`` / ``ell_delta`` are created with one value per group
         (their own amplitude and lengthscale); otherwise one value shared by all groups.
         Tensors of shape () or (C,) are used as given either way.
+    zero_sum : bool
+        If True, the deviations' coefficients ``{name}_delta_z`` are a ``pm.ZeroSumNormal``
+        over the groups, so (with deviation amplitude and lengthscale shared by the groups)
+        ``sum_c delta_c(t) = 0``: ``f_global`` is the groups' average and the split between
+        the shared path and the deviations is identified by the data, not only by the priors
+        (no ridge ``f_global + s, delta_c - s`` in the posterior). Each deviation's variance is
+        then ``eta_delta**2 * (1 - 1 / C)``. Needs ``per_group_params=False`` and scalar
+        ``eta_delta`` / ``ell_delta``.
     dims : (str, str), optional
         Dims of ``f``, e.g. ``("date", "channel")``.
     basis_dim : str, optional
@@ -590,10 +599,16 @@ def hsgp_hierarchical(
         group_kw = {"dims": group_dim} if group_dim is not None else {"shape": n_groups}
     eta_d = _param(eta_delta, f"{name}_delta_eta", **group_kw)
     ell_d = _param(ell_delta, f"{name}_delta_ell", **group_kw)
-    if basis_dim is not None and group_dim is not None:
-        z = pm.Normal(f"{name}_delta_z", 0.0, 1.0, dims=(basis_dim, group_dim))
+    if zero_sum and per_group_params:
+        raise ValueError("zero_sum needs deviation amplitude and lengthscale shared by the groups (per_group_params=False)")
+    if zero_sum and any(getattr(v, "ndim", 0) > 0 for v in (eta_d, ell_d)):
+        raise ValueError("zero_sum needs scalar eta_delta and ell_delta")
+    shape_kw = {"dims": (basis_dim, group_dim)} if basis_dim is not None and group_dim is not None \
+        else {"shape": (m, n_groups)}
+    if zero_sum:
+        z = pm.ZeroSumNormal(f"{name}_delta_z", sigma=1.0, n_zerosum_axes=1, **shape_kw)
     else:
-        z = pm.Normal(f"{name}_delta_z", 0.0, 1.0, shape=(m, n_groups))
+        z = pm.Normal(f"{name}_delta_z", 0.0, 1.0, **shape_kw)
     sqrt_eig_t = pt.as_tensor_variable(sqrt_eig)
     # (m, 1) frequencies against () or (C,) parameters -> (m, 1) or (m, C) weights.
     sd = sqrt_spectral_density(sqrt_eig_t[:, None], eta_d, ell_d, delta_kernel, xp=pt)

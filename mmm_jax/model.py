@@ -156,12 +156,10 @@ def _basis_data(name: str, spec, arrays, *, suffix: str = ""):
     if phi_key not in arrays or eig_key not in arrays:
         if suffix:
             raise ValueError(f"arrays lacks {phi_key!r} (build the inputs with features.model_arrays)")
-        from .hsgp import hsgp_basis
+        from .features import hsgp_basis_for
 
-        time = np.asarray(arrays["time"], dtype=float)
-        mask = np.asarray(arrays.get("mask", np.ones_like(time))) > 0
-        # the domain of the observed weeks (the training window)
-        phi, sqrt_eig = hsgp_basis(time, spec.m, c=spec.c, centre=0.5 * (time[mask].min() + time[mask].max()))
+        # the (centred) basis on the domain of the observed weeks: the training window
+        phi, sqrt_eig = hsgp_basis_for(spec, arrays["time"], arrays.get("mask"))
     else:
         phi, sqrt_eig = np.asarray(arrays[phi_key], float), np.asarray(arrays[eig_key], float)
     if phi.shape[1] != spec.m:
@@ -196,7 +194,7 @@ def _media_contribution(x, config: ModelConfig, ad_params: dict, sat_params: dic
     return apply_adstock(media_response(sat.type, x, sat_params), ad, ad_params)
 
 
-def _media_log_multiplier(config: ModelConfig, arrays, C: int):
+def _media_log_multiplier(config: ModelConfig, arrays):
     """The HSGP ``f`` of the media multiplier: (T, C) (hierarchical) or (T, 1) (shared), plus a
     function evaluating the same process on another basis (the training one)."""
     from .hsgp import hsgp_hierarchical, hsgp_process, sqrt_spectral_density
@@ -210,7 +208,8 @@ def _media_log_multiplier(config: ModelConfig, arrays, C: int):
         f = hsgp_hierarchical(
             "media_tv", phi, sqrt_eig, eta_global=spec.eta_prior, ell_global=spec.ell_prior,
             eta_delta=tv.delta_eta_prior, ell_delta=tv.delta_ell_prior, kernel=spec.kernel,
-            group_dim="channel", dims=("date", "channel"), basis_dim=dim,
+            group_dim="channel", zero_sum=tv.zero_sum and len(config.channels) > 1, dims=("date", "channel"),
+            basis_dim=dim,
         )
 
         def on_basis(phi_other):
@@ -338,7 +337,7 @@ def build_pymc_model(
         if tv is not None:
             from .hsgp import positive_multiplier
 
-            f, f_on_basis = _media_log_multiplier(config, arrays, C)
+            f, f_on_basis = _media_log_multiplier(config, arrays)
             mult = pm.Deterministic("media_multiplier", positive_multiplier(f, tv.link) * pt.ones_like(x),
                                     dims=("date", "channel"))
             p = tv.varying_param(sat)

@@ -49,6 +49,7 @@ def test_round_trip_dict_yaml_json(tmp_path):
         (dict(time_varying_intercept=3), "time_varying_intercept: expected true or a mapping"),
         (dict(time_varying_media={"c": 0.9}), "time_varying_media.c: must be a number > 1"),
         (dict(time_varying_media={"hierarchical": "yes"}), "time_varying_media.hierarchical: must be true or false"),
+        (dict(time_varying_media={"zero_sum": 0}), "time_varying_media.zero_sum: must be true or false"),
         (dict(time_varying_media={"link": "log"}), r"time_varying_media.link: 'log' is not allowed; allowed: \['exp'"),
         (dict(time_varying_media={"lengthscale": 2}), r"time_varying_media.lengthscale: unknown key; allowed: \["),
         (dict(time_varying_media={"param": "slope"}),

@@ -191,7 +191,7 @@ def test_suggest_rejects_bad_input():
 # ---------------------------------------------------------------------------- PyMC models
 
 
-def small_model(rng, *, T=40, m=12, c=2.0, per_group=True, link="exp", ell_delta="prior"):
+def small_model(rng, *, T=40, m=12, c=2.0, per_group=True, link="exp", ell_delta="prior", zero_sum=False):
     t = np.linspace(0.0, 1.0, T)
     x = rng.gamma(2.0, 0.3, size=(T, 3))
     y = rng.normal(0.6, 0.2, size=T)
@@ -209,7 +209,8 @@ def small_model(rng, *, T=40, m=12, c=2.0, per_group=True, link="exp", ell_delta
             ell_global=Prior("InverseGamma", alpha=5.0, beta=1.0),
             eta_delta=Prior("HalfNormal", sigma=0.1),
             ell_delta=Prior("InverseGamma", alpha=5.0, beta=1.0) if ell_delta == "prior" else None,
-            group_dim="channel", per_group_params=per_group, dims=("date", "channel"), basis_dim="basis",
+            group_dim="channel", per_group_params=per_group, zero_sum=zero_sum, dims=("date", "channel"),
+            basis_dim="basis",
         )
         mult = pm.Deterministic("media_multiplier", positive_multiplier(f, link), dims=("date", "channel"))
         beta = pm.HalfNormal("beta", 1.0, dims="channel")
@@ -220,10 +221,12 @@ def small_model(rng, *, T=40, m=12, c=2.0, per_group=True, link="exp", ell_delta
 
 
 @pytest.mark.parametrize(
-    "per_group,link,ell_delta", [(True, "exp", "prior"), (False, "softplus", None)], ids=["own-exp", "shared-softplus"]
+    "per_group,link,ell_delta,zero_sum",
+    [(True, "exp", "prior", False), (False, "softplus", None, False), (False, "exp", "prior", True)],
+    ids=["own-exp", "shared-softplus", "zero-sum"],
 )
-def test_compiled_logp_equals_pymc(rng, per_group, link, ell_delta):
-    model, _ = small_model(rng, per_group=per_group, link=link, ell_delta=ell_delta)
+def test_compiled_logp_equals_pymc(rng, per_group, link, ell_delta, zero_sum):
+    model, _ = small_model(rng, per_group=per_group, link=link, ell_delta=ell_delta, zero_sum=zero_sum)
     names = {v.name for v in model.free_RVs}
     assert {"gp_phi", "gp_sqrt_eig"} <= {v.name for v in model.data_vars}
     assert ("media_tv_delta_ell" in names) == (ell_delta == "prior")
@@ -252,6 +255,14 @@ def test_compiled_logp_equals_pymc(rng, per_group, link, ell_delta):
     mult = positive_multiplier(np.asarray(out["media_tv"]), link)
     np.testing.assert_allclose(out["media_multiplier"], mult, rtol=1e-10)
     assert ld.dims["media_tv"] == ("date", "channel") and ld.dims["baseline_gp"] == ("date",)
+    if zero_sum:  # the deviations sum to 0 over the channels: the global path is their average
+        np.testing.assert_allclose(np.asarray(out["media_tv_delta_z"]).sum(-1), 0.0, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(out["media_tv"]).mean(-1), np.asarray(f_global), atol=1e-12)
+
+
+def test_zero_sum_needs_shared_deviation_parameters(rng):
+    with pytest.raises(ValueError, match="zero_sum needs deviation amplitude and lengthscale shared"):
+        small_model(rng, per_group=True, zero_sum=True)
 
 
 def test_basis_is_a_data_input(rng):

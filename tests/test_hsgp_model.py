@@ -56,7 +56,13 @@ def test_deterministics_and_dims(tv_fit):
     assert {"channel_contribution_original", "baseline_original", "mu_original", "roas"} <= set(post.data_vars)
     assert np.all(np.isfinite(mmm.roas()["mean"]))
     # the training domain is stored: time in [0, 1] -> centre 0.5, L = c / 2
-    assert mmm.scaling.hsgp == {"intercept_tv": (0.5, 1.0), "media_tv": (0.5, 1.0)}
+    assert set(mmm.scaling.hsgp) == {"intercept_tv", "media_tv"}
+    for d in mmm.scaling.hsgp.values():
+        assert (d["centre"], d["L"]) == (0.5, 1.0) and len(d["shift"]) == 8
+    # centred bases: every process averages exactly 0 over the training weeks, so the intercept
+    # and cac0 are the window's average level (geometric mean for the exp-link multiplier)
+    np.testing.assert_allclose(post["intercept_tv"].mean("date").values, 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.log(post["media_multiplier"].values).mean(axis=2), 0.0, atol=1e-12)
 
 
 def test_forecast_uses_the_training_domain(tv_fit, tmp_path):
