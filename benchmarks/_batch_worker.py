@@ -51,7 +51,7 @@ def run_batch(spec: dict) -> dict:
         res = fit_many(frames, config=_config(spec), out=spec["out"], chains=spec["chains"], warmup=spec["warmup"],
                        draws=spec["draws"], target_accept=spec["target_accept"], seed=spec["seed"],
                        chunk_size=spec.get("chunk_size"), vmap_group=spec.get("vmap_group"),
-                       vmap_chains=spec.get("vmap_chains", True), progress=False)
+                       vmap_chains=spec.get("vmap_chains"), progress=False)
     wall = time.perf_counter() - t1
     m = res.manifest()
     done = m[m.status == "done"]

