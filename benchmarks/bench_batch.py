@@ -6,7 +6,7 @@ brand). Every run is a fresh interpreter (compile time counted), one run at a ti
 
 batch-B     ``fit_many`` over the first B brands (for each B in ``--grid``, plus ``--target-brands``)
 loop-ours   a loop of our single fits, ONE compiled program reused (chains pmapped), over
-            ``--loop-brands`` brands (a loop's throughput does not depend on B)
+            ``--loop-brands`` brands (default: the target's brands, so both fit the same data)
 loop-pmm    a loop of PyMC-Marketing fits with ``nuts_sampler="numpyro"`` over ``--pmm-brands``
             brands, in its own interpreter (``--pmm-python``)
 
@@ -15,7 +15,7 @@ Output: a Markdown table, ``<out>/bench_batch_<stamp>.json``, ``bench_batch_late
 
 Example::
 
-    python benchmarks/bench_batch.py                       # CPU defaults (about 25 min on 2 cores)
+    python benchmarks/bench_batch.py                       # CPU defaults (about 40 min on 2 cores)
     python benchmarks/bench_batch.py --grid 1,8 --target-brands 0 --loop-brands 2 --warmup 100 --draws 100
     python benchmarks/bench_batch.py --grid 1000 --weeks 156 --channels 10 --target-brands 0   # GPU
 """

@@ -380,7 +380,6 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     def launch(ci: int) -> dict:
         """Stack chunk ``ci`` and dispatch it; JAX runs it while the host post-processes the last one."""
         members = pending[ci * chunk : (ci + 1) * chunk]
-        bar.chunk(ci + 1, n_chunks)
         filled = members + [members[-1]] * (chunk - len(members))
         st = stack_brands(filled, T, config.seasonality)
         seeds = [brand_seed(seed, b.name) for b in filled]
@@ -396,9 +395,13 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
         return job
 
     t_fit = time.perf_counter()
-    nxt = launch(0) if n_run else None
+    # two chunks in flight: a device that finishes its share of chunk ci goes on with its share of
+    # ci + 1 at once, and the host post-processes ci while the devices sample
+    inflight = [launch(i) for i in range(min(2, n_run))]
+    t_prev = t_fit
     for ci in range(n_run):
-        cur, nxt = nxt, None
+        cur = inflight.pop(0)
+        bar.chunk(ci + 1, n_chunks)
         members, filled, st, k_pp = cur["members"], cur["filled"], cur["st"], cur["k_pp"]
         try:
             if cur["err"] is not None:
@@ -411,12 +414,15 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
                                                                    "n_weeks": b.n_weeks, "data_hash": b.data_hash})
             stats["failed_fit"] += len(members)
             bar.advance(len(members))
-            nxt = launch(ci + 1) if ci + 1 < n_run else None
+            if ci + 2 < n_run:
+                inflight.append(launch(ci + 2))
             continue
-        t_chunk = time.perf_counter() - cur["t"]
+        t_done = time.perf_counter()
+        t_chunk = t_done - max(cur["t"], t_prev)  # this chunk's own share (chunks queue behind each other)
+        t_prev = t_done
         stats["sampling_s"] += t_chunk
-        # pipeline: the next chunk samples while this one is post-processed and written
-        nxt = launch(ci + 1) if ci + 1 < n_run else None
+        if ci + 2 < n_run:
+            inflight.append(launch(ci + 2))
         mine = sorted(r for r in rows if r < len(members))
         n_steps = np.stack([rows[r][1]["n_steps"] for r in sorted(rows)])
         groups = _groups(len(rows), n_dev, chunk, vmap_group)
