@@ -9,6 +9,9 @@ loop-ours    a Python loop of single fits with ONE compiled program reused: chai
              device (the fastest single-brand layout on CPU), the brand's data passed as inputs;
              counts compile + sampling + diagnostics (no post-processing or writing: the
              comparison favours the loop).
+loop-ours-full  the same plus what a single fit returns: posterior quantities (contributions,
+             ROAS, posterior predictive) and the brand's InferenceData with diagnostics, as the
+             batch makes them (the batch also writes them to disk; this loop does not).
 
 Prints one ``@@BENCH_RESULT@@ {...}`` line.
 """
@@ -97,6 +100,10 @@ def run_loop(spec: dict) -> dict:
     from mmm_jax.inference.blackjax import chain_inputs, nuts_chain
     from mmm_jax.model import build_pymc_model
 
+    from mmm_jax.batch.run import _brand_idata, _quantity_fn, _slice_brand
+    from mmm_jax.results import diagnostics
+
+    full = spec["run"] == "loop-ours-full"
     frames = _brand_frames(spec)
     cfg = _config(spec)
     import_s = time.perf_counter() - t0
@@ -104,7 +111,10 @@ def run_loop(spec: dict) -> dict:
     brands = [prepare_brand(n, f, cfg) for n, f in frames.items()]
     T = max(b.n_weeks for b in brands)
     st0 = stack_brands(brands[:1], T, cfg.seasonality)
-    ld = compile_logdensity(build_pymc_model(cfg, {k: v[0] for k, v in st0.arrays.items()}))
+    model = build_pymc_model(cfg, {k: v[0] for k, v in st0.arrays.items()})
+    ld = compile_logdensity(model)
+    free = sorted(rv.name for rv in model.free_RVs)
+    qfn = _quantity_fn(ld, cfg.likelihood) if full else None
     scfg = SamplerConfig(chains=spec["chains"], warmup=spec["warmup"], draws=spec["draws"],
                          target_accept=spec["target_accept"], progress=False)
     n_dev = min(jax.local_device_count(), scfg.chains)
@@ -123,6 +133,19 @@ def run_loop(spec: dict) -> dict:
         init, keys = chain_inputs(ld, jax.random.split(jax.random.key(brand_seed(spec["seed"], b.name)))[0], scfg)
         pos, stats, _ = program(data, init, keys)
         post = {k: np.asarray(v) for k, v in pos.items()}
+        if full:  # the outputs a single fit gives: posterior quantities + InferenceData (no file)
+            k_pp = np.asarray(jax.random.key_data(jax.random.split(jax.random.key(brand_seed(spec["seed"], b.name)))[1]))
+            tot = np.zeros((1, len(cfg.channels)))
+            tot[0, b.present] = b.data.spend.sum(axis=0)
+            q = qfn({k: v[None] for k, v in post.items()}, {k: v[None] for k, v in data.items()},
+                    np.asarray([b.scaling.target_scale]), tot, k_pp[None])
+            q = _slice_brand({k: np.asarray(v)[0] for k, v in q.items()}, ld, b.n_weeks, b.present)
+            st_b = {k: np.asarray(v) for k, v in stats.items()}
+            st_b["diverging"] = st_b["diverging"].astype(bool)
+            d = diagnostics(_brand_idata(b, q, st_b, ld, scfg, free, brand_seed(spec["seed"], b.name), "", {}))
+            rows.append({"min_ess_bulk": d["min_ess_bulk"], "max_rhat": d["max_rhat"],
+                         "divergences": d["divergences"], "wall_s": time.perf_counter() - tb})
+            continue
         ess = az.ess(az.convert_to_dataset(post), method="bulk")
         rhat = az.rhat(az.convert_to_dataset(post))
         rows.append({

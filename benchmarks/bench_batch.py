@@ -7,6 +7,8 @@ brand). Every run is a fresh interpreter (compile time counted), one run at a ti
 batch-B     ``fit_many`` over the first B brands (for each B in ``--grid``, plus ``--target-brands``)
 loop-ours   a loop of our single fits, ONE compiled program reused (chains pmapped), over
             ``--loop-brands`` brands (default: the target's brands, so both fit the same data)
+loop-ours-full  the same loop, also making what a single fit returns (posterior quantities and the
+            brand's InferenceData with diagnostics; not written to disk)
 loop-pmm    a loop of PyMC-Marketing fits with ``nuts_sampler="numpyro"`` over ``--pmm-brands``
             brands, in its own interpreter (``--pmm-python``)
 
@@ -65,6 +67,8 @@ def parse_args(argv=None):
     p.add_argument("--loop-brands", type=int, default=None,
                    help="brands in the loop of our single fits (default: the target's brands, so both fit the "
                         "same brands; 0: skip)")
+    p.add_argument("--no-loop-full", action="store_true",
+                   help="skip loop-ours-full (the loop that also makes each brand's InferenceData, as a single fit does)")
     p.add_argument("--pmm-brands", type=int, default=4, help="brands in the PyMC-Marketing loop (0: skip)")
     p.add_argument("--pmm-python", default=None, help="python with pymc-marketing + numpyro")
     p.add_argument("--setup-pmm-venv", action="store_true")
@@ -130,7 +134,7 @@ def plot(rep: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     if pts:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label="fit_many (batch)")
-    for k, style in (("loop-ours", "--"), ("loop-pmm", ":")):
+    for k, style in (("loop-ours", "--"), ("loop-ours-full", "-."), ("loop-pmm", ":")):
         r = rep["runs"].get(k)
         if r and r.get("status") == "ok":
             ax.axhline(r["brands_per_min"], ls=style, color="gray" if k == "loop-ours" else "red",
@@ -160,6 +164,8 @@ def main(argv=None) -> int:
         plan += [(f"batch-32-g{g}", {"brands": 32, "vmap_group": g}) for g in (1, 2)]
     if args.loop_brands:
         plan.append(("loop-ours", {"brands": args.loop_brands}))
+        if not args.no_loop_full:
+            plan.append(("loop-ours-full", {"brands": args.loop_brands}))
     pmm_python, why = (None, "--pmm-brands 0")
     if args.pmm_brands:
         pmm_python, why = resolve_pmm_python(args)
@@ -192,7 +198,7 @@ def main(argv=None) -> int:
         device = f"CPU, {os.cpu_count()} cores"
     ratios = {}
     tgt = results.get(f"batch-{args.target_brands}") if args.target_brands else None
-    for other in ("loop-ours", "loop-pmm"):
+    for other in ("loop-ours", "loop-ours-full", "loop-pmm"):
         r = results.get(other)
         if tgt and tgt.get("status") == "ok" and r and r.get("status") == "ok":
             ratios[f"batch-{args.target_brands} / {other}"] = tgt["brands_per_min"] / r["brands_per_min"]
