@@ -130,19 +130,20 @@ def run_loop(spec: dict) -> dict:
         tb = time.perf_counter()
         st = stack_brands([b], T, cfg.seasonality)
         data = {k: v[0] for k, v in st.arrays.items()}
-        init, keys = chain_inputs(ld, jax.random.split(jax.random.key(brand_seed(spec["seed"], b.name)))[0], scfg)
+        seed_b = brand_seed(spec["seed"], b.name)
+        k_run, k_pp = jax.random.split(jax.random.key(seed_b))  # (sample, posterior predictive), as fit_many
+        init, keys = chain_inputs(ld, k_run, scfg)
         pos, stats, _ = program(data, init, keys)
         post = {k: np.asarray(v) for k, v in pos.items()}
         if full:  # the outputs a single fit gives: posterior quantities + InferenceData (no file)
-            k_pp = np.asarray(jax.random.key_data(jax.random.split(jax.random.key(brand_seed(spec["seed"], b.name)))[1]))
             tot = np.zeros((1, len(cfg.channels)))
             tot[0, b.present] = b.data.spend.sum(axis=0)
             q = qfn({k: v[None] for k, v in post.items()}, {k: v[None] for k, v in data.items()},
-                    np.asarray([b.scaling.target_scale]), tot, k_pp[None])
+                    np.asarray([b.scaling.target_scale]), tot, np.asarray(jax.random.key_data(k_pp))[None])
             q = _slice_brand({k: np.asarray(v)[0] for k, v in q.items()}, ld, b.n_weeks, b.present)
             st_b = {k: np.asarray(v) for k, v in stats.items()}
             st_b["diverging"] = st_b["diverging"].astype(bool)
-            d = diagnostics(_brand_idata(b, q, st_b, ld, scfg, free, brand_seed(spec["seed"], b.name), "", {}))
+            d = diagnostics(_brand_idata(b, q, st_b, ld, scfg, free, seed_b, "", {}))
             rows.append({"min_ess_bulk": d["min_ess_bulk"], "max_rhat": d["max_rhat"],
                          "divergences": d["divergences"], "wall_s": time.perf_counter() - tb})
             continue

@@ -111,6 +111,18 @@ def _cpu_seconds() -> float | None:
     return total
 
 
+def busy_cpu_seconds() -> float | None:
+    """Machine-wide non-idle CPU seconds since boot (Linux /proc/stat), else None."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal ...
+    busy = sum(fields[:3]) + sum(fields[5:8])
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def _peak_rss_mb() -> dict | None:
     """Peak resident memory (MiB) of this process and of its largest waited-for child (Linux: KiB units)."""
     try:

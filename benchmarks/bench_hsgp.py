@@ -48,7 +48,7 @@ from pathlib import Path  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _bench_common import RESULT_MARKER, Timer, convergence, run_main, wrap_timed  # noqa: E402
+from _bench_common import RESULT_MARKER, Timer, busy_cpu_seconds, convergence, run_main, wrap_timed  # noqa: E402
 
 ALL_RUNS = ("ours-numpyro", "ours-blackjax", "pymc-default")
 OURS = ("ours-numpyro", "ours-blackjax")
@@ -179,19 +179,9 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _busy_cpu_seconds() -> float | None:
-    """Machine-wide non-idle CPU seconds since boot (Linux /proc/stat), else None."""
-    try:
-        with open("/proc/stat") as fh:
-            fields = [int(x) for x in fh.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return (sum(fields[:3]) + sum(fields[5:8])) / os.sysconf("SC_CLK_TCK")
-
-
 def _run(run: str, spec: dict, timeout: float, tmp: Path) -> dict:
     err = tmp / f"{run}.stderr.log"
-    busy0 = _busy_cpu_seconds()
+    busy0 = busy_cpu_seconds()
     t0 = time.perf_counter()
     with open(err, "w") as fh:
         proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker"], stdin=subprocess.PIPE,
@@ -214,7 +204,7 @@ def _run(run: str, spec: dict, timeout: float, tmp: Path) -> dict:
         res = {"run": run, "status": "error", "error": f"exit code {proc.returncode}, no result",
                "stderr_tail": err.read_text(errors="replace")[-3000:]}
     res["elapsed_s"] = time.perf_counter() - t0
-    busy1 = _busy_cpu_seconds()
+    busy1 = busy_cpu_seconds()
     if busy0 is not None and busy1 is not None and res.get("cpu_seconds") is not None:
         # CPU time the rest of the machine used meanwhile: more than a few % makes timings suspect
         res["other_cpu_share"] = max(0.0, busy1 - busy0 - res["cpu_seconds"]) / (res["elapsed_s"] * (os.cpu_count() or 1))

@@ -50,7 +50,7 @@ from pathlib import Path  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _bench_common import RESULT_MARKER, versions  # noqa: E402
+from _bench_common import RESULT_MARKER, busy_cpu_seconds, versions  # noqa: E402
 
 ALL_RUNS = ("ours-numpyro", "ours-blackjax", "pymc-default", "pmm-numpyro", "pmm-pymc")
 OURS = ("ours-numpyro", "ours-blackjax")
@@ -211,7 +211,7 @@ def run_one(run: str, python: str, worker: Path, spec: dict, args, tmp: Path, en
     """Run one worker to completion (or timeout) and return its parsed result."""
     err_path = tmp / f"{run}.stderr.log"
     load_before = _loadavg()
-    busy0 = _busy_cpu_seconds()
+    busy0 = busy_cpu_seconds()
     t0 = time.perf_counter()
     with open(err_path, "w") as err_fh:
         proc = subprocess.Popen(
@@ -241,7 +241,7 @@ def run_one(run: str, python: str, worker: Path, spec: dict, args, tmp: Path, en
             _kill_group(proc)
             raise
     elapsed = time.perf_counter() - t0
-    busy1 = _busy_cpu_seconds()
+    busy1 = busy_cpu_seconds()
     result = None
     for line in stdout.splitlines():
         if line.startswith(RESULT_MARKER):
@@ -270,18 +270,6 @@ def run_one(run: str, python: str, worker: Path, spec: dict, args, tmp: Path, en
     if result.get("status") == "ok" and result.get("wall_s"):
         result["ess_per_s"] = result["min_ess_bulk"] / result["wall_s"]
     return result
-
-
-def _busy_cpu_seconds() -> float | None:
-    """Machine-wide non-idle CPU seconds since boot (Linux), else None."""
-    try:
-        with open("/proc/stat") as fh:
-            fields = [int(x) for x in fh.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    # user nice system idle iowait irq softirq steal ...
-    busy = sum(fields[:3]) + sum(fields[5:8])
-    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def _loadavg() -> float | None:

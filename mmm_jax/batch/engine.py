@@ -39,6 +39,8 @@ class BatchSampler(NamedTuple):
     run: object  # (data dict of (B, ...) arrays, key data (B, 2) uint32) -> (positions, stats, tuned)
     mesh: Mesh
     chunk_size: int
+    group: int  # brands vmapped together on a device (1: none)
+    vmap_chains: bool
 
 
 def brand_mesh(devices=None) -> Mesh:
@@ -133,7 +135,7 @@ def make_batch_sampler(
     sharded = jax.shard_map(
         per_brand, mesh=mesh, in_specs=(P("brand"), P("brand")), out_specs=P("brand"), check_vma=False
     )
-    return BatchSampler(jax.jit(sharded), mesh, chunk_size)
+    return BatchSampler(jax.jit(sharded), mesh, chunk_size, group, vmap_chains)
 
 
 def put_sharded(x: np.ndarray, mesh: Mesh) -> jax.Array:

@@ -403,33 +403,33 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
         cur = inflight.pop(0)
         bar.chunk(ci + 1, n_chunks)
         members, filled, st, k_pp = cur["members"], cur["filled"], cur["st"], cur["k_pp"]
-        try:
-            if cur["err"] is not None:
-                raise cur["err"]
-            rows = finish_chunk(cur["out"])
-        except Exception as err:  # noqa: BLE001 - a failing chunk must not sink the batch
-            msg = _short_error(err)
+        rows, failure = None, cur["err"]
+        if failure is None:
+            try:
+                rows = finish_chunk(cur["out"])
+            except Exception as err:  # noqa: BLE001 - a failing chunk must not sink the batch
+                failure = err
+        t_done = time.perf_counter()
+        if ci + 2 < n_run:
+            inflight.append(launch(ci + 2))
+        if failure is not None:
+            msg = _short_error(failure)
             for b in members if store.is_lead else []:
                 store.write_failure(b.name, f"chunk failed: {msg}", {"config_hash": job_hash, "versions": versions,
                                                                    "n_weeks": b.n_weeks, "data_hash": b.data_hash})
             stats["failed_fit"] += len(members)
             bar.advance(len(members))
-            if ci + 2 < n_run:
-                inflight.append(launch(ci + 2))
             continue
-        t_done = time.perf_counter()
         t_chunk = t_done - max(cur["t"], t_prev)  # this chunk's own share (chunks queue behind each other)
         t_prev = t_done
         stats["sampling_s"] += t_chunk
-        if ci + 2 < n_run:
-            inflight.append(launch(ci + 2))
         mine = sorted(r for r in rows if r < len(members))
         n_steps = np.stack([rows[r][1]["n_steps"] for r in sorted(rows)])
-        groups = _groups(len(rows), n_dev, chunk, vmap_group)
+        groups = [sampler.group] * (len(rows) // sampler.group)
         # what grouping brands by their (here: known afterwards) mean trajectory length would save
         by_depth = n_steps[np.argsort(n_steps.mean(axis=(1, 2)))]
-        wastes.append((lockstep_waste(n_steps, groups, vmap_chains), lockstep_waste(by_depth, groups, vmap_chains),
-                       n_steps.sum()))
+        wastes.append((lockstep_waste(n_steps, groups, sampler.vmap_chains),
+                       lockstep_waste(by_depth, groups, sampler.vmap_chains), n_steps.sum()))
         # posterior quantities for this process's brands, a few at a time
         for s0 in range(0, len(mine), post_batch):
             part = mine[s0 : s0 + post_batch]
@@ -467,14 +467,6 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     stats["lockstep_waste_if_sorted"] = float(sum(w[1] * w[-1] for w in wastes) / total) if total else float("nan")
     stats["brands_per_min"] = 60.0 * stats["fitted"] / max(stats["wall_s"], 1e-9)
     return BatchResult(Path(store.root), stats)
-
-
-def _groups(n_rows: int, n_dev: int, chunk: int, vmap_group: int | None) -> list[int]:
-    per_dev = chunk // n_dev
-    g = per_dev if vmap_group is None else max(1, min(vmap_group, per_dev))
-    while per_dev % g:
-        g -= 1
-    return [g] * (n_rows // g)
 
 
 def _write_brand(store, b, q, stats, ld, cfg, free, seed, job_hash, versions, wall) -> bool:
