@@ -48,6 +48,7 @@ VARIANTS = {
     "studentt+families": dict(base_kw=dict(likelihood="studentt", adstock=DelayedAdstock(l_max=6),
                                            saturation=HillSaturation())),
     "population": dict(population="pop"),
+    "centered+nested": dict(market=("region", "market"), centered=("intercept", "beta", "gamma_fourier")),
 }
 
 
@@ -73,6 +74,19 @@ def test_compiled_logp_equals_pymc(variant, rng):
     if variant == "nested+national":
         assert ld.default_data["national_spend"].shape == (panel.dates.size, 1)
         assert "beta_z_region" in ld.param_names and "beta_z_market" in ld.param_names
+    if variant == "centered+nested":
+        assert {"beta_region", "beta_market", "intercept_market"} <= set(ld.param_names)
+        assert "beta_z_market" not in ld.param_names and "alpha_z_market" in ld.param_names
+
+
+def test_centered_only_for_pooled_parameters():
+    base = ModelConfig(date="date", target="sales", channels=("tv", "search"))
+    with pytest.raises(ConfigError, match="centered: 'sigma' is 'independent'"):
+        HierarchicalConfig(base, market="market", centered=("sigma",))
+    with pytest.raises(ConfigError, match="centered: 'bogus' is not a parameter"):
+        HierarchicalConfig(base, market="market", centered=("bogus",))
+    cfg = HierarchicalConfig(base, market="market", centered="beta")
+    assert cfg.centered == ("beta",) and HierarchicalConfig.from_dict(cfg.to_dict()).centered == ("beta",)
 
 
 def test_data_are_inputs_and_masks_hide_missing_weeks(rng):

@@ -13,6 +13,7 @@ from mmm_jax.adstock import (
     _adstock_conv_lax,
     adstock_conv,
     adstock_conv_jax,
+    adstock_conv_logp_jax,
     adstock_conv_np,
     geometric_adstock,
     geometric_weights,
@@ -86,6 +87,25 @@ def test_pytensor_op_perform_grad_and_jax_dispatch(rng):
         for g, r in zip(got, ref, strict=True):
             np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12)
     verify_grad(adstock_conv, [x, w], rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("T,C,L", [(25, 3, 5), (40, 7, 1), (6, 2, 9), (30, 200, 8)])
+def test_logp_adstock_kernel_values_and_gradients(rng, T, C, L):
+    """The log-density's kernel (custom reverse rule) vs NumPy and JAX autodiff of the plain kernel.
+
+    Covers l_max = 1, a window longer than the series, and many columns; also under ``vmap``.
+    """
+    x, w, g = rng.random((T, C)), rng.random((C, L)), rng.normal(size=(T, C))
+    np.testing.assert_allclose(np.asarray(adstock_conv_logp_jax(x, w)), brute_force_adstock(x, w), rtol=1e-12, atol=1e-12)
+    ref = jax.vjp(adstock_conv_jax, jnp.asarray(x), jnp.asarray(w))[1](jnp.asarray(g))
+    got = jax.vjp(adstock_conv_logp_jax, jnp.asarray(x), jnp.asarray(w))[1](jnp.asarray(g))
+    for a, b in zip(got, ref, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-11, atol=1e-11)
+    xs, ws = rng.random((3, T, C)), rng.random((3, C, L))
+    f = jax.vmap(jax.grad(lambda a, b: jnp.sum(jnp.sin(adstock_conv_logp_jax(a, b))), argnums=(0, 1)))
+    f_ref = jax.vmap(jax.grad(lambda a, b: jnp.sum(jnp.sin(adstock_conv_jax(a, b))), argnums=(0, 1)))
+    for a, b in zip(f(xs, ws), f_ref(xs, ws), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-11)
 
 
 def test_logistic_saturation_matches_reference(rng):

@@ -66,6 +66,12 @@ class HierarchicalConfig:
     pooling_scale : float
         Prior scale (HalfNormal sigma) of each level's between-market standard deviation on
         the link scale.
+    centered : sequence of str
+        ``"pooled"`` parameters to parametrise centred (``link(theta[group]) ~ Normal(parent,
+        tau)``, group values are the free variables, named ``{name}_{level}``) instead of
+        non-centred (``{name}_z_{level}``). Centred suits parameters the data pin down in every
+        market (long series); non-centred suits weakly identified ones (few weeks, collinear
+        spend), where the centred form has a funnel.
     """
 
     base: ModelConfig
@@ -74,6 +80,7 @@ class HierarchicalConfig:
     population: str | None = None
     pooling: Mapping[str, str] = field(default_factory=dict)
     pooling_scale: float = 0.5
+    centered: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.base, ModelConfig):
@@ -95,6 +102,14 @@ class HierarchicalConfig:
             if v not in POOLING_CHOICES:
                 raise ConfigError(f"pooling.{k}: {v!r} is not allowed; allowed: {list(POOLING_CHOICES)}")
         object.__setattr__(self, "pooling", pooling)
+        centered = (self.centered,) if isinstance(self.centered, str) else tuple(self.centered)
+        for k in centered:
+            if k not in allowed:
+                raise ConfigError(f"centered: {k!r} is not a parameter of this model; parameters: {sorted(allowed)}")
+            if self.pooling_of(k) != "pooled":
+                raise ConfigError(f"centered: {k!r} is {self.pooling_of(k)!r}, only 'pooled' parameters have a "
+                                  "centred/non-centred choice")
+        object.__setattr__(self, "centered", centered)
         if not (isinstance(self.pooling_scale, int | float) and self.pooling_scale > 0):
             raise ConfigError(f"pooling_scale: must be a positive number, got {self.pooling_scale!r}")
         if self.population is not None and not isinstance(self.population, str):
@@ -138,6 +153,7 @@ class HierarchicalConfig:
             "population": self.population,
             "pooling": dict(self.pooling),
             "pooling_scale": self.pooling_scale,
+            "centered": list(self.centered),
         }
 
     def to_json(self) -> str:
@@ -146,7 +162,7 @@ class HierarchicalConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> HierarchicalConfig:
         d = dict(d)
-        allowed = {"base", "market", "national_channels", "population", "pooling", "pooling_scale"}
+        allowed = {"base", "market", "national_channels", "population", "pooling", "pooling_scale", "centered"}
         unknown = set(d) - allowed
         if unknown:
             raise ConfigError(f"unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")

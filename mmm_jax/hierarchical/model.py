@@ -81,12 +81,29 @@ def _parameter(name, config: HierarchicalConfig, groups, n_markets: int, dims: t
     link = link_of(prior)
     m, s = hyper_location(prior)
     mu = pm.Normal(f"{name}_mu", m, s, dims=dims or None)
-    total = mu
-    for level in config.levels:
-        sd = pm.HalfNormal(f"{name}_sd_{level}", config.pooling_scale, dims=dims or None)
-        z = pm.Normal(f"{name}_z_{level}", 0.0, 1.0, dims=(f"{level}_group", *dims))
-        total = total + sd * z[groups[level]]
+    if name in config.centered:
+        # centred: each level's group values are drawn around their parent's value
+        loc = pt.shape_padleft(mu)
+        for k, level in enumerate(config.levels):
+            sd = pm.HalfNormal(f"{name}_sd_{level}", config.pooling_scale, dims=dims or None)
+            parent = loc if k == 0 else loc[_parents(groups, config.levels, k)]
+            loc = pm.Normal(f"{name}_{level}", parent, sd, dims=(f"{level}_group", *dims))
+        total = loc[groups[config.levels[-1]]]
+    else:
+        total = mu
+        for level in config.levels:
+            sd = pm.HalfNormal(f"{name}_sd_{level}", config.pooling_scale, dims=dims or None)
+            z = pm.Normal(f"{name}_z_{level}", 0.0, 1.0, dims=(f"{level}_group", *dims))
+            total = total + sd * z[groups[level]]
     return pm.Deterministic(name, _inverse(link, total), dims=("market", *dims)), True
+
+
+def _parents(groups: dict, levels: tuple, k: int) -> np.ndarray:
+    """Index of each level-``k`` group's parent group at level ``k - 1`` (levels are nested)."""
+    child, parent = groups[levels[k]], groups[levels[k - 1]]
+    out = np.zeros(child.max() + 1, dtype=int)
+    out[child] = parent
+    return out
 
 
 def _per_market(v, per_market: bool, n_markets: int):
@@ -143,11 +160,13 @@ def build_hierarchical_model(config: HierarchicalConfig, arrays: dict, panel) ->
         for name in b.media_params:
             v, per = _parameter(name, config, groups, G, ("channel",))
             media[name] = v if per else pt.broadcast_to(v[None, :], (G, len(channels)))
-        # all (market, channel) series as columns of one (T, G * C) matrix
+        # all (channel, market) series as columns of one (T, C * G) matrix, channel-major: the sum
+        # over channels is then a sum of contiguous (T, G) blocks (a reduction over a short minor
+        # axis, market-major, measured 4x slower on CPU)
         T = x.shape[1]
         xa = pt.concatenate([x, pt.broadcast_to(x_nat[None], (G, T, len(national)))], axis=-1)
-        cols = xa.dimshuffle(1, 0, 2).reshape((T, G * len(channels)))
-        flat = {k: v.reshape((G * len(channels),)) for k, v in media.items()}
+        cols = xa.dimshuffle(1, 2, 0).reshape((T, len(channels) * G))
+        flat = {k: v.T.reshape((len(channels) * G,)) for k, v in media.items()}
         ad, sat = b.adstock, b.saturation
         ad_p = {n: flat[n] for n in ad.param_names}
         sat_p = {n: flat[n] for n in sat.param_names}
@@ -155,10 +174,13 @@ def build_hierarchical_model(config: HierarchicalConfig, arrays: dict, panel) ->
             out = media_response(sat.type, apply_adstock(cols, ad, ad_p), sat_p)
         else:
             out = apply_adstock(media_response(sat.type, cols, sat_p), ad, ad_p)
-        contribution = out.reshape((T, G, len(channels))).dimshuffle(1, 0, 2)
-        contribution = pm.Deterministic("channel_contribution", contribution, dims=("market", "date", "channel"))
+        out = out.reshape((T, len(channels), G))
+        pm.Deterministic("channel_contribution", out.dimshuffle(2, 0, 1), dims=("market", "date", "channel"))
         baseline = pm.Deterministic("baseline", baseline, dims=("market", "date"))
-        mu = pm.Deterministic("mu", baseline + contribution.sum(axis=-1), dims=("market", "date"))
+        summed = out[:, 0]
+        for j in range(1, len(channels)):
+            summed = summed + out[:, j]
+        mu = pm.Deterministic("mu", baseline + summed.T, dims=("market", "date"))
 
         sg, pm_s = _parameter("sigma", config, groups, G, ())
         sigma = _per_market(sg, pm_s, G)[:, None] * pt.ones_like(y)
