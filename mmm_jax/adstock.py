@@ -285,7 +285,11 @@ def _shifted_sum(x: jax.Array, w: jax.Array) -> jax.Array:
 
 
 def _lag_tensor(x: jax.Array, n_lags: int) -> jax.Array:
-    """``out[c, l, t] = x[t - l, c]`` (0 before the start): (T, C) -> (C, L, T)."""
+    """``out[c, l, t] = x[t - l, c]`` (0 before the start): (T, C) -> (C, L, T).
+
+    :func:`lag_matrix` in the layout the weight gradient contracts, built from slices: the
+    transposed gather measured 450 us vs 350 us per hierarchical gradient (not hoisted as well).
+    """
     T = x.shape[0]
     xp = jnp.pad(x.T, ((0, 0), (n_lags - 1, 0)))
     return jnp.stack([xp[:, n_lags - 1 - lag: n_lags - 1 - lag + T] for lag in range(n_lags)], axis=1)
