@@ -1,7 +1,9 @@
 """Benchmark worker for the hierarchical (multi-market) model, in our interpreter.
 
-Runs: ``ours-numpyro``, ``ours-blackjax`` (``HierarchicalMMM.fit``) and ``pymc-default``
-(``pm.sample``, PyMC's own NUTS, on the very ``pm.Model`` that ``HierarchicalMMM.build`` creates).
+Runs: ``ours-numpyro``, ``ours-blackjax`` (``HierarchicalMMM.fit``), ``pymc-default``
+(``pm.sample``, PyMC's own NUTS, on the very ``pm.Model`` that ``HierarchicalMMM.build`` creates) and
+``grad-f64`` / ``grad-f32`` (the cost of one value + gradient of the compiled log-density: the
+parent sets ``MMM_JAX_X64=0`` for float32).
 Prints one ``@@BENCH_RESULT@@ {...}`` line.
 """
 
@@ -20,8 +22,43 @@ def _load(spec):
     from mmm_jax.hierarchical import HierarchicalConfig, HierarchicalMMM
 
     df = pd.read_csv(spec["data_csv"], parse_dates=["date"])
-    base = ModelConfig(date="date", target="sales", channels=spec["channels"], controls=["price_index"])
+    base = ModelConfig(date="date", target="sales", channels=spec["channels"], controls=["price_index"],
+                       saturation=spec.get("saturation", "logistic"))
     return df, HierarchicalMMM(HierarchicalConfig(base, market="market"))
+
+
+def grad_cost(h, n_loop: int = 200, repeats: int = 5) -> dict:
+    """Microseconds per value + gradient, inside one compiled loop (as NUTS calls it), data as inputs.
+
+    The data are arguments of the jitted loop, not constants, as in the batch engine and in every
+    sampler here; the min over ``repeats`` runs of ``n_loop`` evaluations is reported.
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax.flatten_util import ravel_pytree
+
+    ld = h.logdensity
+    data = {k: jnp.asarray(ld.default_data[k]) for k in ld.data_names}
+    flat, unravel = ravel_pytree({k: jnp.asarray(v) for k, v in ld.initial_point.items()})
+    vg = jax.value_and_grad(lambda x, d: ld.logp(unravel(x), d))
+
+    @jax.jit
+    def loop(x, d):
+        def body(i, c):  # the next point depends on the last gradient: no evaluation can be skipped
+            v, g = vg(c[0] + 1e-9 * c[1], d)
+            return c[0], g + 0.0 * v
+        return jax.lax.fori_loop(0, n_loop, body, (x, jnp.zeros_like(x)))
+
+    t0 = time.perf_counter()
+    jax.block_until_ready(loop(flat, data))
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(loop(flat, data))
+        times.append((time.perf_counter() - t0) / n_loop)
+    return {"grad_us": 1e6 * min(times), "grad_us_median": 1e6 * sorted(times)[len(times) // 2],
+            "n_params": int(flat.size), "dtype": str(flat.dtype), "compile_s": compile_s}
 
 
 def run(spec: dict) -> dict:
@@ -32,6 +69,9 @@ def run(spec: dict) -> dict:
 
     df, h = _load(spec)
     import_s = time.perf_counter() - t0
+    if spec["run"].startswith("grad-"):
+        h.build(df)
+        return {**grad_cost(h), "jax_platform": jax.default_backend(), "device_kind": jax.devices()[0].device_kind}
     if spec["run"].startswith("ours-"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -15,6 +15,7 @@ Example::
 
     python benchmarks/bench_hier.py --preset meridian
     python benchmarks/bench_hier.py --preset compare --runs ours-numpyro,pymc-default
+    python benchmarks/bench_hier.py --preset meridian --grad-only   # cost of one value + gradient, f64 and f32
 """
 
 from __future__ import annotations
@@ -54,15 +55,22 @@ def parse_args(argv=None):
     p.add_argument("--runs", default=None, help="comma-separated: ours-numpyro, ours-blackjax, pymc-default")
     p.add_argument("--pymc-draws", type=int, default=300, help="warm-up and draws of pm.sample (a rate is compared)")
     p.add_argument("--target-accept", type=float, default=0.9)
+    p.add_argument("--saturation", default="tanh", choices=["tanh", "logistic", "hill", "michaelis_menten"],
+                   help="saturation family of the fitted model (tanh: slope 1/cac0 and level are near-orthogonal, "
+                        "half the leapfrog steps of logistic's beta-lam ridge on this data)")
+    p.add_argument("--host-devices", type=int, default=None,
+                   help="CPU host devices for our runs (default: max(4, chains): one chain per device)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=3600)
+    p.add_argument("--grad-only", action="store_true",
+                   help="only time one value + gradient of the compiled log-density (float64 and float32), no sampling")
     p.add_argument("--out", default=None)
     p.add_argument("--show-worker-output", action="store_true")
     a = p.parse_args(argv)
     for k, v in PRESETS[a.preset].items():
         if getattr(a, k) is None:
             setattr(a, k, v)
-    a.runs = [r.strip() for r in a.runs.split(",") if r.strip()]
+    a.runs = ["grad-f64", "grad-f32"] if a.grad_only else [r.strip() for r in a.runs.split(",") if r.strip()]
     return a
 
 
@@ -82,15 +90,23 @@ def main(argv=None) -> int:
                                    n_short=args.markets // 5, short_weeks=args.weeks // 3)
         df.to_csv(tmp / "panel.csv", index=False)
         base = {"data_csv": str(tmp / "panel.csv"), "channels": truth.channels, "chains": args.chains,
-                "warmup": args.warmup, "draws": args.draws, "target_accept": args.target_accept, "seed": args.seed}
+                "warmup": args.warmup, "draws": args.draws, "target_accept": args.target_accept, "seed": args.seed,
+                "saturation": args.saturation}
         for i, run in enumerate(args.runs, 1):
             spec = {**base, "run": run}
             if run == "pymc-default":
                 spec.update(warmup=args.pymc_draws, draws=args.pymc_draws)
             log(f"[{i}/{len(args.runs)}] {run} ({spec['chains']} chains x {spec['warmup']} + {spec['draws']}) ...")
-            res = run_one(run, sys.executable, HERE / "_hier_worker.py", spec, args, tmp, _CLEAN_ENV)
+            env = dict(_CLEAN_ENV)
+            if run.startswith("ours-"):  # chains in parallel, one per device: 2.7x the vmapped throughput (2 cores)
+                env["MMM_JAX_HOST_DEVICES"] = str(args.host_devices or max(4, args.chains))
+            if run == "grad-f32":
+                env["MMM_JAX_X64"] = "0"
+            res = run_one(run, sys.executable, HERE / "_hier_worker.py", spec, args, tmp, env)
             results[run] = res
-            if res.get("status") == "ok":
+            if res.get("status") == "ok" and "grad_us" in res:
+                log(f"    {res['grad_us']:.0f} us per value + gradient ({res['n_params']} parameters, {res['dtype']})")
+            elif res.get("status") == "ok":
                 log(f"    wall {res['wall_s']:.1f} s, min ESS {res['min_ess_bulk']:.0f}, ESS/s {res['ess_per_s']:.2f}, "
                     f"R-hat {res['max_rhat']:.3f}, div {res['divergences']}")
             else:
@@ -101,32 +117,46 @@ def main(argv=None) -> int:
         if ref and ref.get("status") == "ok" and results.get(r, {}).get("status") == "ok":
             ratios[f"{r} / pymc-default (ESS/s)"] = results[r]["ess_per_s"] / ref["ess_per_s"]
     device = next((r.get("device_kind") for r in results.values() if r.get("device_kind")), "?")
-    rep = _finite({"benchmark": "bench_hier", "preset": args.preset, "created_utc": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    rep = _finite({"benchmark": "bench_hier", "preset": args.preset, "grad_only": args.grad_only, "created_utc": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
                    "device": f"CPU, {os.cpu_count()} cores" if str(device).lower() == "cpu" else device,
                    "config": {k: getattr(args, k) for k in ("markets", "weeks", "channels", "chains", "warmup", "draws",
-                                                            "pymc_draws", "target_accept", "seed")},
+                                                            "pymc_draws", "target_accept", "seed",
+                                                            "saturation", "host_devices")},
                    "machine": machine_info(), "parent_versions": versions(), "git": git, "runs": results,
                    "ratios": ratios})
     c = rep["config"]
-    lines = [f"### Hierarchical model ({args.preset}): {c['markets']} markets x {c['weeks']} weeks x {c['channels']} "
-             f"channels, {c['chains']} chains ({rep['device']})", "",
-             "| run | warm-up + draws | wall s | min bulk ESS | ESS/s | max R-hat | divergences | leapfrogs/draw |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for name, r in rep["runs"].items():
-        if r.get("status") != "ok":
-            lines.append(f"| {name} | | {r.get('status')} | | | | | |")
-            continue
-        wd = f"{c['pymc_draws']} + {c['pymc_draws']}" if name == "pymc-default" else f"{c['warmup']} + {c['draws']}"
-        lines.append(f"| {name} | {wd} | {r['wall_s']:.1f} | {r['min_ess_bulk']:.0f} | {r['ess_per_s']:.2f} | "
-                     f"{r['max_rhat']:.3f} | {r['divergences']} | {r.get('mean_n_steps') or float('nan'):.0f} |")
-    if ratios:
-        lines += ["", "; ".join(f"{k}: {v:.1f}x" for k, v in ratios.items())]
+    title = (f"### Hierarchical model ({args.preset}): {c['markets']} markets x {c['weeks']} weeks x {c['channels']} "
+             f"channels, {c['saturation']} saturation")
+    if args.grad_only:
+        lines = [f"{title}: one value + gradient ({rep['device']})", "",
+                 "| precision | us per value + gradient (min of 5) | median | parameters | compile s |",
+                 "|---|---:|---:|---:|---:|"]
+        for name, r in rep["runs"].items():
+            if r.get("status") != "ok":
+                lines.append(f"| {name} | {r.get('status')} | | | |")
+                continue
+            lines.append(f"| {r['dtype']} | {r['grad_us']:.0f} | {r['grad_us_median']:.0f} | {r['n_params']} | "
+                         f"{r['compile_s']:.1f} |")
+    else:
+        lines = [f"{title}, {c['chains']} chains ({rep['device']})", "",
+                 "| run | warm-up + draws | wall s | min bulk ESS | ESS/s | max R-hat | divergences | leapfrogs/draw |",
+                 "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for name, r in rep["runs"].items():
+            if r.get("status") != "ok":
+                lines.append(f"| {name} | | {r.get('status')} | | | | | |")
+                continue
+            wd = f"{c['pymc_draws']} + {c['pymc_draws']}" if name == "pymc-default" else f"{c['warmup']} + {c['draws']}"
+            lines.append(f"| {name} | {wd} | {r['wall_s']:.1f} | {r['min_ess_bulk']:.0f} | {r['ess_per_s']:.2f} | "
+                         f"{r['max_rhat']:.3f} | {r['divergences']} | {r.get('mean_n_steps') or float('nan'):.0f} |")
+        if ratios:
+            lines += ["", "; ".join(f"{k}: {v:.1f}x" for k, v in ratios.items())]
     md = "\n".join(lines) + "\n"
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     text = json.dumps(_redact_paths(rep), indent=2, default=str, allow_nan=False)
-    (out_dir / f"bench_hier_{args.preset}_{stamp}.json").write_text(text)
-    (out_dir / f"bench_hier_{args.preset}_latest.json").write_text(text)
-    (out_dir / f"bench_hier_{args.preset}_latest.md").write_text(md)
+    stem = f"bench_hier_{args.preset}" + ("_grad" if args.grad_only else "")
+    (out_dir / f"{stem}_{stamp}.json").write_text(text)
+    (out_dir / f"{stem}_latest.json").write_text(text)
+    (out_dir / f"{stem}_latest.md").write_text(md)
     print(md)
     return 0 if all(r.get("status") == "ok" for r in results.values()) else 1
 

@@ -181,6 +181,18 @@ def cmd_optimize(a) -> int:
     return 0
 
 
+def _is_hierarchical_config(path) -> bool:
+    """A config file with ``base`` and ``market`` keys is a :class:`HierarchicalConfig`."""
+    text = Path(path).read_text()
+    if Path(path).suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        d = yaml.safe_load(text)
+    else:
+        d = json.loads(text)
+    return isinstance(d, dict) and "base" in d and "market" in d
+
+
 def cmd_batch(a) -> int:
     from .batch import fit_many
 
@@ -189,12 +201,18 @@ def cmd_batch(a) -> int:
         import jax
 
         devices = jax.devices()[: a.devices]
-    res = fit_many(
-        a.data, by=a.by, config=a.config, out=a.out, chains=a.chains, warmup=a.warmup, draws=a.draws,
-        target_accept=a.target_accept, max_tree_depth=a.max_tree_depth, seed=a.seed, chunk_size=a.chunk_size,
-        devices=devices, force=a.force, retry_failed=a.retry_failed, progress=not a.no_progress,
-        max_chunks=a.max_chunks,
-    )
+    kw = dict(by=a.by, config=a.config, out=a.out, chains=a.chains, warmup=a.warmup, draws=a.draws,
+              target_accept=a.target_accept, max_tree_depth=a.max_tree_depth, seed=a.seed, chunk_size=a.chunk_size,
+              devices=devices, force=a.force, retry_failed=a.retry_failed, progress=not a.no_progress)
+    if _is_hierarchical_config(a.config):  # each brand a multi-market panel: one joint model per brand
+        from .hierarchical import fit_many_hierarchical
+
+        if a.max_chunks is not None:
+            print("mmm-jax batch: --max-chunks is not supported with a hierarchical config", file=sys.stderr)
+            return 2
+        res = fit_many_hierarchical(a.data, **kw)
+    else:
+        res = fit_many(a.data, max_chunks=a.max_chunks, **kw)
     m = res.manifest()
     m.to_csv(Path(a.out) / "manifest.csv", index=False)
     (Path(a.out) / "last_run.json").write_text(json.dumps(res.stats, indent=2, default=str))
@@ -249,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("batch", help="fit one model per brand/market for many brands (resumable)")
     p.add_argument("data", help="long-format CSV/Parquet (with --by) or a directory of per-brand files")
     p.add_argument("--by", default=None, help="brand/market column of a long-format table")
-    p.add_argument("--config", required=True, help="YAML or JSON model config (one model for every brand)")
+    p.add_argument("--config", required=True, help="YAML or JSON model config (one model for every brand); a "
+                   "hierarchical config (keys base, market) fits each brand's markets jointly")
     p.add_argument("--out", required=True, help="output directory (manifest.sqlite + brands/*.nc); rerun to resume")
     _sampler_args(p, samplers=("blackjax",))
     p.add_argument("--max-tree-depth", type=int, default=10)

@@ -97,3 +97,21 @@ def test_tiny_suite_end_to_end(tmp_path, monkeypatch):
     assert (tmp_path / "bench_suite_smoke_latest.png").stat().st_size > 1000
     text = (tmp_path / "bench_suite_smoke_latest.json").read_text()
     assert str(tmp_path) not in text and str(Path.home()) + "/" not in text  # no machine paths
+
+
+@pytest.mark.slow
+def test_bench_hier_grad_only_end_to_end(tmp_path):
+    """bench_hier --grad-only: both precisions in their own interpreter, a table and JSON written."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, str(BENCH / "bench_hier.py"), "--markets", "3", "--weeks", "40",
+                          "--channels", "2", "--grad-only", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rep = json.loads((tmp_path / "bench_hier_compare_grad_latest.json").read_text())
+    runs = rep["runs"]
+    assert runs["grad-f64"]["dtype"] == "float64" and runs["grad-f32"]["dtype"] == "float32"
+    # 3 markets x 2 channels x (2 pooled media params) + the rest: the same parameter count in both
+    assert runs["grad-f64"]["n_params"] == runs["grad-f32"]["n_params"] > 12
+    assert all(0 < r["grad_us"] < 1e5 for r in runs.values())
+    assert "us per value + gradient" in (tmp_path / "bench_hier_compare_grad_latest.md").read_text()

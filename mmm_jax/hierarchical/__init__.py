@@ -2,6 +2,7 @@
 across geos, brands or products (non-centred), compiled to the same pure-JAX log-density with
 data as inputs."""
 
+from .batch import HierarchicalBatchResult, fit_many_hierarchical, load_hierarchical_brand
 from .config import DEFAULT_POOLING, POOLING_CHOICES, HierarchicalConfig
 from .fit import HierarchicalMMM
 from .model import build_hierarchical_model
@@ -11,6 +12,9 @@ from .simulate import PanelTruth, simulate_panel
 __all__ = [
     "HierarchicalConfig",
     "HierarchicalMMM",
+    "fit_many_hierarchical",
+    "HierarchicalBatchResult",
+    "load_hierarchical_brand",
     "DEFAULT_POOLING",
     "POOLING_CHOICES",
     "build_hierarchical_model",

@@ -1,0 +1,328 @@
+"""Many brands, each a multi-market panel: the hierarchical model through the batch engine.
+
+>>> from mmm_jax.hierarchical import fit_many_hierarchical                   # doctest: +SKIP
+>>> res = fit_many_hierarchical(df, by="brand", config=hcfg, out="runs/geo")  # doctest: +SKIP
+>>> res.manifest(); res.load("brand_3").roas("national")                      # doctest: +SKIP
+
+One joint model is compiled once for a template panel of ``G`` markets x ``T`` weeks (the
+largest brand) and :func:`mmm_jax.batch.engine.make_batch_sampler` runs it over chunks of
+brands (sharded over devices, each brand with its own warm-up), exactly as ``fit_many`` does
+for single-market brands. A brand with fewer markets or weeks is padded:
+
+* padded weeks (at the end, calendar features continued) and padded markets have ``mask = 0``
+  and zero spend/controls/target: they add nothing to the likelihood;
+* a padded market's own parameters (its non-centred ``z``, its independent or per-market
+  parameters) then appear only in their prior, independent of everything else, so dropping
+  them from the draws leaves exactly the posterior of the brand's own, unpadded model (tested:
+  the padded log-density is the unpadded one plus those prior terms).
+
+Each brand is written (atomically, with the manifest and resume logic of
+:class:`mmm_jax.batch.store.ResultStore`) as the InferenceData that
+:meth:`HierarchicalMMM.fit` would produce: per-market and national ROAS, contributions.
+One hierarchy level per brand (its markets); nested levels differ between brands and would
+make the group structure part of the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import jax
+import numpy as np
+import pandas as pd
+
+from ..batch.engine import brand_mesh, finish_chunk, make_batch_sampler, start_chunk
+from ..batch.run import CPU_VMAP_GROUP, BatchResult, _Progress, _short_error
+from ..batch.stack import BrandFailure, brand_seed, split_brands
+from ..batch.store import ResultStore
+from ..compile import compile_logdensity
+from ..config import ConfigError
+from ..data import DataError
+from ..inference.base import SampleResult, SamplerConfig
+from ..results import RHAT_MAX, diagnostics, package_versions
+from .config import HierarchicalConfig
+from .fit import HierarchicalMMM
+from .model import build_hierarchical_model
+from .panel import fit_panel_scaling, panel_arrays, validate_panel
+
+__all__ = ["fit_many_hierarchical", "PanelBrand", "prepare_panel_brand", "pad_panel_arrays",
+           "HierarchicalBatchResult", "load_hierarchical_brand"]
+
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class PanelBrand:
+    """One brand's validated, scaled panel (``mmm``: a :class:`HierarchicalMMM`, not yet built)."""
+
+    name: str
+    mmm: HierarchicalMMM
+    data_hash: str
+
+    @property
+    def n_markets(self) -> int:
+        return self.mmm.panel.n_markets
+
+    @property
+    def n_weeks(self) -> int:
+        return len(self.mmm.panel.dates)
+
+
+def prepare_panel_brand(name: str, frame: pd.DataFrame, config: HierarchicalConfig) -> PanelBrand | BrandFailure:
+    """Validate and scale one brand's long-format panel; bad data -> :class:`BrandFailure`."""
+    h = HierarchicalMMM(config)
+    try:
+        h.panel = validate_panel(frame, config)
+        h.scaling = fit_panel_scaling(h.panel, config)
+        h.arrays = panel_arrays(h.panel, h.scaling, config)
+    except (DataError, ValueError, KeyError) as err:
+        return BrandFailure(name, f"{type(err).__name__}: {err}")
+    return PanelBrand(name, h, _panel_hash(h.panel))
+
+
+def _panel_hash(p) -> str:
+    """Hash of the validated panel (not of the raw frame: a CSV round trip must not look like new data)."""
+    digest = hashlib.sha256("|".join([*map(str, p.markets), *map(str, p.dates.asi8)]).encode())
+    for x in (p.spend, p.controls, np.nan_to_num(p.target, nan=-1.2345e300), p.observed,
+              p.population if p.population is not None else np.zeros(0)):
+        digest.update(np.ascontiguousarray(x, dtype=float).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def pad_panel_arrays(b: PanelBrand, n_markets: int, n_weeks: int) -> dict[str, np.ndarray]:
+    """``b``'s model inputs padded to ``n_markets`` x ``n_weeks`` (padding masked, calendar continued)."""
+    a, p, s, cfg = b.mmm.arrays, b.mmm.panel, b.mmm.scaling, b.mmm.config
+    G, T = a["target"].shape
+    if G > n_markets or T > n_weeks:
+        raise ValueError(f"brand {b.name!r} ({G} markets x {T} weeks) is larger than the template "
+                         f"({n_markets} x {n_weeks})")
+
+    def pad(x, shape):
+        out = np.zeros(shape)
+        out[tuple(slice(0, n) for n in x.shape)] = x
+        return out
+
+    dates = pd.date_range(p.dates[0], periods=n_weeks, freq=pd.Timedelta(days=int(p.freq_days)))
+    from ..features import fourier_features
+
+    out = {
+        "spend": pad(a["spend"], (n_markets, n_weeks, a["spend"].shape[2])),
+        "national_spend": pad(a["national_spend"], (n_weeks, a["national_spend"].shape[1])),
+        "controls": pad(a["controls"], (n_markets, n_weeks, a["controls"].shape[2])),
+        "fourier": fourier_features(dates, cfg.base.seasonality),
+        "time": np.asarray((dates - s.t0).days, dtype=float) / s.t_unit_days,
+        "target": pad(a["target"], (n_markets, n_weeks)),
+        "mask": pad(a["mask"], (n_markets, n_weeks)),
+    }
+    return {k: out[k] for k in a}
+
+
+def _template_panel(config: HierarchicalConfig, n_markets: int, n_weeks: int):
+    """Labels and groups of a template panel (one hierarchy level: the markets)."""
+    markets = [f"market_{i}" for i in range(n_markets)]
+    level = config.levels[0]
+    return SimpleNamespace(markets=markets, dates=list(range(n_weeks)), group_labels={level: markets},
+                           groups={level: np.arange(n_markets)})
+
+
+def _slice_to(samples: Mapping, shapes: Mapping) -> dict:
+    """Draws (chains, draws, *padded) cut to the brand's own parameter shapes."""
+    return {k: np.asarray(v)[(slice(None), slice(None), *(slice(0, n) for n in shapes[k]))]
+            for k, v in samples.items()}
+
+
+class HierarchicalBatchResult(BatchResult):
+    """Handle on a hierarchical batch directory; :meth:`load` gives a :class:`HierarchicalMMM`."""
+
+    def load(self, brand: str) -> HierarchicalMMM:
+        return load_hierarchical_brand(self.out, brand)
+
+
+def load_hierarchical_brand(out: str | os.PathLike, brand: str) -> HierarchicalMMM:
+    """A brand of a hierarchical batch as a fitted :class:`HierarchicalMMM`.
+
+    ``roas``, ``contributions`` and ``diagnostics`` work from the stored draws; ``predict`` and
+    ``crps`` need the brand's data: refit it with :meth:`HierarchicalMMM.fit` for those.
+    """
+    import json
+
+    import arviz as az
+
+    from .panel import PanelScaling
+
+    row = HierarchicalBatchResult(Path(out), {})._row(brand)
+    idata = az.from_netcdf(str(Path(out) / row["file"]))
+    idata.load()
+    attrs = idata.posterior.attrs
+    h = HierarchicalMMM(HierarchicalConfig.from_dict(json.loads(attrs["config"])))
+    h.scaling = PanelScaling.from_dict(json.loads(attrs["scaling"]))
+    h.idata = idata
+    return h
+
+
+def fit_many_hierarchical(
+    data: Any,
+    *,
+    config: HierarchicalConfig | Mapping | str | os.PathLike,
+    out: str | os.PathLike,
+    by: str | None = None,
+    chains: int = 4,
+    warmup: int = 1000,
+    draws: int = 1000,
+    target_accept: float = 0.9,
+    max_tree_depth: int = 10,
+    seed: int = 0,
+    chunk_size: int | None = None,
+    devices=None,
+    force: bool = False,
+    retry_failed: bool = False,
+    progress: bool = True,
+    chunk_draws: int = 256,
+) -> HierarchicalBatchResult:
+    """Fit one hierarchical (multi-market) model per brand, many brands per compiled call; resumable.
+
+    Parameters
+    ----------
+    data : long-format DataFrame with a ``by`` column (each brand's rows: its markets and weeks),
+        ``{brand: DataFrame}``, a CSV/Parquet file or a directory of per-brand files.
+    config : HierarchicalConfig, dict or YAML/JSON path; one hierarchy level (the market column).
+    out : output directory (``manifest.sqlite`` + ``brands/<brand>.nc``); rerun to resume.
+    by : brand column of a long-format table.
+    chains, warmup, draws, target_accept, max_tree_depth : NUTS settings (BlackJAX window adaptation).
+    seed : job seed; brand ``b`` uses ``brand_seed(seed, b)`` (independent of the batch's makeup).
+    chunk_size : brands per compiled call (default: one per device).
+    force, retry_failed, progress : as in :func:`mmm_jax.batch.fit_many`.
+    chunk_draws : draws per post-processing chunk (memory bound, see :meth:`HierarchicalMMM.fit`).
+    """
+    t_start = time.perf_counter()
+    if not isinstance(config, HierarchicalConfig):
+        config = (HierarchicalConfig.from_file(config) if isinstance(config, str | os.PathLike)
+                  else HierarchicalConfig.from_dict(config))
+    if len(config.levels) != 1:
+        raise ConfigError(f"market: batch fits take one hierarchy level (the market column), got {list(config.levels)}; "
+                          "fit nested hierarchies one brand at a time with HierarchicalMMM")
+    if chains < 1 or draws < 1 or warmup < 0:
+        raise ValueError(f"need chains >= 1, draws >= 1, warmup >= 0; got {chains}, {draws}, {warmup}")
+    if not 0.0 < target_accept < 1.0:
+        raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+    cfg = SamplerConfig(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
+                        max_tree_depth=max_tree_depth, progress=False)
+    frames = split_brands(data, by)
+    if not frames:
+        raise ValueError("no brands in the data")
+    store = ResultStore(out, jax.process_index(), jax.process_count())
+    job = {"format_version": _FORMAT_VERSION, "kind": "hierarchical", "config": config.to_dict(),
+           "sampler": {k: v for k, v in cfg._asdict().items() if k not in ("progress", "chain_method", "split_timing")},
+           "seed": int(seed)}
+    try:
+        job_hash = store.open_job(job, force=force)
+        return _run(frames, config, cfg, store, job_hash, seed=seed, chunk_size=chunk_size, devices=devices,
+                    retry_failed=retry_failed, progress=progress, chunk_draws=chunk_draws, t_start=t_start)
+    finally:
+        store.close()
+
+
+def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, retry_failed, progress,
+         chunk_draws, t_start) -> HierarchicalBatchResult:
+    versions = package_versions()
+    prepared = [prepare_panel_brand(name, frame, config) for name, frame in frames.items()]
+    ok = [b for b in prepared if isinstance(b, PanelBrand)]
+    done = store.finished()
+    for f in (b for b in prepared if isinstance(b, BrandFailure)):
+        old = done.get(f.name)
+        if store.is_lead and (old is None or old["status"] != "failed" or old["error"] != f.reason):
+            store.write_failure(f.name, f.reason, {"config_hash": job_hash, "versions": versions})
+    pending = [b for b in ok if (r := done.get(b.name)) is None or r["data_hash"] != b.data_hash
+               or (r["status"] == "failed" and retry_failed)]
+    stats = {"brands": len(frames), "fitted": 0, "skipped": len(ok) - len(pending),
+             "failed_data": len(prepared) - len(ok), "failed_fit": 0, "wall_s": 0.0, "brands_per_min": float("nan"),
+             "lockstep_waste": float("nan"), "chunk_size": 0, "devices": 0, "compile_s": 0.0}
+    if not pending:
+        return HierarchicalBatchResult(Path(store.root), stats)
+
+    G = max(b.n_markets for b in pending)
+    T = max(b.n_weeks for b in pending)
+    t0 = time.perf_counter()
+    template = build_hierarchical_model(config, pad_panel_arrays(pending[0], G, T), _template_panel(config, G, T))
+    ld = compile_logdensity(template)
+    devices = list(jax.devices() if devices is None else devices)
+    on_cpu = devices[0].platform == "cpu"
+    mesh = brand_mesh(devices[: max(1, min(len(devices), len(pending)))])
+    bar = _Progress(len(pending), progress)
+    sampler = make_batch_sampler(ld, cfg, chunk_size or mesh.devices.size, mesh=mesh, on_step=bar.on_step,
+                                 vmap_group=CPU_VMAP_GROUP if on_cpu else None, vmap_chains=not on_cpu)
+    chunk = sampler.chunk_size
+    stats.update(chunk_size=chunk, devices=mesh.devices.size, compile_s=time.perf_counter() - t0,
+                 template={"markets": G, "weeks": T})
+    n_chunks = math.ceil(len(pending) / chunk)
+    t_fit = time.perf_counter()
+    for ci in range(n_chunks):
+        bar.chunk(ci + 1, n_chunks)
+        members = pending[ci * chunk : (ci + 1) * chunk]
+        filled = members + [members[-1]] * (chunk - len(members))
+        arrays = {k: np.stack([pad_panel_arrays(b, G, T)[k] for b in filled]) for k in ld.data_names}
+        keys = [jax.random.split(jax.random.key(brand_seed(seed, b.name))) for b in filled]
+        k_sample = np.stack([np.asarray(jax.random.key_data(k[0])) for k in keys])
+        t_c = time.perf_counter()
+        try:
+            rows = finish_chunk(start_chunk(sampler, arrays, k_sample))
+        except Exception as err:  # noqa: BLE001 - a failing chunk must not sink the batch
+            for b in members if store.is_lead else []:
+                store.write_failure(b.name, f"chunk failed: {_short_error(err)}",
+                                    {"config_hash": job_hash, "versions": versions, "data_hash": b.data_hash})
+            stats["failed_fit"] += len(members)
+            bar.advance(len(members))
+            continue
+        wall = (time.perf_counter() - t_c) / len(members)
+        for r in sorted(r for r in rows if r < len(members)):
+            b = members[r]
+            ok_b = _write_brand(store, b, rows[r], keys[r][1], cfg, seed, job_hash, versions, wall, chunk_draws)
+            stats["fitted" if ok_b else "failed_fit"] += 1
+        bar.advance(len(members))
+    bar.close()
+    stats["fit_s"] = time.perf_counter() - t_fit
+    stats["wall_s"] = time.perf_counter() - t_start
+    stats["brands_per_min"] = 60.0 * stats["fitted"] / max(stats["wall_s"], 1e-9)
+    return HierarchicalBatchResult(Path(store.root), stats)
+
+
+def _write_brand(store, b: PanelBrand, row, k_pp, cfg, seed, job_hash, versions, wall, chunk_draws) -> bool:
+    """Build the brand's own model, cut the padding off its draws, post-process and write (never raises)."""
+    rec = {"config_hash": job_hash, "versions": versions, "n_weeks": b.n_weeks, "data_hash": b.data_hash,
+           "channels": list(b.mmm.channels), "wall_s": wall}
+    h = b.mmm
+    try:
+        h.model = build_hierarchical_model(h.config, h.arrays, h.panel)
+        h.logdensity = compile_logdensity(h.model)
+        positions, stats, _ = row
+        samples = _slice_to(positions, h.logdensity.param_shapes)
+        bad = [k for k, v in samples.items() if not np.all(np.isfinite(v))]
+        if bad:
+            store.write_failure(b.name, f"sampler produced non-finite draws for {bad} (log-density NaN/inf?)", rec)
+            return False
+        stats = {k: np.asarray(v) for k, v in stats.items()}
+        stats["diverging"] = stats["diverging"].astype(bool)
+        h.fit_settings = {"sampler": "blackjax", "seed": brand_seed(seed, b.name), **cfg._asdict()}
+        result = SampleResult(samples=samples, stats=stats, timings={"sampling_share": wall}, sampler="blackjax",
+                              config=cfg)
+        idata = h._to_idata(result, k_pp, chunk_draws)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            d = diagnostics(idata)
+        converged = bool(np.isfinite(d["max_rhat"]) and d["max_rhat"] < RHAT_MAX and d["divergences"] == 0)
+        rec.update(max_rhat=d["max_rhat"], min_ess_bulk=d["min_ess_bulk"], divergences=d["divergences"],
+                   converged=int(converged))
+        store.write_brand(b.name, idata, rec)
+        return True
+    except Exception as err:  # noqa: BLE001 - isolate the brand
+        store.write_failure(b.name, f"{type(err).__name__}: {err}", rec)
+        return False
