@@ -118,3 +118,16 @@ def test_nested_hierarchy_is_refused(tmp_path):
     cfg = _config().__class__(_config().base, market=("region", "market"))
     with pytest.raises(ConfigError, match="one hierarchy level"):
         fit_many_hierarchical(df.assign(brand="x"), by="brand", config=cfg, out=tmp_path / "r", progress=False)
+
+
+@pytest.mark.parametrize("bad", [{"target_accept": 1.5}, {"chains": 0}, {"warmup": -1}])
+def test_bad_sampler_settings_are_refused_before_any_work(bad, tmp_path):
+    from mmm_jax.batch import fit_many
+
+    df = _brand(2, 40, seed=1).assign(brand="x")
+    with pytest.raises(ValueError, match="target_accept|chains >= 1"):
+        fit_many_hierarchical(df, by="brand", config=_config(), out=tmp_path / "h", progress=False, **bad)
+    with pytest.raises(ValueError, match="target_accept|chains >= 1"):
+        fit_many(df.drop(columns="market"), by="brand", config=_config().base, out=tmp_path / "s", progress=False,
+                 **bad)
+    assert not (tmp_path / "h").exists() and not (tmp_path / "s").exists()

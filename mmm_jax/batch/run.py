@@ -28,7 +28,7 @@ import pandas as pd
 from ..compile import LogDensity, compile_logdensity
 from ..config import ModelConfig
 from ..features import Scaling
-from ..inference.base import SamplerConfig
+from ..inference.base import SamplerConfig, checked
 from ..model import build_pymc_model
 from ..results import RHAT_MAX, _dims_for, diagnostics, draw_quantities, package_versions, to_inference_data
 from .engine import brand_mesh, finish_chunk, key_data_for, lockstep_waste, make_batch_sampler, start_chunk
@@ -294,12 +294,8 @@ def fit_many(
     t_start = time.perf_counter()
     if not isinstance(config, ModelConfig):
         config = ModelConfig.from_file(config) if isinstance(config, str | os.PathLike) else ModelConfig.from_dict(config)
-    cfg = SamplerConfig(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
-                        max_tree_depth=max_tree_depth, dense_mass=dense_mass, progress=False)
-    if chains < 1 or draws < 1 or warmup < 0:
-        raise ValueError(f"need chains >= 1, draws >= 1, warmup >= 0; got {chains}, {draws}, {warmup}")
-    if not 0.0 < target_accept < 1.0:
-        raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
+    cfg = checked(SamplerConfig(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
+                                max_tree_depth=max_tree_depth, dense_mass=dense_mass, progress=False))
     frames = split_brands(data, by)
     if not frames:
         raise ValueError("no brands in the data")

@@ -47,7 +47,7 @@ from ..batch.store import ResultStore
 from ..compile import compile_logdensity
 from ..config import ConfigError
 from ..data import DataError
-from ..inference.base import SampleResult, SamplerConfig
+from ..inference.base import SampleResult, SamplerConfig, checked
 from ..results import RHAT_MAX, diagnostics, package_versions
 from .config import HierarchicalConfig
 from .fit import HierarchicalMMM
@@ -210,12 +210,8 @@ def fit_many_hierarchical(
     if len(config.levels) != 1:
         raise ConfigError(f"market: batch fits take one hierarchy level (the market column), got {list(config.levels)}; "
                           "fit nested hierarchies one brand at a time with HierarchicalMMM")
-    if chains < 1 or draws < 1 or warmup < 0:
-        raise ValueError(f"need chains >= 1, draws >= 1, warmup >= 0; got {chains}, {draws}, {warmup}")
-    if not 0.0 < target_accept < 1.0:
-        raise ValueError(f"target_accept must be in (0, 1), got {target_accept}")
-    cfg = SamplerConfig(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
-                        max_tree_depth=max_tree_depth, progress=False)
+    cfg = checked(SamplerConfig(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
+                                max_tree_depth=max_tree_depth, progress=False))
     frames = split_brands(data, by)
     if not frames:
         raise ValueError("no brands in the data")

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..compile import LogDensity
 
-__all__ = ["SampleResult", "SamplerConfig", "sample", "SAMPLERS", "bind_data"]
+__all__ = ["SampleResult", "SamplerConfig", "sample", "SAMPLERS", "bind_data", "checked"]
 
 SAMPLERS = ("numpyro", "blackjax", "chees", "meads")
 
@@ -96,11 +96,7 @@ def sample(
     unknown = set(settings) - set(SamplerConfig._fields)
     if unknown:
         raise TypeError(f"unknown sampler settings {sorted(unknown)}; allowed: {list(SamplerConfig._fields)}")
-    cfg = SamplerConfig(**settings)
-    if cfg.chains < 1 or cfg.draws < 1 or cfg.warmup < 0:
-        raise ValueError(f"need chains >= 1, draws >= 1, warmup >= 0; got {cfg.chains}, {cfg.draws}, {cfg.warmup}")
-    if not 0.0 < cfg.target_accept < 1.0:
-        raise ValueError(f"target_accept must be in (0, 1), got {cfg.target_accept}")
+    cfg = checked(SamplerConfig(**settings))
     if isinstance(key, int | np.integer):
         key = jax.random.key(int(key))
     if sampler == "numpyro":
@@ -114,6 +110,15 @@ def sample(
     from .blackjax import sample_blackjax
 
     return sample_blackjax(ld, data, key=key, config=cfg)
+
+
+def checked(cfg: SamplerConfig) -> SamplerConfig:
+    """``cfg`` itself, or a ValueError naming the setting that is out of range."""
+    if cfg.chains < 1 or cfg.draws < 1 or cfg.warmup < 0:
+        raise ValueError(f"need chains >= 1, draws >= 1, warmup >= 0; got {cfg.chains}, {cfg.draws}, {cfg.warmup}")
+    if not 0.0 < cfg.target_accept < 1.0:
+        raise ValueError(f"target_accept must be in (0, 1), got {cfg.target_accept}")
+    return cfg
 
 
 def resolve_chain_method(cfg: SamplerConfig) -> str:
