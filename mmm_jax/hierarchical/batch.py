@@ -47,6 +47,7 @@ from ..batch.store import ResultStore
 from ..compile import compile_logdensity
 from ..config import ConfigError
 from ..data import DataError
+from ..features import fourier_features
 from ..inference.base import SampleResult, SamplerConfig, checked
 from ..results import RHAT_MAX, diagnostics, package_versions
 from .config import HierarchicalConfig
@@ -112,8 +113,6 @@ def pad_panel_arrays(b: PanelBrand, n_markets: int, n_weeks: int) -> dict[str, n
         return out
 
     dates = pd.date_range(p.dates[0], periods=n_weeks, freq=pd.Timedelta(days=int(p.freq_days)))
-    from ..features import fourier_features
-
     out = {
         "spend": pad(a["spend"], (n_markets, n_weeks, a["spend"].shape[2])),
         "national_spend": pad(a["national_spend"], (n_weeks, a["national_spend"].shape[1])),
@@ -183,6 +182,8 @@ def fit_many_hierarchical(
     seed: int = 0,
     chunk_size: int | None = None,
     devices=None,
+    vmap_group: int | None = None,
+    vmap_chains: bool | None = None,
     force: bool = False,
     retry_failed: bool = False,
     progress: bool = True,
@@ -200,6 +201,8 @@ def fit_many_hierarchical(
     chains, warmup, draws, target_accept, max_tree_depth : NUTS settings (BlackJAX window adaptation).
     seed : job seed; brand ``b`` uses ``brand_seed(seed, b)`` (independent of the batch's makeup).
     chunk_size : brands per compiled call (default: one per device).
+    devices, vmap_group, vmap_chains : devices and lock-step layout, as in :func:`mmm_jax.batch.fit_many`
+        (default: no vmap on CPU devices, a device's brands x chains in one vmap on accelerators).
     force, retry_failed, progress : as in :func:`mmm_jax.batch.fit_many`.
     chunk_draws : draws per post-processing chunk (memory bound, see :meth:`HierarchicalMMM.fit`).
     """
@@ -222,13 +225,14 @@ def fit_many_hierarchical(
     try:
         job_hash = store.open_job(job, force=force)
         return _run(frames, config, cfg, store, job_hash, seed=seed, chunk_size=chunk_size, devices=devices,
-                    retry_failed=retry_failed, progress=progress, chunk_draws=chunk_draws, t_start=t_start)
+                    vmap_group=vmap_group, vmap_chains=vmap_chains, retry_failed=retry_failed, progress=progress,
+                    chunk_draws=chunk_draws, t_start=t_start)
     finally:
         store.close()
 
 
-def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, retry_failed, progress,
-         chunk_draws, t_start) -> HierarchicalBatchResult:
+def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vmap_group, vmap_chains, retry_failed,
+         progress, chunk_draws, t_start) -> HierarchicalBatchResult:
     versions = package_versions()
     prepared = [prepare_panel_brand(name, frame, config) for name, frame in frames.items()]
     ok = [b for b in prepared if isinstance(b, PanelBrand)]
@@ -254,8 +258,12 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, ret
     on_cpu = devices[0].platform == "cpu"
     mesh = brand_mesh(devices[: max(1, min(len(devices), len(pending)))])
     bar = _Progress(len(pending), progress)
+    if vmap_group is None and on_cpu:
+        vmap_group = CPU_VMAP_GROUP
+    if vmap_chains is None:
+        vmap_chains = not (on_cpu and vmap_group == 1)
     sampler = make_batch_sampler(ld, cfg, chunk_size or mesh.devices.size, mesh=mesh, on_step=bar.on_step,
-                                 vmap_group=CPU_VMAP_GROUP if on_cpu else None, vmap_chains=not on_cpu)
+                                 vmap_group=vmap_group, vmap_chains=vmap_chains)
     chunk = sampler.chunk_size
     stats.update(chunk_size=chunk, devices=mesh.devices.size, compile_s=time.perf_counter() - t0,
                  template={"markets": G, "weeks": T})
