@@ -58,6 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--saturation", default="tanh", choices=["tanh", "logistic", "hill", "michaelis_menten"],
                    help="saturation family of the fitted model (tanh: slope 1/cac0 and level are near-orthogonal, "
                         "half the leapfrog steps of logistic's beta-lam ridge on this data)")
+    p.add_argument("--float32", action="store_true", help="our runs in single precision (MMM_JAX_X64=0)")
     p.add_argument("--host-devices", type=int, default=None,
                    help="CPU host devices for our runs (default: max(4, chains): one chain per device)")
     p.add_argument("--seed", type=int, default=0)
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
             env = dict(_CLEAN_ENV)
             if run.startswith("ours-"):  # chains in parallel, one per device: 2.7x the vmapped throughput (2 cores)
                 env["MMM_JAX_HOST_DEVICES"] = str(args.host_devices or max(4, args.chains))
-            if run == "grad-f32":
+            if run == "grad-f32" or (args.float32 and run.startswith("ours-")):
                 env["MMM_JAX_X64"] = "0"
             res = run_one(run, sys.executable, HERE / "_hier_worker.py", spec, args, tmp, env)
             results[run] = res
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
                    "device": f"CPU, {os.cpu_count()} cores" if str(device).lower() == "cpu" else device,
                    "config": {k: getattr(args, k) for k in ("markets", "weeks", "channels", "chains", "warmup", "draws",
                                                             "pymc_draws", "target_accept", "seed",
-                                                            "saturation", "host_devices")},
+                                                            "saturation", "host_devices", "float32")},
                    "machine": machine_info(), "parent_versions": versions(), "git": git, "runs": results,
                    "ratios": ratios})
     c = rep["config"]
