@@ -13,7 +13,8 @@
 #      steps (the issue's target: R-hat < 1.01 with fewer warm-up steps than window adaptation);
 #   3. the same small problem on this machine's CPU (JAX_PLATFORMS=cpu) and on the GPU
 #      (small models usually lose on a GPU);
-#   4. the batch engine: 1,000 brands x 156 weeks x 10 channels in one job.
+#   4. the batch engine: 1,000 brands x 156 weeks x 10 channels in one job;
+#   5. the hierarchical model: Meridian's demo shape and the 50-market comparison with pm.sample.
 # Budget: a few hours on one H100; every run has its own time limit (--timeout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,5 +63,11 @@ JAX_PLATFORMS=cpu python benchmarks/bench_suite.py --tag "${TAG}-host-cpu-small"
 # 4. batch engine: 1,000 brands in one job
 python benchmarks/bench_batch.py --grid 1000 --weeks 156 --channels 10 --target-brands 0 --loop-brands 0 \
   --pmm-brands 0 --device-name "$NAME" --out "$OUT"
+
+# 5. hierarchical model: Meridian's demo shape (10 chains, 2,500 + 1,000) and 50 x 156 x 6 vs pm.sample
+#    (pm.sample runs on the host CPU); results under $OUT/${TAG}-hier/
+python benchmarks/bench_hier.py --preset meridian --runs ours-numpyro,ours-blackjax --timeout 3600 --out "$OUT/${TAG}-hier"
+python benchmarks/bench_hier.py --preset meridian --grad-only --out "$OUT/${TAG}-hier"
+python benchmarks/bench_hier.py --preset compare --timeout 7200 --out "$OUT/${TAG}-hier"
 
 echo "run_gpu.sh: done; results in $OUT (${TAG}*)"

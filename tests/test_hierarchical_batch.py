@@ -95,6 +95,7 @@ def test_batch_of_panels_isolates_bad_brand_and_resumes(tmp_path):
     assert set(roas.index.get_level_values("market")) == set(a["market"].unique())  # padding dropped
     assert np.isfinite(roas["mean"]).all() and (roas["mean"] > 0).all()
     assert h.idata.posterior["intercept_z_market"].shape[-1] == 3
+    assert h.idata.posterior["sat_level"].dims == ("chain", "draw", "channel")  # shared by default (tanh)
     assert np.isfinite(h.roas("national")["mean"]).all()
     # rerun through the command line (a hierarchical config file routes to the hierarchical batch):
     # nothing to do; the same brands, each once

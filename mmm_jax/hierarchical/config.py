@@ -32,6 +32,13 @@ __all__ = ["HierarchicalConfig", "POOLING_CHOICES", "DEFAULT_POOLING"]
 POOLING_CHOICES = ("shared", "pooled", "independent")
 
 #: Default sharing per parameter (media parameters default to ``"pooled"``).
+#:
+#: ``sat_level`` (tanh saturation: the response at saturation, as a share of each market's
+#: scaled target) is shared. A market's own saturation level is barely identified wherever its
+#: spend does not saturate, and pooling it leaves a slow-mixing hyper-mean/sd pair. Measured at
+#: 40 markets x 156 weeks x 5 channels (2 chains x 500 + 500), min bulk ESS 28 pooled -> 180
+#: shared (R-hat <= 1.07 -> <= 1.03), at the same 127 leapfrog steps per draw. The markets keep
+#: their own efficiency ``cac0`` (the slope at zero spend) and carry-over.
 DEFAULT_POOLING: dict[str, str] = {
     "intercept": "pooled",
     "trend": "pooled",
@@ -39,6 +46,7 @@ DEFAULT_POOLING: dict[str, str] = {
     "gamma_control": "shared",
     "sigma": "independent",
     "nu": "shared",
+    "sat_level": "shared",
 }
 
 
