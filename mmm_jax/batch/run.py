@@ -121,6 +121,37 @@ def summarize(m: pd.DataFrame, stats: Mapping | None = None) -> str:
     return "\n".join(lines)
 
 
+def sampler_job_fields(cfg: SamplerConfig) -> dict:
+    """The sampler settings that define a job's results (recorded and hashed by the store)."""
+    return {k: v for k, v in cfg._asdict().items() if k not in ("progress", "chain_method", "split_timing")}
+
+
+def pending_brands(store: ResultStore, ok: list, bad: list, job_hash: str, versions: dict, retry_failed: bool) -> list:
+    """Record brands whose data failed validation; return the prepared brands still to fit.
+
+    ``ok``: prepared brands (``.name``, ``.data_hash``); ``bad``: :class:`BrandFailure`. A brand is
+    pending if it has no record, its data changed, or it failed before and ``retry_failed``.
+    """
+    done = store.finished()
+    for f in bad:
+        old = done.get(f.name)
+        if store.is_lead and (old is None or old["status"] != "failed" or old["error"] != f.reason):
+            store.write_failure(f.name, f.reason, {"config_hash": job_hash, "versions": versions})
+    return [b for b in ok if (rec := done.get(b.name)) is None or rec["data_hash"] != b.data_hash
+            or (rec["status"] == "failed" and retry_failed)]
+
+
+def default_layout(devices: list, vmap_group: int | None, vmap_chains: bool | None) -> tuple[int | None, bool]:
+    """Lock-step layout defaults: on CPU devices no vmap (:data:`CPU_VMAP_GROUP`, chains one after
+    another); on accelerators a device's brands x chains in one vmap."""
+    on_cpu = devices[0].platform == "cpu"
+    if vmap_group is None and on_cpu:
+        vmap_group = CPU_VMAP_GROUP
+    if vmap_chains is None:
+        vmap_chains = not (on_cpu and vmap_group == 1)
+    return vmap_group, vmap_chains
+
+
 def default_chunk_size(n_brands: int, n_devices: int, per_brand_bytes: float) -> int:
     """Brands per compiled call.
 
@@ -304,7 +335,7 @@ def fit_many(
     job = {
         "format_version": _FORMAT_VERSION,
         "config": config.to_dict(),
-        "sampler": {k: v for k, v in cfg._asdict().items() if k not in ("progress", "chain_method", "split_timing")},
+        "sampler": sampler_job_fields(cfg),
         "seed": int(seed),
         "template_weeks": template_weeks,
     }
@@ -323,18 +354,7 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     prepared = [prepare_brand(name, frame, config) for name, frame in frames.items()]
     ok = [b for b in prepared if isinstance(b, BrandData)]
     bad = [b for b in prepared if isinstance(b, BrandFailure)]
-    done = store.finished()
-    for f in bad:
-        old = done.get(f.name)
-        if store.is_lead and (old is None or old["status"] != "failed" or old["error"] != f.reason):
-            store.write_failure(f.name, f.reason, {"config_hash": job_hash, "versions": versions})
-    pending = []
-    for b in ok:
-        rec = done.get(b.name)
-        if rec is None or rec["data_hash"] != b.data_hash:
-            pending.append(b)
-        elif rec["status"] == "failed" and retry_failed:
-            pending.append(b)
+    pending = pending_brands(store, ok, bad, job_hash, versions, retry_failed)
     skipped = len(ok) - len(pending)
     stats = {"brands": len(frames), "fitted": 0, "skipped": skipped, "failed_data": len(bad), "failed_fit": 0,
              "wall_s": 0.0, "sampling_s": 0.0, "brands_per_min": float("nan"), "lockstep_waste": float("nan"),
@@ -350,11 +370,7 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     ld, info = _template(ok, config, T)
     free = info["free"]
     devices = list(jax.devices() if devices is None else devices)
-    on_cpu = devices[0].platform == "cpu"
-    if vmap_group is None and on_cpu:
-        vmap_group = CPU_VMAP_GROUP
-    if vmap_chains is None:
-        vmap_chains = not (on_cpu and vmap_group == 1)
+    vmap_group, vmap_chains = default_layout(devices, vmap_group, vmap_chains)
     mesh = brand_mesh(devices[: max(1, min(len(devices), len(pending)))])  # no idle devices for tiny jobs
     n_dev = mesh.devices.size
     n_params = sum(int(np.prod(s)) for s in ld.param_shapes.values())

@@ -26,6 +26,7 @@ make the group structure part of the data.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import time
@@ -41,7 +42,8 @@ import numpy as np
 import pandas as pd
 
 from ..batch.engine import brand_mesh, finish_chunk, make_batch_sampler, start_chunk
-from ..batch.run import CPU_VMAP_GROUP, BatchResult, _Progress, _short_error
+from ..batch.run import (BatchResult, _Progress, _short_error, default_layout, pending_brands,
+                         sampler_job_fields)
 from ..batch.stack import BrandFailure, brand_seed, split_brands
 from ..batch.store import ResultStore
 from ..compile import compile_logdensity
@@ -53,7 +55,7 @@ from ..results import RHAT_MAX, diagnostics, package_versions
 from .config import HierarchicalConfig
 from .fit import HierarchicalMMM
 from .model import build_hierarchical_model
-from .panel import fit_panel_scaling, panel_arrays, validate_panel
+from .panel import PanelScaling, fit_panel_scaling, panel_arrays, validate_panel
 
 __all__ = ["fit_many_hierarchical", "PanelBrand", "prepare_panel_brand", "pad_panel_arrays",
            "HierarchicalBatchResult", "load_hierarchical_brand"]
@@ -152,11 +154,7 @@ def load_hierarchical_brand(out: str | os.PathLike, brand: str) -> HierarchicalM
     ``roas``, ``contributions`` and ``diagnostics`` work from the stored draws; ``predict`` and
     ``crps`` need the brand's data: refit it with :meth:`HierarchicalMMM.fit` for those.
     """
-    import json
-
     import arviz as az
-
-    from .panel import PanelScaling
 
     row = HierarchicalBatchResult(Path(out), {})._row(brand)
     idata = az.from_netcdf(str(Path(out) / row["file"]))
@@ -220,7 +218,7 @@ def fit_many_hierarchical(
         raise ValueError("no brands in the data")
     store = ResultStore(out, jax.process_index(), jax.process_count())
     job = {"format_version": _FORMAT_VERSION, "kind": "hierarchical", "config": config.to_dict(),
-           "sampler": {k: v for k, v in cfg._asdict().items() if k not in ("progress", "chain_method", "split_timing")},
+           "sampler": sampler_job_fields(cfg),
            "seed": int(seed)}
     try:
         job_hash = store.open_job(job, force=force)
@@ -236,13 +234,8 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     versions = package_versions()
     prepared = [prepare_panel_brand(name, frame, config) for name, frame in frames.items()]
     ok = [b for b in prepared if isinstance(b, PanelBrand)]
-    done = store.finished()
-    for f in (b for b in prepared if isinstance(b, BrandFailure)):
-        old = done.get(f.name)
-        if store.is_lead and (old is None or old["status"] != "failed" or old["error"] != f.reason):
-            store.write_failure(f.name, f.reason, {"config_hash": job_hash, "versions": versions})
-    pending = [b for b in ok if (r := done.get(b.name)) is None or r["data_hash"] != b.data_hash
-               or (r["status"] == "failed" and retry_failed)]
+    bad = [b for b in prepared if isinstance(b, BrandFailure)]
+    pending = pending_brands(store, ok, bad, job_hash, versions, retry_failed)
     stats = {"brands": len(frames), "fitted": 0, "skipped": len(ok) - len(pending),
              "failed_data": len(prepared) - len(ok), "failed_fit": 0, "wall_s": 0.0, "brands_per_min": float("nan"),
              "lockstep_waste": float("nan"), "chunk_size": 0, "devices": 0, "compile_s": 0.0}
@@ -255,13 +248,9 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     template = build_hierarchical_model(config, pad_panel_arrays(pending[0], G, T), _template_panel(config, G, T))
     ld = compile_logdensity(template)
     devices = list(jax.devices() if devices is None else devices)
-    on_cpu = devices[0].platform == "cpu"
+    vmap_group, vmap_chains = default_layout(devices, vmap_group, vmap_chains)
     mesh = brand_mesh(devices[: max(1, min(len(devices), len(pending)))])
     bar = _Progress(len(pending), progress)
-    if vmap_group is None and on_cpu:
-        vmap_group = CPU_VMAP_GROUP
-    if vmap_chains is None:
-        vmap_chains = not (on_cpu and vmap_group == 1)
     sampler = make_batch_sampler(ld, cfg, chunk_size or mesh.devices.size, mesh=mesh, on_step=bar.on_step,
                                  vmap_group=vmap_group, vmap_chains=vmap_chains)
     chunk = sampler.chunk_size
@@ -273,7 +262,8 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
         bar.chunk(ci + 1, n_chunks)
         members = pending[ci * chunk : (ci + 1) * chunk]
         filled = members + [members[-1]] * (chunk - len(members))
-        arrays = {k: np.stack([pad_panel_arrays(b, G, T)[k] for b in filled]) for k in ld.data_names}
+        padded = [pad_panel_arrays(b, G, T) for b in filled]  # once per brand, not once per input
+        arrays = {k: np.stack([a[k] for a in padded]) for k in ld.data_names}
         keys = [jax.random.split(jax.random.key(brand_seed(seed, b.name))) for b in filled]
         k_sample = np.stack([np.asarray(jax.random.key_data(k[0])) for k in keys])
         t_c = time.perf_counter()
