@@ -87,6 +87,26 @@ def test_meads_correlated_gaussian(gaussian):
     assert np.all(res.stats["n_steps"] == 10)  # MEADS_THINNING GHMC steps per stored draw
 
 
+@pytest.mark.parametrize("sampler", ["chees", "meads"])
+def test_matrix_parameter(sampler):
+    """A (3, 2) parameter (like a hierarchical model's market x channel z): BlackJAX's ensemble
+    statistics handle (chains, dim) leaves only, so the chains run on flat vectors and come back
+    in the parameter's own shape."""
+    loc = np.arange(6.0).reshape(3, 2)
+    scale = np.array([[0.5, 1.0], [2.0, 0.5], [1.0, 3.0]])
+    with pm.Model() as m:
+        pm.Normal("w", loc, scale, shape=(3, 2))
+        pm.Normal("v", 0.0, 1.0, shape=(4,))
+    chains, draws = 16, 400
+    res = sample(compile_logdensity(m), key=7, sampler=sampler, chains=chains, warmup=300, draws=draws, progress=False)
+    assert res.samples["w"].shape == (chains, draws, 3, 2) and res.samples["v"].shape == (chains, draws, 4)
+    w = res.samples["w"].reshape(-1, 3, 2)
+    ess = az.ess(az.convert_to_dataset({"w": res.samples["w"]}))["w"].values
+    assert ess.min() > 0.1 * chains * draws
+    np.testing.assert_array_less(np.abs(w.mean(0) - loc), 4 * scale / np.sqrt(ess))  # each entry where it belongs
+    np.testing.assert_allclose(w.std(0), scale, rtol=0.15)
+
+
 def test_errors(gaussian):
     with pytest.raises(ValueError, match="diagonal"):
         sample(gaussian, sampler="chees", chains=4, warmup=10, draws=10, dense_mass=True, progress=False)

@@ -45,6 +45,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.flatten_util import ravel_pytree
 
 from ..compile import LogDensity
 from .base import SampleResult, SamplerConfig, bind_data
@@ -249,8 +250,16 @@ def _meads_info(state, info, adaptation_state):
 
 
 def _run(name: str, run_fn, ld: LogDensity, data: dict | None, key: jax.Array, config: SamplerConfig) -> SampleResult:
-    logdensity = bind_data(ld, data)
-    init, _ = chain_inputs(ld, key, config)
+    logdensity_tree = bind_data(ld, data)
+    init_tree, _ = chain_inputs(ld, key, config)
+    # BlackJAX's ensemble means assume (chains, dim) leaves (a (chains, G, C) leaf fails in
+    # chees_adaptation's weighted_empirical_mean): sample one flat vector per chain instead
+    _, unravel = ravel_pytree(jax.tree.map(lambda v: v[0], init_tree))
+    init = jax.vmap(lambda t: ravel_pytree(t)[0])(init_tree)
+
+    def logdensity(x):
+        return logdensity_tree(unravel(x))
+
     key_run = jax.random.fold_in(key, 1)
     chain_method = _resolve_chain_method(config)
     clock = ProgressClock()
@@ -267,6 +276,7 @@ def _run(name: str, run_fn, ld: LogDensity, data: dict | None, key: jax.Array, c
     jax.block_until_ready((positions, stats))
     t2 = time.perf_counter()
     t1 = clock.get("warmup", float("nan"))
+    positions = jax.vmap(jax.vmap(unravel))(positions)  # (chains, draws, dim) -> named (chains, draws, ...)
     samples = {k: np.asarray(v) for k, v in positions.items()}
     stats = {k: np.asarray(v) for k, v in stats.items()}
     stats["diverging"] = stats["diverging"].astype(bool)
