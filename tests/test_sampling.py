@@ -54,8 +54,7 @@ def test_sampler_outputs_and_reproducibility(small_problem, sampler):
     assert np.all((r1.stats["acceptance_rate"] >= 0) & (r1.stats["acceptance_rate"] <= 1))
     assert np.all(r1.stats["tree_depth"] >= 1)
     assert r1.timings["total"] > 0
-    if sampler == "blackjax":  # numpyro splits warm-up from sampling only with split_timing=True
-        assert 0 < r1.timings["warmup"] < r1.timings["total"]
+    assert 0 < r1.timings["warmup"] < r1.timings["total"]  # both samplers time warm-up on its own
     # draws should be near the posterior: lp at draws comparable to lp at init
     assert np.all(np.isfinite(r1.stats["lp"]))
 
@@ -186,3 +185,28 @@ def test_jax_key_types(small_problem):
                 progress=False)
     assert r2.samples["intercept"].shape == (1, 10)
     assert r2.stats["diverging"].shape == (1, 10)
+
+
+def test_numpyro_chunks_are_one_run(small_problem, monkeypatch):
+    """NumPyro's kernel runs in chunks of compiled iterations (bounded memory, see
+    mmm_jax.inference.numpyro): the chunk length does not change the draws, for warm-up and
+    draws that are not multiples of it, in every chain layout."""
+    import mmm_jax.inference.numpyro as npy
+
+    df, truth, cfg = small_problem
+    mmm = MMM(cfg)
+    mmm.build(df)
+    kw = dict(key=4, sampler="numpyro", chains=2, warmup=70, draws=45, progress=False)
+    for method in ("vectorized", "sequential"):
+        monkeypatch.setattr(npy, "CHUNK_ITERATIONS", 100)
+        ref = sample(mmm.logdensity, None, chain_method=method, **kw)
+        monkeypatch.setattr(npy, "CHUNK_ITERATIONS", 16)
+        res = sample(mmm.logdensity, None, chain_method=method, **kw)
+        assert res.config.chain_method == method
+        for k, v in ref.samples.items():
+            assert v.shape[:2] == (2, 45)
+            np.testing.assert_allclose(res.samples[k], v, rtol=1e-9, atol=1e-12, err_msg=f"{method} {k}")
+        for k in ("n_steps", "diverging", "step_size"):
+            np.testing.assert_array_equal(res.stats[k], ref.stats[k])
+        assert np.all(ref.stats["step_size"] == ref.stats["step_size"][:, :1])  # adaptation over after warm-up
+        assert not np.allclose(ref.samples["alpha_logodds__"][0], ref.samples["alpha_logodds__"][1])  # 2 chains

@@ -26,7 +26,7 @@ class SamplerConfig(NamedTuple):
     chain_method: str = "auto"  # "parallel" (one chain per device), "vectorized" (vmap) or "auto"
     progress: bool = True
     jitter: float = 1.0
-    split_timing: bool = False  # compile warm-up and sampling separately to time each (slower)
+    split_timing: bool = False  # kept for configs that set it; every sampler now times warm-up on its own
 
 
 class SampleResult(NamedTuple):
@@ -41,8 +41,8 @@ class SampleResult(NamedTuple):
         ``tree_depth``, ``n_steps``, ``step_size``, ``acceptance_rate``, ``lp``.
     timings : dict[str, float]
         Wall seconds: ``total`` (compilation + warm-up + sampling); ``warmup`` (includes
-        compilation) and ``sampling`` where the sampler can tell them apart (BlackJAX always;
-        NumPyro with ``split_timing=True``), else NaN.
+        compilation) and ``sampling`` where the sampler can tell them apart (all samplers, except
+        NumPyro's ``chain_method="sequential"`` with several chains), else NaN.
     sampler : str
     config : SamplerConfig
     """

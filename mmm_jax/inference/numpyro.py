@@ -1,4 +1,15 @@
-"""NumPyro NUTS on a compiled :class:`~mmm_jax.compile.LogDensity`."""
+"""NumPyro NUTS on a compiled :class:`~mmm_jax.compile.LogDensity`.
+
+NumPyro's kernel (``numpyro.infer.NUTS``: its Stan-style window adaptation and its trees) is
+driven here in chunks of :data:`CHUNK_ITERATIONS` iterations, one compiled program per chunk,
+instead of ``MCMC.run``'s single program for the whole run. Why: on CPU, when chains run
+concurrently (host devices, ``chain_method="parallel"``), XLA keeps memory for every
+while-loop iteration of a program until that program returns: measured ~9 kB per leapfrog
+step and chain (jax 0.10.2, 40 markets x 156 weeks x 5 channels), so one program for
+10 chains x 3,500 iterations of ~127 steps asked for > 24 GB and was OOM-killed. Chunked,
+memory stays bounded by one chunk; the draws are those of one long run (the kernel state,
+adaptation included, is carried from chunk to chunk), and the same seed gives the same draws.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +23,32 @@ import numpy as np
 from ..compile import LogDensity, initial_params
 from .base import SampleResult, SamplerConfig, bind_data, resolve_chain_method
 
-__all__ = ["sample_numpyro"]
+__all__ = ["sample_numpyro", "CHUNK_ITERATIONS"]
 
-_EXTRA = ("diverging", "energy", "num_steps", "accept_prob", "adapt_state.step_size", "potential_energy")
+#: NUTS iterations per compiled program (see the module docstring).
+CHUNK_ITERATIONS = 100
+
+
+def _stats(st):
+    return {"diverging": st.diverging, "energy": st.energy, "num_steps": st.num_steps,
+            "accept_prob": st.accept_prob, "step_size": st.adapt_state.step_size,
+            "potential_energy": st.potential_energy}
+
+
+def _chunks(total: int, size: int) -> list[int]:
+    return [min(size, total - s) for s in range(0, total, size)]
 
 
 def sample_numpyro(ld: LogDensity, data: dict | None, *, key: jax.Array, config: SamplerConfig) -> SampleResult:
-    """NUTS with NumPyro's Stan-style window adaptation; chains run together.
+    """NUTS with NumPyro's Stan-style window adaptation.
 
     ``chain_method="parallel"`` puts one chain per device (``pmap``; on CPU, host devices —
     see :func:`mmm_jax.set_host_devices`), ``"vectorized"`` runs them in lock-step with
-    ``vmap``. Deterministics are not computed here: the loop carries only the
-    unconstrained parameters.
+    ``vmap``, ``"sequential"`` one after another. Deterministics are not computed here: the
+    loop carries only the unconstrained parameters. ``timings["warmup"]`` ends when the last
+    warm-up chunk returns (compilation included).
     """
-    from numpyro.infer import MCMC, NUTS
+    from numpyro.infer import NUTS
 
     logdensity = bind_data(ld, data)
     chain_method = resolve_chain_method(config)
@@ -35,57 +58,96 @@ def sample_numpyro(ld: LogDensity, data: dict | None, *, key: jax.Array, config:
         max_tree_depth=config.max_tree_depth,
         dense_mass=config.dense_mass,
     )
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*There are not enough devices.*")
-        mcmc = MCMC(
-            kernel,
-            num_warmup=config.warmup,
-            num_samples=config.draws,
-            num_chains=config.chains,
-            chain_method=chain_method,
-            progress_bar=config.progress,
-            jit_model_args=False,
-        )
+    n_chains, n_warm = config.chains, config.warmup
     key_init, key_run = jax.random.split(key)
-    init = initial_params(ld, key_init, config.chains, config.jitter)
-    if config.chains == 1:
-        init = {k: v[0] for k, v in init.items()}
-    # numpyro wants legacy uint32 keys
-    run_key = jax.random.key_data(key_run) if jnp.issubdtype(key_run.dtype, jax.dtypes.prng_key) else key_run
+    init = initial_params(ld, key_init, n_chains, config.jitter)
+    keys = jax.random.split(key_run, n_chains)
+    keys = jax.random.key_data(keys) if jnp.issubdtype(keys.dtype, jax.dtypes.prng_key) else keys  # legacy uint32
+
+    def init_one(k, p):
+        return kernel.init(k, n_warm, p, model_args=(), model_kwargs={})
+
+    def chunk_one(state, n):
+        """``n`` (<= CHUNK_ITERATIONS, traced: one program serves every chunk) NUTS iterations."""
+        buf = jax.tree.map(lambda x: jnp.zeros((CHUNK_ITERATIONS, *jnp.shape(x)), jnp.result_type(x)),
+                           (state.z, _stats(state)))
+
+        def body(i, carry):
+            st, b = carry
+            st = kernel.sample(st, (), {})
+            return st, jax.tree.map(lambda acc, v: acc.at[i].set(v), b, (st.z, _stats(st)))
+
+        return jax.lax.fori_loop(0, n, body, (state, buf))
+
+    if chain_method == "parallel":
+        devices = jax.local_devices()[:n_chains]
+        init_fn = jax.pmap(init_one, devices=devices)
+        chunk_fn = jax.pmap(chunk_one, in_axes=(0, None), devices=devices)
+    elif chain_method == "vectorized":
+        init_fn = jax.jit(jax.vmap(init_one))
+        chunk_fn = jax.jit(jax.vmap(chunk_one, in_axes=(0, None)))
+    else:  # sequential: one chain at a time, stacked afterwards
+        init_fn = jax.jit(init_one)
+        chunk_fn = jax.jit(chunk_one)
+
+    bar = None
+    if config.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=(n_warm + config.draws) * (n_chains if chain_method == "sequential" else 1),
+                   desc=f"NUTS ({n_chains} chains, {chain_method})", unit="it")
+
+    def run(state):
+        """Warm-up and draws of the chains in ``state``; returns (draws, stats, warm-up end time)."""
+        for n in _chunks(n_warm, CHUNK_ITERATIONS):
+            state, _ = chunk_fn(state, np.int32(n))
+            jax.block_until_ready(state)
+            if bar is not None:
+                bar.update(n)
+        t_warm = time.perf_counter()
+        zs, ss = [], []
+        for n in _chunks(config.draws, CHUNK_ITERATIONS):
+            state, (z, s) = chunk_fn(state, np.int32(n))
+            take = (lambda x: x[:n]) if chain_method == "sequential" else (lambda x: x[:, :n])  # noqa: E731
+            zs.append(jax.tree.map(take, jax.device_get(z)))
+            ss.append(jax.tree.map(take, jax.device_get(s)))
+            if bar is not None:
+                bar.update(n)
+        axis = 0 if chain_method == "sequential" else 1  # draws axis after the chain axis
+        cat = lambda *xs: np.concatenate(xs, axis=axis)  # noqa: E731
+        return jax.tree.map(cat, *zs), jax.tree.map(cat, *ss), t_warm
 
     t0 = time.perf_counter()
-    if config.split_timing and config.warmup > 0:
-        # Profiling mode: warm-up and sampling as two programs (each compiled separately).
-        mcmc.warmup(run_key, init_params=init, extra_fields=_EXTRA, collect_warmup=False)
-        jax.block_until_ready(mcmc.post_warmup_state)
-        t1 = time.perf_counter()
-        mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=_EXTRA)
-    else:
-        # One program for warm-up + sampling: the NUTS kernel is compiled once.
-        mcmc.run(run_key, init_params=init, extra_fields=_EXTRA)
-        t1 = float("nan")
-    samples = mcmc.get_samples(group_by_chain=True)
-    jax.block_until_ready(samples)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*There are not enough devices.*")
+            if chain_method == "sequential":
+                outs = [run(init_fn(keys[c], {k: v[c] for k, v in init.items()})) for c in range(n_chains)]
+                samples = jax.tree.map(lambda *xs: np.stack(xs), *[o[0] for o in outs])
+                extra = jax.tree.map(lambda *xs: np.stack(xs), *[o[1] for o in outs])
+                t1 = outs[0][2] if n_chains == 1 else float("nan")
+            else:
+                samples, extra, t1 = run(init_fn(keys, init))
+    finally:
+        if bar is not None:
+            bar.close()
     t2 = time.perf_counter()
 
-    extra = mcmc.get_extra_fields(group_by_chain=True)
     n_steps = np.asarray(extra["num_steps"])
     stats = {
         "diverging": np.asarray(extra["diverging"], dtype=bool),
         "energy": np.asarray(extra["energy"]),
         "n_steps": n_steps,
         "tree_depth": np.floor(np.log2(np.maximum(n_steps, 1))).astype(int) + 1,
-        "step_size": np.asarray(extra["adapt_state.step_size"]),
+        "step_size": np.asarray(extra["step_size"]),
         "acceptance_rate": np.asarray(extra["accept_prob"]),
         "lp": -np.asarray(extra["potential_energy"]),
     }
     samples = {k: np.asarray(v) for k, v in samples.items()}
-    if config.chains == 1 and any(v.shape[:1] != (1,) for v in stats.values()):
-        stats = {k: v.reshape(1, -1) for k, v in stats.items()}
     return SampleResult(
         samples=samples,
         stats=stats,
-        timings={"warmup": t1 - t0, "sampling": t2 - t1, "total": t2 - t0},  # nan unless split_timing
+        timings={"warmup": t1 - t0, "sampling": t2 - t1, "total": t2 - t0},
         sampler="numpyro",
         config=config._replace(chain_method=chain_method),
     )
