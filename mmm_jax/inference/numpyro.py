@@ -14,7 +14,6 @@ adaptation included, is carried from chunk to chunk), and the same seed gives th
 from __future__ import annotations
 
 import time
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -90,6 +89,7 @@ def sample_numpyro(ld: LogDensity, data: dict | None, *, key: jax.Array, config:
         init_fn = jax.jit(init_one)
         chunk_fn = jax.jit(chunk_one)
 
+    draw_axis = 0 if chain_method == "sequential" else 1  # a chunk's buffer: (draws, ...) or (chains, draws, ...)
     bar = None
     if config.progress:
         from tqdm.auto import tqdm
@@ -107,27 +107,24 @@ def sample_numpyro(ld: LogDensity, data: dict | None, *, key: jax.Array, config:
         t_warm = time.perf_counter()
         zs, ss = [], []
         for n in _chunks(config.draws, CHUNK_ITERATIONS):
-            state, (z, s) = chunk_fn(state, np.int32(n))
-            take = (lambda x: x[:n]) if chain_method == "sequential" else (lambda x: x[:, :n])  # noqa: E731
-            zs.append(jax.tree.map(take, jax.device_get(z)))
-            ss.append(jax.tree.map(take, jax.device_get(s)))
+            state, out = chunk_fn(state, np.int32(n))
+            z, s = jax.tree.map(lambda x: x.take(np.arange(n), axis=draw_axis), jax.device_get(out))
+            zs.append(z)
+            ss.append(s)
             if bar is not None:
                 bar.update(n)
-        axis = 0 if chain_method == "sequential" else 1  # draws axis after the chain axis
-        cat = lambda *xs: np.concatenate(xs, axis=axis)  # noqa: E731
+        cat = lambda *xs: np.concatenate(xs, axis=draw_axis)  # noqa: E731
         return jax.tree.map(cat, *zs), jax.tree.map(cat, *ss), t_warm
 
     t0 = time.perf_counter()
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*There are not enough devices.*")
-            if chain_method == "sequential":
-                outs = [run(init_fn(keys[c], {k: v[c] for k, v in init.items()})) for c in range(n_chains)]
-                samples = jax.tree.map(lambda *xs: np.stack(xs), *[o[0] for o in outs])
-                extra = jax.tree.map(lambda *xs: np.stack(xs), *[o[1] for o in outs])
-                t1 = outs[0][2] if n_chains == 1 else float("nan")
-            else:
-                samples, extra, t1 = run(init_fn(keys, init))
+        if chain_method == "sequential":
+            outs = [run(init_fn(keys[c], {k: v[c] for k, v in init.items()})) for c in range(n_chains)]
+            samples = jax.tree.map(lambda *xs: np.stack(xs), *[o[0] for o in outs])
+            extra = jax.tree.map(lambda *xs: np.stack(xs), *[o[1] for o in outs])
+            t1 = outs[0][2] if n_chains == 1 else float("nan")
+        else:
+            samples, extra, t1 = run(init_fn(keys, init))
     finally:
         if bar is not None:
             bar.close()
