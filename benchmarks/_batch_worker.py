@@ -120,7 +120,7 @@ def run_loop(spec: dict) -> dict:
     n_dev = min(jax.local_device_count(), scfg.chains)
 
     def chain(data, pos, key):
-        return nuts_chain(lambda p: ld.logp(p, data), pos, key, scfg, progress=False)
+        return nuts_chain(lambda p: ld.logp(p, data), pos, key, scfg)
 
     program = jax.pmap(chain, in_axes=(None, 0, 0), devices=jax.local_devices()[:n_dev])
     if n_dev != scfg.chains:

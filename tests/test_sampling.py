@@ -210,3 +210,40 @@ def test_numpyro_chunks_are_one_run(small_problem, monkeypatch):
             np.testing.assert_array_equal(res.stats[k], ref.stats[k])
         assert np.all(ref.stats["step_size"] == ref.stats["step_size"][:, :1])  # adaptation over after warm-up
         assert not np.allclose(ref.samples["alpha_logodds__"][0], ref.samples["alpha_logodds__"][1])  # 2 chains
+
+
+def test_blackjax_chunks_are_one_run(small_problem, monkeypatch):
+    """BlackJAX NUTS runs in chunks of compiled iterations (bounded memory, see
+    mmm_jax.inference.chunked): chunks of 16 or 100 iterations give the draws, stats and tuned
+    step sizes of one uninterrupted program over warm-up and draws, with warm-up and draw counts
+    that are not multiples of the chunk length. (The chains start from the same jitted
+    nuts_init: an init fused into a bigger program rounds its first gradient differently, and
+    NUTS amplifies a 1e-14 difference into different trajectories.)"""
+    import mmm_jax.inference.blackjax as bjx
+    from mmm_jax.inference.base import bind_data
+
+    df, truth, cfg = small_problem
+    mmm = MMM(cfg)
+    mmm.build(df)
+    ld = mmm.logdensity
+    kw = dict(key=4, sampler="blackjax", chains=2, warmup=70, draws=45, chain_method="vectorized", progress=False)
+    runs = []
+    for size in (16, 100):
+        monkeypatch.setattr(bjx, "CHUNK_ITERATIONS", size)
+        runs.append(sample(ld, None, **kw))
+    res = runs[0]
+    scfg = res.config
+    init, keys = bjx.chain_inputs(ld, jax.random.key(4), scfg)
+    logdensity = bind_data(ld, None)
+    start = jax.jit(jax.vmap(lambda p, k: bjx.nuts_init(logdensity, p, k, scfg)))(init, keys)
+    end, (pos, stats) = jax.jit(jax.vmap(lambda c: bjx.nuts_steps(logdensity, c, 0, 115, scfg, size=115)))(start)
+    for r in runs:
+        for k, v in pos.items():
+            assert r.samples[k].shape[:2] == (2, 45)
+            np.testing.assert_array_equal(r.samples[k], np.asarray(v)[:, 70:], err_msg=k)
+        for k in ("n_steps", "diverging", "step_size"):
+            np.testing.assert_array_equal(r.stats[k], np.asarray(stats[k])[:, 70:])
+    np.testing.assert_array_equal(res.stats["step_size"][:, -1], np.asarray(bjx.tuned_of(end)[0]))
+    assert np.all(res.stats["step_size"] == res.stats["step_size"][:, :1])  # adaptation over after warm-up
+    assert not np.allclose(res.samples["intercept"][0], res.samples["intercept"][1])  # 2 chains
+    assert res.timings["warmup"] > 0 and res.timings["sampling"] > 0

@@ -1,12 +1,15 @@
-"""The batched sampler: one compiled program fits a chunk of brands, sharded over devices.
+"""The batched sampler: compiled programs that fit a chunk of brands, sharded over devices.
 
 :func:`make_batch_sampler` takes the template model's :class:`~mmm_jax.compile.LogDensity`
-and returns ``run(data, keys) -> (positions, stats, tuned)`` for a stack of brands:
+and returns ``run(data, keys)`` for a stack of brands (:func:`finish_chunk` turns its output
+into per-brand draws, stats and tuned step size / mass matrix):
 
-* per brand: the same pure function as a single BlackJAX fit — starting points and chain
-  keys from :func:`~mmm_jax.inference.blackjax.chain_inputs`, then :func:`nuts_chain`
+* per brand: the same pure functions as a single BlackJAX fit — starting points and chain
+  keys from :func:`~mmm_jax.inference.blackjax.chain_inputs`, then
+  :func:`~mmm_jax.inference.blackjax.nuts_init` and :func:`~mmm_jax.inference.blackjax.nuts_steps`
   (window adaptation with the brand's own step size and mass matrix, then sampling) vmapped
-  over chains;
+  over chains, in chunks of iterations (one program start, one program per chunk, dispatched
+  without waiting; device memory stays bounded by a chunk);
 * over brands: ``vmap``; over devices: ``jax.shard_map`` on a one-axis ``Mesh`` ("brand"),
   so each device runs its own brands' while-loops (lock-step only within a device);
 * across hosts: the same mesh over ``jax.devices()`` after ``jax.distributed.initialize()``;
@@ -28,7 +31,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from ..compile import LogDensity
 from ..inference.base import SamplerConfig
-from ..inference.blackjax import chain_inputs, nuts_chain
+from ..inference.blackjax import chain_inputs, nuts_init, nuts_steps, tuned_of
+from ..inference.chunked import CHUNK_ITERATIONS, chunk_plan
 
 __all__ = ["BatchSampler", "make_batch_sampler", "lockstep_waste", "brand_mesh"]
 
@@ -36,7 +40,7 @@ __all__ = ["BatchSampler", "make_batch_sampler", "lockstep_waste", "brand_mesh"]
 class BatchSampler(NamedTuple):
     """A compiled batch sampler for chunks of ``chunk_size`` brands on ``mesh``."""
 
-    run: object  # (data dict of (B, ...) arrays, key data (B, 2) uint32) -> (positions, stats, tuned)
+    run: object  # (data dict of (B, ...) arrays, key data (B, 2) uint32) -> (parts, tuned), see finish_chunk
     mesh: Mesh
     chunk_size: int
     group: int  # brands vmapped together on a device (1: none)
@@ -49,46 +53,52 @@ def brand_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), ("brand",))
 
 
-def _brand_fit(ld: LogDensity, cfg: SamplerConfig, on_step, vmap_chains: bool = True):
-    """One brand: ``(data, key_data) -> (positions (chains, draws, ...), stats, tuned)``.
+def _chains(fn, vmap_chains: bool):
+    """Apply ``fn`` to each chain of a brand: ``vmap`` (lock-step) or ``lax.map`` (one after another)."""
+    if vmap_chains:
+        return jax.vmap(fn)
+    return lambda *args: jax.lax.map(lambda a: fn(*a), args)
 
-    Chains are vmapped (lock-step) or, with ``vmap_chains=False``, run one after another
-    with ``lax.map`` (no waiting; the better choice on CPU devices).
-    """
 
-    def run(data, key_data):
-        key = jax.random.wrap_key_data(key_data)
-        init, keys = chain_inputs(ld, key, cfg)
+def _brand_init(ld: LogDensity, cfg: SamplerConfig, vmap_chains: bool):
+    """One brand: ``(data, key_data) -> ChainCarry`` of its chains (leading chain axis)."""
 
-        def logdensity(p):
-            return ld.logp(p, data)
+    def init(data, key_data):
+        pos, keys = chain_inputs(ld, jax.random.wrap_key_data(key_data), cfg)
+        return _chains(lambda p, k: nuts_init(lambda q: ld.logp(q, data), p, k, cfg), vmap_chains)(pos, keys)
 
-        def chain(pos, k):
-            return nuts_chain(logdensity, pos, k, cfg, progress=False, clock=None, on_step=on_step)
+    return init
 
-        if vmap_chains:
-            return jax.vmap(chain)(init, keys)
-        return jax.lax.map(lambda a: chain(*a), (init, keys))
 
-    return run
+def _brand_steps(ld: LogDensity, cfg: SamplerConfig, size: int, on_step, vmap_chains: bool):
+    """One brand: ``(carry, data, start, n) -> (carry, (positions, stats))``, buffers (chains, size, ...)."""
+
+    def steps(carry, data, start, n):
+        def one(c):
+            return nuts_steps(lambda q: ld.logp(q, data), c, start, n, cfg, size, on_step)
+
+        return _chains(one, vmap_chains)(carry)
+
+    return steps
 
 
 def _grouped(fn, group: int):
-    """Apply ``fn`` to a stack of brands: vmap over groups of ``group`` brands, ``lax.map`` across
-    groups (``group = 1``: brands one after another; ``group`` = all: one vmap)."""
+    """Apply ``fn`` to a stack of brands (every argument has a leading brand axis): vmap over
+    groups of ``group`` brands, ``lax.map`` across groups (``group = 1``: brands one after
+    another; ``group`` = all: one vmap)."""
 
-    def run(data, key_data):
-        n = key_data.shape[0]
+    def run(*args):
+        n = jax.tree.leaves(args)[0].shape[0]
         if group == 1:
             # no vmap at all: even a size-1 vmap turns NUTS's while loops and conds into their
             # batched forms (both branches of every cond, selects on the whole state), measured
             # at about 45% more CPU per chain on CPU devices
-            return jax.lax.map(lambda a: fn(*a), (data, key_data))
+            return jax.lax.map(lambda a: fn(*a), args)
         if group >= n:
-            return jax.vmap(fn)(data, key_data)
+            return jax.vmap(fn)(*args)
         if n % group:
             raise ValueError(f"{n} brands per device is not a multiple of the vmap group {group}")
-        split = jax.tree.map(lambda x: x.reshape((n // group, group, *x.shape[1:])), (data, key_data))
+        split = jax.tree.map(lambda x: x.reshape((n // group, group, *x.shape[1:])), args)
         out = jax.lax.map(lambda a: jax.vmap(fn)(*a), split)
         return jax.tree.map(lambda x: x.reshape((n, *x.shape[2:])), out)
 
@@ -123,6 +133,13 @@ def make_batch_sampler(
         Default: all brands of the device's shard (accelerators), see :func:`default_layout`.
     vmap_chains : bool
         Vmap a brand's chains (True) or run them one after another (False).
+
+    ``run(data, key_data)`` dispatches one program that starts every chain, then one program per
+    :data:`~mmm_jax.inference.chunked.CHUNK_ITERATIONS` iterations (the same compiled program
+    each time; the chains' state stays on the devices), without waiting: device memory stays
+    bounded by one chunk of iterations (:mod:`mmm_jax.inference.chunked`). It returns
+    ``(parts, tuned)``: parts a list of ``(positions, stats, n)``, buffers (B, chains, size, ...)
+    of which the first ``n`` draws count; :func:`finish_chunk` joins them.
     """
     mesh = mesh or brand_mesh()
     n_dev = mesh.devices.size
@@ -131,11 +148,28 @@ def make_batch_sampler(
     group = per_device if vmap_group is None else max(1, min(int(vmap_group), per_device))
     while per_device % group:
         group -= 1
-    per_brand = _grouped(_brand_fit(ld, cfg, on_step, vmap_chains), group)
-    sharded = jax.shard_map(
-        per_brand, mesh=mesh, in_specs=(P("brand"), P("brand")), out_specs=P("brand"), check_vma=False
-    )
-    return BatchSampler(jax.jit(sharded), mesh, chunk_size, group, vmap_chains)
+    size = CHUNK_ITERATIONS
+    brand = P("brand")
+    init = jax.jit(jax.shard_map(_grouped(_brand_init(ld, cfg, vmap_chains), group), mesh=mesh,
+                                 in_specs=(brand, brand), out_specs=brand, check_vma=False))
+    steps_one = _brand_steps(ld, cfg, size, on_step, vmap_chains)
+
+    def steps_local(carry, data, start, n):
+        return _grouped(lambda c, d: steps_one(c, d, start, n), group)(carry, data)
+
+    steps = jax.jit(jax.shard_map(steps_local, mesh=mesh, in_specs=(brand, brand, P(), P()), out_specs=brand,
+                                  check_vma=False))
+
+    def run(data, key_data):
+        carry = init(data, key_data)
+        parts = []
+        for start, n in chunk_plan(cfg.warmup, cfg.draws, size):
+            carry, out = steps(carry, data, np.int32(start), np.int32(n))
+            if start >= cfg.warmup:
+                parts.append((*out, n))
+        return parts, tuned_of(carry)
+
+    return BatchSampler(run, mesh, chunk_size, group, vmap_chains)
 
 
 def put_sharded(x: np.ndarray, mesh: Mesh) -> jax.Array:
@@ -169,12 +203,20 @@ def start_chunk(sampler: BatchSampler, arrays: dict, key_data: np.ndarray):
 
 def finish_chunk(outputs):
     """Wait for a dispatched chunk; host NumPy ``{row: (positions, stats, tuned)}`` for the rows
-    this process owns (all rows on a single host)."""
-    positions, stats, tuned = outputs
-    jax.block_until_ready(positions)
-    pos_rows = {k: local_rows(v) for k, v in positions.items()}
-    stat_rows = {k: local_rows(v) for k, v in stats.items()}
+    this process owns (all rows on a single host); positions and stats (chains, draws, ...)."""
+    parts, tuned = outputs
+    jax.block_until_ready(tuned)
+
+    def rows_of(tree):  # {name: {row: array}} of one pytree of (B, ...) global arrays
+        return {k: local_rows(v) for k, v in tree.items()}
+
+    joined = []
+    for i in range(2):  # positions, then stats: each part's first n draws, joined along the draw axis
+        per_part = [(rows_of(p[i]), p[2]) for p in parts]
+        joined.append({k: {r: np.concatenate([pp[k][r][:, :n] for pp, n in per_part], axis=1) for r in per_part[0][0][k]}
+                       for k in per_part[0][0]})
     tuned_rows = [local_rows(t) for t in tuned]
+    pos_rows, stat_rows = joined
     rows = sorted(next(iter(stat_rows.values())))
     return {
         r: (

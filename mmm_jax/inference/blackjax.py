@@ -3,10 +3,11 @@
 PyMC 5.28's ``nuts_sampler="blackjax"`` path breaks on BlackJAX 1.7, so we compose the
 warm-up from BlackJAX's own pieces — ``dual_averaging_adaptation`` (step size),
 ``mass_matrix_adaptation`` (Welford, diagonal or dense) and Stan's window ``build_schedule``
-— as an ``(init, update, final)`` triple run inside one ``lax.scan`` together with the
-sampling phase. :func:`nuts_chain` is written for one chain; chains come from ``pmap`` (one
-per device, no lock-step) or ``vmap``, each with its own step size and mass matrix — the
-same pure function the batch engine vmaps over brands.
+— as an ``(init, update, final)`` triple run in the same loop as the sampling phase.
+:func:`nuts_init` / :func:`nuts_steps` are written for one chain and run it in chunks of
+iterations (:mod:`mmm_jax.inference.chunked`: memory stays bounded on CPU devices); chains
+come from ``pmap`` (one per device, no lock-step) or ``vmap``, each with its own step size and
+mass matrix — the same pure functions the batch engine vmaps over brands.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from jax.flatten_util import ravel_pytree
 
 from ..compile import LogDensity, initial_params
 from .base import SampleResult, SamplerConfig, bind_data, resolve_chain_method
-from .progress import ProgressClock, scan_with_progress
+from .chunked import CHUNK_ITERATIONS, run_chunked
 
-__all__ = ["AdaptState", "window_adaptation", "sample_blackjax", "nuts_chain", "chain_inputs"]
+__all__ = ["AdaptState", "ChainCarry", "window_adaptation", "sample_blackjax", "nuts_init", "nuts_steps", "nuts_chain",
+           "tuned_of", "chain_inputs"]
 
 
 class AdaptState(NamedTuple):
@@ -71,59 +73,63 @@ def window_adaptation(target_accept: float, dense_mass: bool):
     return init, update, final
 
 
-def nuts_chain(logdensity, init_position, key, cfg: SamplerConfig, progress: bool = True,
-               clock: ProgressClock | None = None, on_step=None):
-    """Warm up and sample ONE NUTS chain; ``vmap``/``pmap`` it for chains, brands or both.
+class ChainCarry(NamedTuple):
+    """Everything one NUTS chain carries from one chunk of iterations to the next."""
 
-    Parameters
-    ----------
-    logdensity : callable
-        ``params (pytree) -> scalar`` log-density on the unconstrained space.
-    init_position : pytree
-        Starting point (unconstrained).
-    key : PRNG key
-    cfg : SamplerConfig
-        ``warmup``, ``draws``, ``target_accept``, ``max_tree_depth``, ``dense_mass``.
-    progress, clock, on_step
-        Progress reporting, see :func:`mmm_jax.inference.progress.scan_with_progress`.
+    state: object  # blackjax HMCState: position, log-density, gradient
+    adapt: AdaptState
+    key: jax.Array  # the chain's key: iteration i draws with jax.random.split(key, warmup + draws)[i]
 
-    Returns
-    -------
-    positions : pytree, leading (draws,) axis
-    stats : dict of (draws,) arrays
-    tuned : (step_size (), inverse_mass_matrix (d,) or (d, d))
 
-    Warm-up and sampling are one ``lax.scan`` so the NUTS kernel is compiled once: during
-    warm-up the adaptation state is updated after every transition and frozen at its end.
-    """
-    import blackjax
+def _schedule(cfg: SamplerConfig) -> np.ndarray:
+    """Stan's window schedule, ``(warmup + draws, 2)``: (stage, is_window_end) per iteration."""
     from blackjax.adaptation.window_adaptation import build_schedule
 
-    kernel = blackjax.nuts.build_kernel()
-    a_init, a_update, a_final = window_adaptation(cfg.target_accept, cfg.dense_mass)
-    n_dims = ravel_pytree(init_position)[0].shape[0]
-    state = blackjax.nuts.init(init_position, logdensity)
-    adapt = a_init(n_dims)
+    out = np.zeros((cfg.warmup + cfg.draws, 2), dtype=np.int64)
+    if cfg.warmup > 0:
+        with jax.ensure_compile_time_eval():
+            out[: cfg.warmup] = np.asarray(build_schedule(cfg.warmup))
+    return out
 
+
+def nuts_init(logdensity, init_position, key, cfg: SamplerConfig) -> ChainCarry:
+    """Start ONE chain at ``init_position`` (unconstrained pytree) with its own adaptation state."""
+    import blackjax
+
+    a_init, _, a_final = window_adaptation(cfg.target_accept, cfg.dense_mass)
+    adapt = a_init(ravel_pytree(init_position)[0].shape[0])
+    if cfg.warmup == 0:
+        step_size, imm = a_final(adapt)
+        adapt = adapt._replace(step_size=step_size, inverse_mass_matrix=imm)
+    return ChainCarry(blackjax.nuts.init(init_position, logdensity), adapt, key)
+
+
+def nuts_steps(logdensity, carry: ChainCarry, start, n, cfg: SamplerConfig, size: int = CHUNK_ITERATIONS,
+               on_step=None):
+    """Iterations ``start .. start + n - 1`` of ONE chain (warm-up first, then draws).
+
+    ``start`` and ``n <= size`` may be traced, so one compiled program serves every chunk.
+    During warm-up the adaptation state is updated after every transition and frozen at its
+    end. ``on_step(steps_done, warmup + draws)`` is a host hook called about 50 times per run.
+
+    Returns ``(carry, (positions, stats))``: pytree and dict of ``(size, ...)`` buffers whose
+    first ``n`` rows hold these iterations.
+    """
+    import blackjax
+
+    kernel = blackjax.nuts.build_kernel()
+    _, a_update, a_final = window_adaptation(cfg.target_accept, cfg.dense_mass)
     n_warm, n_total = cfg.warmup, cfg.warmup + cfg.draws
-    with jax.ensure_compile_time_eval():
-        schedule = np.zeros((n_total, 2), dtype=np.int64)
-        if n_warm > 0:
-            schedule[:n_warm] = np.asarray(build_schedule(n_warm))
-    stage = jnp.asarray(schedule[:, 0])
-    window_end = jnp.asarray(schedule[:, 1], dtype=bool)
+    schedule = _schedule(cfg)
+    stage, window_end = jnp.asarray(schedule[:, 0]), jnp.asarray(schedule[:, 1], dtype=bool)
+    keys = jax.random.split(carry.key, n_total)
 
     def finalize(ad: AdaptState) -> AdaptState:
         step_size, imm = a_final(ad)
         return ad._replace(step_size=step_size, inverse_mass_matrix=imm)
 
-    if n_warm == 0:
-        adapt = finalize(adapt)
-
-    def step(carry, xs):
-        st, ad = carry
-        i, k = xs
-        st, info = kernel(k, st, logdensity, ad.step_size, ad.inverse_mass_matrix, cfg.max_tree_depth)
+    def transition(st, ad, i):
+        st, info = kernel(keys[i], st, logdensity, ad.step_size, ad.inverse_mass_matrix, cfg.max_tree_depth)
         ad = jax.lax.cond(
             i < n_warm,
             lambda a: a_update(a, stage[i], window_end[i], ravel_pytree(st.position)[0], info.acceptance_rate),
@@ -140,16 +146,47 @@ def nuts_chain(logdensity, init_position, key, cfg: SamplerConfig, progress: boo
             "lp": st.logdensity,
             "step_size": ad.step_size,
         }
-        return (st, ad), (st.position, stats)
+        return st, ad, (st.position, stats)
 
-    keys = jax.random.split(key, n_total)
-    (state, adapt), (positions, stats) = scan_with_progress(
-        step, (state, adapt), (jnp.arange(n_total), keys), n_total, "NUTS", progress, clock, marks={"warmup": n_warm},
-        on_step=on_step,
-    )
-    positions = jax.tree.map(lambda x: x[n_warm:], positions)
-    stats = {k: v[n_warm:] for k, v in stats.items()}
-    return positions, stats, (adapt.step_size, adapt.inverse_mass_matrix)
+    shapes = jax.eval_shape(transition, carry.state, carry.adapt, jnp.zeros((), jnp.int32))[2]
+    buf = jax.tree.map(lambda s: jnp.zeros((size, *s.shape), s.dtype), shapes)
+    rate = max(1, n_total // 50)
+
+    def report(i):
+        on_step(int(i) + 1, n_total)
+
+    def body(j, c):
+        st, ad, b = c
+        i = start + j
+        st, ad, out = transition(st, ad, i)
+        if on_step is not None:
+            fire = (i % rate == rate - 1) | (i == n_total - 1) | (i == n_warm - 1)
+            jax.lax.cond(fire, lambda k: jax.debug.callback(report, k), lambda k: None, i)
+        return st, ad, jax.tree.map(lambda acc, v: acc.at[j].set(v), b, out)
+
+    st, ad, buf = jax.lax.fori_loop(0, n, body, (carry.state, carry.adapt, buf))
+    return ChainCarry(st, ad, carry.key), buf
+
+
+def nuts_chain(logdensity, init_position, key, cfg: SamplerConfig, on_step=None):
+    """Warm up and sample ONE NUTS chain in one program; ``vmap``/``pmap`` it for chains.
+
+    For long runs on CPU devices prefer :func:`nuts_init` + :func:`nuts_steps` in chunks (as
+    :func:`sample_blackjax` and the batch engine do): the draws are the same.
+
+    Returns ``(positions, stats, tuned)``: pytree and dict with a leading ``(draws,)`` axis,
+    tuned = ``(step_size (), inverse_mass_matrix (d,) or (d, d))``.
+    """
+    n_total = cfg.warmup + cfg.draws
+    carry = nuts_init(logdensity, init_position, key, cfg)
+    carry, (positions, stats) = nuts_steps(logdensity, carry, 0, n_total, cfg, size=n_total, on_step=on_step)
+    tail = lambda x: x[cfg.warmup:]  # noqa: E731
+    return jax.tree.map(tail, positions), {k: tail(v) for k, v in stats.items()}, tuned_of(carry)
+
+
+def tuned_of(carry: ChainCarry):
+    """``(step_size, inverse_mass_matrix)`` a chain ended its warm-up with."""
+    return carry.adapt.step_size, carry.adapt.inverse_mass_matrix
 
 
 def chain_inputs(ld: LogDensity, key: jax.Array, cfg: SamplerConfig):
@@ -164,27 +201,45 @@ def chain_inputs(ld: LogDensity, key: jax.Array, cfg: SamplerConfig):
 
 
 def sample_blackjax(ld: LogDensity, data: dict | None, *, key: jax.Array, config: SamplerConfig) -> SampleResult:
-    """Run :func:`nuts_chain` for every chain: ``pmap`` (one chain per device) or ``vmap``."""
+    """NUTS on every chain, ``pmap`` (one chain per device) or ``vmap``, in chunks of
+    :data:`~mmm_jax.inference.chunked.CHUNK_ITERATIONS` iterations (see
+    :mod:`mmm_jax.inference.chunked`). ``timings["warmup"]`` ends when the last warm-up chunk
+    returns (compilation included)."""
     logdensity = bind_data(ld, data)
     init, keys = chain_inputs(ld, key, config)
     chain_method = resolve_chain_method(config)
     if chain_method == "sequential":
         chain_method = "vectorized"
 
-    clock = ProgressClock()
+    def init_one(pos, k):
+        return nuts_init(logdensity, pos, k, config)
 
-    def one(pos, k):
-        return nuts_chain(logdensity, pos, k, config, config.progress, clock)
+    size = CHUNK_ITERATIONS
 
-    t0 = time.perf_counter()
+    def steps_one(carry, start, n):
+        return nuts_steps(logdensity, carry, start, n, config, size)
+
     if chain_method == "parallel":
         devices = jax.local_devices()[: config.chains]
-        positions, stats, _ = jax.pmap(one, devices=devices)(init, keys)
+        init_fn = jax.pmap(init_one, devices=devices)
+        steps_fn = jax.pmap(steps_one, in_axes=(0, None, None), devices=devices)
     else:
-        positions, stats, _ = jax.jit(jax.vmap(one))(init, keys)
-    jax.block_until_ready(positions)
+        init_fn = jax.jit(jax.vmap(init_one))
+        steps_fn = jax.jit(jax.vmap(steps_one, in_axes=(0, None, None)))
+
+    bar = None
+    if config.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.warmup + config.draws, desc=f"NUTS ({config.chains} chains, {chain_method})", unit="it")
+    t0 = time.perf_counter()
+    try:
+        _, (positions, stats), t1 = run_chunked(steps_fn, init_fn(init, keys), config.warmup, config.draws,
+                                                draw_axis=1, size=size, bar=bar)
+    finally:
+        if bar is not None:
+            bar.close()
     t2 = time.perf_counter()
-    t1 = clock.get("warmup", float("nan"))
     samples = {k: np.asarray(v) for k, v in positions.items()}
     stats = {k: np.asarray(v) for k, v in stats.items()}
     stats["diverging"] = stats["diverging"].astype(bool)

@@ -1,14 +1,11 @@
 """NumPyro NUTS on a compiled :class:`~mmm_jax.compile.LogDensity`.
 
 NumPyro's kernel (``numpyro.infer.NUTS``: its Stan-style window adaptation and its trees) is
-driven here in chunks of :data:`CHUNK_ITERATIONS` iterations, one compiled program per chunk,
-instead of ``MCMC.run``'s single program for the whole run. Why: on CPU, when chains run
-concurrently (host devices, ``chain_method="parallel"``), XLA keeps memory for every
-while-loop iteration of a program until that program returns: measured ~9 kB per leapfrog
-step and chain (jax 0.10.2, 40 markets x 156 weeks x 5 channels), so one program for
-10 chains x 3,500 iterations of ~127 steps asked for > 24 GB and was OOM-killed. Chunked,
-memory stays bounded by one chunk; the draws are those of one long run (the kernel state,
-adaptation included, is carried from chunk to chunk), and the same seed gives the same draws.
+driven here in chunks of :data:`CHUNK_ITERATIONS` iterations, one compiled program serving every
+chunk, instead of ``MCMC.run``'s single program for the whole run: on CPU devices memory then
+stays bounded by one chunk (see :mod:`mmm_jax.inference.chunked`). The kernel state, adaptation
+included, is carried from chunk to chunk, so the draws are those of one long run and the same
+seed gives the same draws.
 """
 
 from __future__ import annotations
@@ -21,21 +18,15 @@ import numpy as np
 
 from ..compile import LogDensity, initial_params
 from .base import SampleResult, SamplerConfig, bind_data, resolve_chain_method
+from .chunked import CHUNK_ITERATIONS, run_chunked
 
 __all__ = ["sample_numpyro", "CHUNK_ITERATIONS"]
-
-#: NUTS iterations per compiled program (see the module docstring).
-CHUNK_ITERATIONS = 100
 
 
 def _stats(st):
     return {"diverging": st.diverging, "energy": st.energy, "num_steps": st.num_steps,
             "accept_prob": st.accept_prob, "step_size": st.adapt_state.step_size,
             "potential_energy": st.potential_energy}
-
-
-def _chunks(total: int, size: int) -> list[int]:
-    return [min(size, total - s) for s in range(0, total, size)]
 
 
 def sample_numpyro(ld: LogDensity, data: dict | None, *, key: jax.Array, config: SamplerConfig) -> SampleResult:
@@ -99,22 +90,9 @@ def sample_numpyro(ld: LogDensity, data: dict | None, *, key: jax.Array, config:
 
     def run(state):
         """Warm-up and draws of the chains in ``state``; returns (draws, stats, warm-up end time)."""
-        for n in _chunks(n_warm, CHUNK_ITERATIONS):
-            state, _ = chunk_fn(state, np.int32(n))
-            jax.block_until_ready(state)
-            if bar is not None:
-                bar.update(n)
-        t_warm = time.perf_counter()
-        zs, ss = [], []
-        for n in _chunks(config.draws, CHUNK_ITERATIONS):
-            state, out = chunk_fn(state, np.int32(n))
-            z, s = jax.tree.map(lambda x: x.take(np.arange(n), axis=draw_axis), jax.device_get(out))
-            zs.append(z)
-            ss.append(s)
-            if bar is not None:
-                bar.update(n)
-        cat = lambda *xs: np.concatenate(xs, axis=draw_axis)  # noqa: E731
-        return jax.tree.map(cat, *zs), jax.tree.map(cat, *ss), t_warm
+        _, (z, s), t_warm = run_chunked(lambda st, start, n: chunk_fn(st, n), state, n_warm, config.draws,
+                                        draw_axis, CHUNK_ITERATIONS, bar)
+        return z, s, t_warm
 
     t0 = time.perf_counter()
     try:
