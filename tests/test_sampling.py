@@ -247,3 +247,27 @@ def test_blackjax_chunks_are_one_run(small_problem, monkeypatch):
     assert np.all(res.stats["step_size"] == res.stats["step_size"][:, :1])  # adaptation over after warm-up
     assert not np.allclose(res.samples["intercept"][0], res.samples["intercept"][1])  # 2 chains
     assert res.timings["warmup"] > 0 and res.timings["sampling"] > 0
+
+
+@pytest.mark.parametrize("sampler", ["numpyro", "blackjax"])
+def test_more_chains_than_devices_run_in_parallel_groups(small_problem, sampler):
+    """On CPU, chains beyond the device count still run over the devices (each device runs its
+    share one after another), not in vmapped lock-step; draws come back in chain order."""
+    from mmm_jax.inference.base import SamplerConfig, resolve_chain_method
+    from mmm_jax.inference.chunked import chain_devices
+
+    n_chains = 2 * jax.local_device_count()
+    assert resolve_chain_method(SamplerConfig(chains=n_chains)) == "parallel"
+    assert chain_devices(n_chains) == jax.local_device_count() and chain_devices(7) in (1, 7)
+    df, truth, cfg = small_problem
+    mmm = MMM(cfg)
+    mmm.build(df)
+    kw = dict(key=2, sampler=sampler, chains=n_chains, warmup=60, draws=30, progress=False)
+    a = sample(mmm.logdensity, None, **kw)
+    b = sample(mmm.logdensity, None, **kw)
+    assert a.config.chain_method == "parallel"
+    assert a.samples["intercept"].shape == (n_chains, 30) and a.stats["n_steps"].shape == (n_chains, 30)
+    np.testing.assert_array_equal(a.samples["intercept"], b.samples["intercept"])  # same seed, same draws
+    firsts = a.samples["intercept"][:, 0]
+    assert len(np.unique(firsts)) == n_chains  # every chain its own
+    assert np.all(a.stats["step_size"] == a.stats["step_size"][:, :1])

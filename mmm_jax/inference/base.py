@@ -122,9 +122,14 @@ def checked(cfg: SamplerConfig) -> SamplerConfig:
 
 
 def resolve_chain_method(cfg: SamplerConfig) -> str:
-    """``auto`` -> ``parallel`` when there is a device per chain, else ``vectorized``."""
+    """``auto`` -> ``parallel`` when there is a device per chain, or on CPU when there are at least
+    2 devices (each then runs its share of the chains one after another: on CPU, vmapped chains
+    cost about twice as much per chain), else ``vectorized``."""
     if cfg.chain_method != "auto":
         if cfg.chain_method not in ("parallel", "vectorized", "sequential"):
             raise ValueError(f"chain_method {cfg.chain_method!r}; allowed: auto, parallel, vectorized, sequential")
         return cfg.chain_method
-    return "parallel" if cfg.chains > 1 and jax.local_device_count() >= cfg.chains else "vectorized"
+    n_dev = jax.local_device_count()
+    if cfg.chains > 1 and (n_dev >= cfg.chains or (n_dev >= 2 and jax.default_backend() == "cpu")):
+        return "parallel"
+    return "vectorized"

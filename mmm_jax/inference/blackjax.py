@@ -22,7 +22,7 @@ from jax.flatten_util import ravel_pytree
 
 from ..compile import LogDensity, initial_params
 from .base import SampleResult, SamplerConfig, bind_data, resolve_chain_method
-from .chunked import CHUNK_ITERATIONS, run_chunked
+from .chunked import CHUNK_ITERATIONS, by_device, pmap_chains, run_chunked
 
 __all__ = ["AdaptState", "ChainCarry", "window_adaptation", "sample_blackjax", "nuts_init", "nuts_steps", "nuts_chain",
            "tuned_of", "chain_inputs"]
@@ -219,10 +219,10 @@ def sample_blackjax(ld: LogDensity, data: dict | None, *, key: jax.Array, config
     def steps_one(carry, start, n):
         return nuts_steps(logdensity, carry, start, n, config, size)
 
-    if chain_method == "parallel":
-        devices = jax.local_devices()[: config.chains]
-        init_fn = jax.pmap(init_one, devices=devices)
-        steps_fn = jax.pmap(steps_one, in_axes=(0, None, None), devices=devices)
+    if chain_method == "parallel":  # chains over devices; several on a device run one after another
+        init_fn = pmap_chains(init_one, config.chains, 2, 2)
+        steps_fn = pmap_chains(steps_one, config.chains, 1, 3)
+        init, keys = by_device((init, keys), config.chains)
     else:
         init_fn = jax.jit(jax.vmap(init_one))
         steps_fn = jax.jit(jax.vmap(steps_one, in_axes=(0, None, None)))
@@ -234,8 +234,11 @@ def sample_blackjax(ld: LogDensity, data: dict | None, *, key: jax.Array, config
         bar = tqdm(total=config.warmup + config.draws, desc=f"NUTS ({config.chains} chains, {chain_method})", unit="it")
     t0 = time.perf_counter()
     try:
+        draw_axis = 2 if chain_method == "parallel" else 1
         _, (positions, stats), t1 = run_chunked(steps_fn, init_fn(init, keys), config.warmup, config.draws,
-                                                draw_axis=1, size=size, bar=bar)
+                                                draw_axis=draw_axis, size=size, bar=bar)
+        if chain_method == "parallel":  # (devices, chains per device, ...) -> (chains, ...)
+            positions, stats = jax.tree.map(lambda x: x.reshape((config.chains, *x.shape[2:])), (positions, stats))
     finally:
         if bar is not None:
             bar.close()

@@ -15,7 +15,7 @@ import time
 import jax
 import numpy as np
 
-__all__ = ["CHUNK_ITERATIONS", "chunk_plan", "run_chunked"]
+__all__ = ["CHUNK_ITERATIONS", "chunk_plan", "run_chunked", "chain_devices", "pmap_chains", "by_device"]
 
 #: Sampler iterations per compiled program.
 CHUNK_ITERATIONS = 100
@@ -49,3 +49,34 @@ def run_chunked(step, state, n_warm: int, n_draws: int, draw_axis: int, size: in
             bar.update(n)
     draws = jax.tree.map(lambda *xs: np.concatenate(xs, axis=draw_axis), *parts) if parts else None
     return state, draws, t_warm
+
+
+def chain_devices(n_chains: int) -> int:
+    """Devices for ``chain_method="parallel"``: the most devices (at most one per chain) that
+    share the chains evenly."""
+    n = jax.local_device_count()
+    return max(d for d in range(1, min(n, n_chains) + 1) if n_chains % d == 0)
+
+
+def pmap_chains(fn, n_chains: int, n_mapped: int, n_args: int):
+    """``fn(*per_chain_args, *shared_args)`` of ONE chain -> the same over all chains, ``pmap``-ed
+    over :func:`chain_devices` devices, each device running its chains one after another
+    (``lax.map``: no lock-step waiting, no batched control flow).
+
+    Of the ``n_args`` arguments, the first ``n_mapped`` carry a leading ``(devices, chains per
+    device)`` pair of axes (see :func:`by_device`); the others go to every chain. Outputs keep
+    that pair of axes.
+    """
+
+    def local(*args):
+        mapped, shared = args[:n_mapped], args[n_mapped:]
+        return jax.lax.map(lambda a: fn(*a, *shared), mapped)
+
+    return jax.pmap(local, in_axes=(0,) * n_mapped + (None,) * (n_args - n_mapped),
+                    devices=jax.local_devices()[: chain_devices(n_chains)])
+
+
+def by_device(tree, n_chains: int):
+    """Reshape leading ``(chains, ...)`` axes to ``(devices, chains per device, ...)`` for :func:`pmap_chains`."""
+    d = chain_devices(n_chains)
+    return jax.tree.map(lambda x: x.reshape((d, n_chains // d, *x.shape[1:])), tree)

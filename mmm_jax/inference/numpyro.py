@@ -18,7 +18,7 @@ import numpy as np
 
 from ..compile import LogDensity, initial_params
 from .base import SampleResult, SamplerConfig, bind_data, resolve_chain_method
-from .chunked import CHUNK_ITERATIONS, run_chunked
+from .chunked import CHUNK_ITERATIONS, by_device, pmap_chains, run_chunked
 
 __all__ = ["sample_numpyro", "CHUNK_ITERATIONS"]
 
@@ -69,10 +69,10 @@ def sample_numpyro(ld: LogDensity, data: dict | None, *, key: jax.Array, config:
 
         return jax.lax.fori_loop(0, n, body, (state, buf))
 
-    if chain_method == "parallel":
-        devices = jax.local_devices()[:n_chains]
-        init_fn = jax.pmap(init_one, devices=devices)
-        chunk_fn = jax.pmap(chunk_one, in_axes=(0, None), devices=devices)
+    if chain_method == "parallel":  # chains over devices; several on a device run one after another
+        init_fn = pmap_chains(init_one, n_chains, 2, 2)
+        chunk_fn = pmap_chains(chunk_one, n_chains, 1, 2)
+        keys, init = by_device((keys, init), n_chains)
     elif chain_method == "vectorized":
         init_fn = jax.jit(jax.vmap(init_one))
         chunk_fn = jax.jit(jax.vmap(chunk_one, in_axes=(0, None)))
@@ -80,7 +80,8 @@ def sample_numpyro(ld: LogDensity, data: dict | None, *, key: jax.Array, config:
         init_fn = jax.jit(init_one)
         chunk_fn = jax.jit(chunk_one)
 
-    draw_axis = 0 if chain_method == "sequential" else 1  # a chunk's buffer: (draws, ...) or (chains, draws, ...)
+    # a chunk's buffer: (draws, ...), (chains, draws, ...) or (devices, chains per device, draws, ...)
+    draw_axis = {"sequential": 0, "vectorized": 1, "parallel": 2}[chain_method]
     bar = None
     if config.progress:
         from tqdm.auto import tqdm
@@ -103,6 +104,8 @@ def sample_numpyro(ld: LogDensity, data: dict | None, *, key: jax.Array, config:
             t1 = outs[0][2] if n_chains == 1 else float("nan")
         else:
             samples, extra, t1 = run(init_fn(keys, init))
+            if chain_method == "parallel":
+                samples, extra = jax.tree.map(lambda x: x.reshape((n_chains, *x.shape[2:])), (samples, extra))
     finally:
         if bar is not None:
             bar.close()
