@@ -22,7 +22,8 @@ from jax.flatten_util import ravel_pytree
 
 from ..compile import LogDensity, initial_params
 from .base import SampleResult, SamplerConfig, bind_data, resolve_chain_method
-from .chunked import CHUNK_ITERATIONS, by_device, pmap_chains, run_chunked
+from .chunked import CHUNK_ITERATIONS, by_device, from_devices, iterate, pmap_chains, run_chunked
+from .progress import report_progress
 
 __all__ = ["AdaptState", "ChainCarry", "window_adaptation", "sample_blackjax", "nuts_init", "nuts_steps", "nuts_chain",
            "tuned_of", "chain_inputs"]
@@ -128,7 +129,8 @@ def nuts_steps(logdensity, carry: ChainCarry, start, n, cfg: SamplerConfig, size
         step_size, imm = a_final(ad)
         return ad._replace(step_size=step_size, inverse_mass_matrix=imm)
 
-    def transition(st, ad, i):
+    def step(c, i):
+        st, ad = c
         st, info = kernel(keys[i], st, logdensity, ad.step_size, ad.inverse_mass_matrix, cfg.max_tree_depth)
         ad = jax.lax.cond(
             i < n_warm,
@@ -146,25 +148,11 @@ def nuts_steps(logdensity, carry: ChainCarry, start, n, cfg: SamplerConfig, size
             "lp": st.logdensity,
             "step_size": ad.step_size,
         }
-        return st, ad, (st.position, stats)
-
-    shapes = jax.eval_shape(transition, carry.state, carry.adapt, jnp.zeros((), jnp.int32))[2]
-    buf = jax.tree.map(lambda s: jnp.zeros((size, *s.shape), s.dtype), shapes)
-    rate = max(1, n_total // 50)
-
-    def report(i):
-        on_step(int(i) + 1, n_total)
-
-    def body(j, c):
-        st, ad, b = c
-        i = start + j
-        st, ad, out = transition(st, ad, i)
         if on_step is not None:
-            fire = (i % rate == rate - 1) | (i == n_total - 1) | (i == n_warm - 1)
-            jax.lax.cond(fire, lambda k: jax.debug.callback(report, k), lambda k: None, i)
-        return st, ad, jax.tree.map(lambda acc, v: acc.at[j].set(v), b, out)
+            report_progress(i, n_total, on_step, marks=(n_warm,))
+        return (st, ad), (st.position, stats)
 
-    st, ad, buf = jax.lax.fori_loop(0, n, body, (carry.state, carry.adapt, buf))
+    (st, ad), buf = iterate(step, (carry.state, carry.adapt), start, n, size)
     return ChainCarry(st, ad, carry.key), buf
 
 
@@ -172,7 +160,9 @@ def nuts_chain(logdensity, init_position, key, cfg: SamplerConfig, on_step=None)
     """Warm up and sample ONE NUTS chain in one program; ``vmap``/``pmap`` it for chains.
 
     For long runs on CPU devices prefer :func:`nuts_init` + :func:`nuts_steps` in chunks (as
-    :func:`sample_blackjax` and the batch engine do): the draws are the same.
+    :func:`sample_blackjax` and the batch engine do): the same chain, bit for bit when the
+    chunks start from the same compiled ``nuts_init`` (an init fused into this one program
+    rounds its first gradient differently).
 
     Returns ``(positions, stats, tuned)``: pytree and dict with a leading ``(draws,)`` axis,
     tuned = ``(step_size (), inverse_mass_matrix (d,) or (d, d))``.
@@ -238,7 +228,7 @@ def sample_blackjax(ld: LogDensity, data: dict | None, *, key: jax.Array, config
         _, (positions, stats), t1 = run_chunked(steps_fn, init_fn(init, keys), config.warmup, config.draws,
                                                 draw_axis=draw_axis, size=size, bar=bar)
         if chain_method == "parallel":  # (devices, chains per device, ...) -> (chains, ...)
-            positions, stats = jax.tree.map(lambda x: x.reshape((config.chains, *x.shape[2:])), (positions, stats))
+            positions, stats = from_devices((positions, stats), config.chains)
     finally:
         if bar is not None:
             bar.close()

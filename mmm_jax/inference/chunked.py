@@ -13,9 +13,11 @@ from __future__ import annotations
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["CHUNK_ITERATIONS", "chunk_plan", "run_chunked", "chain_devices", "pmap_chains", "by_device"]
+__all__ = ["CHUNK_ITERATIONS", "chunk_plan", "iterate", "run_chunked", "chain_devices", "pmap_chains", "by_device",
+           "from_devices"]
 
 #: Sampler iterations per compiled program.
 CHUNK_ITERATIONS = 100
@@ -26,6 +28,24 @@ def chunk_plan(n_warm: int, n_draws: int, size: int = CHUNK_ITERATIONS) -> list[
     spans the end of warm-up."""
     warm = [(s, min(size, n_warm - s)) for s in range(0, n_warm, size)]
     return warm + [(n_warm + s, min(size, n_draws - s)) for s in range(0, n_draws, size)]
+
+
+def iterate(step, carry, start, n, size: int):
+    """``n`` (<= ``size``; ``start`` and ``n`` may be traced, so one compiled program serves every
+    chunk) calls ``carry, out = step(carry, i)`` for ``i = start .. start + n - 1``.
+
+    Returns ``(carry, buffers)``: ``out`` stacked in ``(size, ...)`` buffers, the first ``n`` rows
+    filled.
+    """
+    shapes = jax.eval_shape(step, carry, jnp.zeros((), jnp.int32))[1]
+    buf = jax.tree.map(lambda s: jnp.zeros((size, *s.shape), s.dtype), shapes)
+
+    def body(j, c):
+        cr, b = c
+        cr, out = step(cr, start + j)
+        return cr, jax.tree.map(lambda acc, v: acc.at[j].set(v), b, out)
+
+    return jax.lax.fori_loop(0, n, body, (carry, buf))
 
 
 def run_chunked(step, state, n_warm: int, n_draws: int, draw_axis: int, size: int = CHUNK_ITERATIONS, bar=None):
@@ -80,3 +100,8 @@ def by_device(tree, n_chains: int):
     """Reshape leading ``(chains, ...)`` axes to ``(devices, chains per device, ...)`` for :func:`pmap_chains`."""
     d = chain_devices(n_chains)
     return jax.tree.map(lambda x: x.reshape((d, n_chains // d, *x.shape[1:])), tree)
+
+
+def from_devices(tree, n_chains: int):
+    """Inverse of :func:`by_device`: ``(devices, chains per device, ...)`` -> ``(chains, ...)``."""
+    return jax.tree.map(lambda x: x.reshape((n_chains, *x.shape[2:])), tree)

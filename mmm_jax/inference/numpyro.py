@@ -18,7 +18,7 @@ import numpy as np
 
 from ..compile import LogDensity, initial_params
 from .base import SampleResult, SamplerConfig, bind_data, resolve_chain_method
-from .chunked import CHUNK_ITERATIONS, by_device, pmap_chains, run_chunked
+from .chunked import CHUNK_ITERATIONS, by_device, from_devices, iterate, pmap_chains, run_chunked
 
 __all__ = ["sample_numpyro", "CHUNK_ITERATIONS"]
 
@@ -59,15 +59,12 @@ def sample_numpyro(ld: LogDensity, data: dict | None, *, key: jax.Array, config:
 
     def chunk_one(state, n):
         """``n`` (<= CHUNK_ITERATIONS, traced: one program serves every chunk) NUTS iterations."""
-        buf = jax.tree.map(lambda x: jnp.zeros((CHUNK_ITERATIONS, *jnp.shape(x)), jnp.result_type(x)),
-                           (state.z, _stats(state)))
 
-        def body(i, carry):
-            st, b = carry
+        def step(st, i):
             st = kernel.sample(st, (), {})
-            return st, jax.tree.map(lambda acc, v: acc.at[i].set(v), b, (st.z, _stats(st)))
+            return st, (st.z, _stats(st))
 
-        return jax.lax.fori_loop(0, n, body, (state, buf))
+        return iterate(step, state, 0, n, CHUNK_ITERATIONS)
 
     if chain_method == "parallel":  # chains over devices; several on a device run one after another
         init_fn = pmap_chains(init_one, n_chains, 2, 2)
@@ -105,7 +102,7 @@ def sample_numpyro(ld: LogDensity, data: dict | None, *, key: jax.Array, config:
         else:
             samples, extra, t1 = run(init_fn(keys, init))
             if chain_method == "parallel":
-                samples, extra = jax.tree.map(lambda x: x.reshape((n_chains, *x.shape[2:])), (samples, extra))
+                samples, extra = from_devices((samples, extra), n_chains)
     finally:
         if bar is not None:
             bar.close()
