@@ -1,6 +1,6 @@
 """Benchmark worker for the hierarchical (multi-market) model, in our interpreter.
 
-Runs: ``ours-numpyro``, ``ours-blackjax`` (``HierarchicalMMM.fit``), ``pymc-default``
+Runs: ``ours-numpyro``, ``ours-blackjax``, ``ours-chees`` (``HierarchicalMMM.fit``), ``pymc-default``
 (``pm.sample``, PyMC's own NUTS, on the very ``pm.Model`` that ``HierarchicalMMM.build`` creates) and
 ``grad-f64`` / ``grad-f32`` (the cost of one value + gradient of the compiled log-density: the
 parent sets ``MMM_JAX_X64=0`` for float32).
@@ -76,7 +76,8 @@ def run(spec: dict) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             h.fit(df, sampler=spec["run"].split("-", 1)[1], chains=spec["chains"], warmup=spec["warmup"],
-                  draws=spec["draws"], target_accept=spec["target_accept"], seed=spec["seed"], progress=False)
+                  draws=spec["draws"], target_accept=spec["target_accept"], seed=spec["seed"], progress=False,
+                  chain_method=spec.get("chain_method", "auto"))
         t = h.timings
         free = [rv.name for rv in h.model.free_RVs]
         out = {"wall_s": t["wall"], "breakdown_s": {k: t[k] for k in ("build_compile", "total", "postprocess")},

@@ -11,10 +11,17 @@ meridian   40 markets x 156 weeks x 5 channels, 10 chains x (2000 + 500) warm-up
 compare    50 markets x 156 weeks x 6 channels: ours-numpyro / ours-blackjax vs ``pm.sample`` on the same
            ``pm.Model`` (4 chains; PyMC gets fewer draws by default, ``--pymc-draws``: ESS/s is a rate).
 
+Run ``ours-chees`` (BlackJAX ChEES-HMC, all chains adapted together from cross-chain statistics) has
+its own chain and iteration counts (``--chees-chains/--chees-warmup/--chees-draws``, default 10 x
+(500 + 500)): its adaptation needs many chains, and it reaches the same R-hat with a shorter warm-up.
+Its chains are sharded over the largest number of host devices that divides them and does not exceed
+the CPU cores (2 devices on 2 cores: 5 vectorised chains each).
+
 Example::
 
     python benchmarks/bench_hier.py --preset meridian
     python benchmarks/bench_hier.py --preset compare --runs ours-numpyro,pymc-default
+    python benchmarks/bench_hier.py --preset compare --runs ours-chees,pymc-default
     python benchmarks/bench_hier.py --preset meridian --grad-only   # cost of one value + gradient, f64 and f32
 """
 
@@ -46,13 +53,22 @@ PRESETS = {
 }
 
 
+def _chees_devices(chains: int) -> int:
+    """Host devices for ours-chees: the largest divisor of ``chains`` that is at most the CPU cores."""
+    cores = os.cpu_count() or 1
+    return max(d for d in range(1, min(chains, cores) + 1) if chains % d == 0)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="bench_hier.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", choices=list(PRESETS), default="compare")
     for k in ("markets", "weeks", "channels", "chains", "warmup", "draws"):
         p.add_argument(f"--{k}", type=int, default=None, help="override the preset")
-    p.add_argument("--runs", default=None, help="comma-separated: ours-numpyro, ours-blackjax, pymc-default")
+    p.add_argument("--runs", default=None, help="comma-separated: ours-numpyro, ours-blackjax, ours-chees, pymc-default")
+    p.add_argument("--chees-chains", type=int, default=10, help="chains of ours-chees")
+    p.add_argument("--chees-warmup", type=int, default=500, help="warm-up iterations of ours-chees")
+    p.add_argument("--chees-draws", type=int, default=500, help="draws of ours-chees")
     p.add_argument("--pymc-draws", type=int, default=300, help="warm-up and draws of pm.sample (a rate is compared)")
     p.add_argument("--target-accept", type=float, default=0.9)
     p.add_argument("--saturation", default="tanh", choices=["tanh", "logistic", "hill", "michaelis_menten"],
@@ -97,9 +113,14 @@ def main(argv=None) -> int:
             spec = {**base, "run": run}
             if run == "pymc-default":
                 spec.update(warmup=args.pymc_draws, draws=args.pymc_draws)
+            if run == "ours-chees":
+                spec.update(chains=args.chees_chains, warmup=args.chees_warmup, draws=args.chees_draws,
+                            chain_method="parallel")
             log(f"[{i}/{len(args.runs)}] {run} ({spec['chains']} chains x {spec['warmup']} + {spec['draws']}) ...")
             env = dict(_CLEAN_ENV)
-            if run.startswith("ours-"):  # chains in parallel, one per device: 2.7x the vmapped throughput (2 cores)
+            if run == "ours-chees":  # chains sharded over devices, vectorised within one: no more devices than cores
+                env["MMM_JAX_HOST_DEVICES"] = str(args.host_devices or _chees_devices(args.chees_chains))
+            elif run.startswith("ours-"):  # chains in parallel, one per device: 2.7x the vmapped throughput (2 cores)
                 env["MMM_JAX_HOST_DEVICES"] = str(args.host_devices or max(4, args.chains))
             if run == "grad-f32" or (args.float32 and run.startswith("ours-")):
                 env["MMM_JAX_X64"] = "0"
@@ -114,14 +135,15 @@ def main(argv=None) -> int:
                 log(f"    {res.get('status')}: {res.get('error')}\n{res.get('traceback', '')}")
     ratios = {}
     ref = results.get("pymc-default")
-    for r in ("ours-numpyro", "ours-blackjax"):
+    for r in ("ours-numpyro", "ours-blackjax", "ours-chees"):
         if ref and ref.get("status") == "ok" and results.get(r, {}).get("status") == "ok":
             ratios[f"{r} / pymc-default (ESS/s)"] = results[r]["ess_per_s"] / ref["ess_per_s"]
     device = next((r.get("device_kind") for r in results.values() if r.get("device_kind")), "?")
     rep = _finite({"benchmark": "bench_hier", "preset": args.preset, "grad_only": args.grad_only, "created_utc": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
                    "device": f"CPU, {os.cpu_count()} cores" if str(device).lower() == "cpu" else device,
                    "config": {k: getattr(args, k) for k in ("markets", "weeks", "channels", "chains", "warmup", "draws",
-                                                            "pymc_draws", "target_accept", "seed",
+                                                            "pymc_draws", "chees_chains", "chees_warmup",
+                                                            "chees_draws", "target_accept", "seed",
                                                             "saturation", "host_devices", "float32")},
                    "machine": machine_info(), "parent_versions": versions(), "git": git, "runs": results,
                    "ratios": ratios})
@@ -139,15 +161,19 @@ def main(argv=None) -> int:
             lines.append(f"| {r['dtype']} | {r['grad_us']:.0f} | {r['grad_us_median']:.0f} | {r['n_params']} | "
                          f"{r['compile_s']:.1f} |")
     else:
-        lines = [f"{title}, {c['chains']} chains ({rep['device']})", "",
-                 "| run | warm-up + draws | wall s | min bulk ESS | ESS/s | max R-hat | divergences | leapfrogs/draw |",
-                 "|---|---|---:|---:|---:|---:|---:|---:|"]
+        lines = [f"{title} ({rep['device']})", "",
+                 "| run | chains | warm-up + draws | wall s | min bulk ESS | ESS/s | max R-hat | divergences | leapfrogs/draw |",
+                 "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
         for name, r in rep["runs"].items():
             if r.get("status") != "ok":
-                lines.append(f"| {name} | | {r.get('status')} | | | | | |")
+                lines.append(f"| {name} | | | {r.get('status')} | | | | | |")
                 continue
-            wd = f"{c['pymc_draws']} + {c['pymc_draws']}" if name == "pymc-default" else f"{c['warmup']} + {c['draws']}"
-            lines.append(f"| {name} | {wd} | {r['wall_s']:.1f} | {r['min_ess_bulk']:.0f} | {r['ess_per_s']:.2f} | "
+            chains, wd = c["chains"], f"{c['warmup']} + {c['draws']}"
+            if name == "pymc-default":
+                wd = f"{c['pymc_draws']} + {c['pymc_draws']}"
+            elif name == "ours-chees":
+                chains, wd = c["chees_chains"], f"{c['chees_warmup']} + {c['chees_draws']}"
+            lines.append(f"| {name} | {chains} | {wd} | {r['wall_s']:.1f} | {r['min_ess_bulk']:.0f} | {r['ess_per_s']:.2f} | "
                          f"{r['max_rhat']:.3f} | {r['divergences']} | {r.get('mean_n_steps') or float('nan'):.0f} |")
         if ratios:
             lines += ["", "; ".join(f"{k}: {v:.1f}x" for k, v in ratios.items())]
