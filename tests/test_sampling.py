@@ -249,16 +249,34 @@ def test_blackjax_chunks_are_one_run(small_problem, monkeypatch):
     assert res.timings["warmup"] > 0 and res.timings["sampling"] > 0
 
 
-@pytest.mark.parametrize("sampler", ["numpyro", "blackjax"])
-def test_more_chains_than_devices_run_in_parallel_groups(small_problem, sampler):
-    """On CPU, chains beyond the device count still run over the devices (each device runs its
-    share one after another), not in vmapped lock-step; draws come back in chain order."""
-    from mmm_jax.inference.base import SamplerConfig, resolve_chain_method
-    from mmm_jax.inference.chunked import chain_devices
+def test_chain_layout_spreads_chains_over_devices_and_cores():
+    """(devices, chains per device): least time on the cores, then least padding, then more devices."""
+    from mmm_jax.inference.chunked import chain_layout
 
-    n_chains = 2 * jax.local_device_count()
+    assert chain_layout(4, 4, 2) == (4, 1)  # one chain per device
+    assert chain_layout(8, 4, 2) == (4, 2)
+    assert chain_layout(10, 4, 2) == (2, 5)  # 2 cores: 3 or 4 devices would pad to 12 chains
+    assert chain_layout(5, 4, 2) == (3, 2)  # uneven: one padded chain; before, 1 device ran all 5
+    assert chain_layout(7, 1, 2) == (1, 7)
+    assert chain_layout(5, 8, 8) == (5, 1)
+    assert chain_layout(5, 4, 4) == (3, 2)  # accelerators: 2 per device either way, 3 devices pad less
+    assert chain_layout(9, 4, 16) == (3, 3)
+
+
+@pytest.mark.parametrize("sampler", ["numpyro", "blackjax"])
+@pytest.mark.parametrize("extra", ["double", "uneven"])
+def test_more_chains_than_devices_run_in_parallel_groups(small_problem, sampler, extra):
+    """On CPU, chains beyond the device count still run over the devices (each device runs its
+    share one after another), not in vmapped lock-step; an uneven split is padded and the padding
+    dropped; draws come back in chain order."""
+    from mmm_jax.inference.base import SamplerConfig, resolve_chain_method
+    from mmm_jax.inference.chunked import chain_layout
+
+    n_dev = jax.local_device_count()
+    n_chains = 2 * n_dev if extra == "double" else n_dev + 1
     assert resolve_chain_method(SamplerConfig(chains=n_chains)) == "parallel"
-    assert chain_devices(n_chains) == jax.local_device_count() and chain_devices(7) in (1, 7)
+    d, per = chain_layout(n_chains)
+    assert d > 1 and d * per >= n_chains
     df, truth, cfg = small_problem
     mmm = MMM(cfg)
     mmm.build(df)

@@ -23,7 +23,7 @@ class SamplerConfig(NamedTuple):
     target_accept: float = 0.8
     max_tree_depth: int = 10
     dense_mass: bool = False
-    chain_method: str = "auto"  # "parallel" (one chain per device), "vectorized" (vmap) or "auto"
+    chain_method: str = "auto"  # "parallel" (pmap; chains per device one after another), "vectorized" (vmap) or "auto"
     progress: bool = True
     jitter: float = 1.0
     split_timing: bool = False  # kept for configs that set it; every sampler now times warm-up on its own

@@ -10,14 +10,15 @@ state (adaptation included) is carried from chunk to chunk, so the draws are tho
 
 from __future__ import annotations
 
+import os
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["CHUNK_ITERATIONS", "chunk_plan", "iterate", "run_chunked", "chain_devices", "pmap_chains", "by_device",
-           "from_devices"]
+__all__ = ["CHUNK_ITERATIONS", "chunk_plan", "iterate", "run_chunked", "chain_layout", "chain_devices",
+           "pmap_chains", "by_device", "from_devices"]
 
 #: Sampler iterations per compiled program.
 CHUNK_ITERATIONS = 100
@@ -71,11 +72,34 @@ def run_chunked(step, state, n_warm: int, n_draws: int, draw_axis: int, size: in
     return state, draws, t_warm
 
 
+def chain_layout(n_chains: int, n_devices: int | None = None, cores: int | None = None) -> tuple[int, int]:
+    """``(devices, chains per device)`` for ``chain_method="parallel"``.
+
+    Each device runs its chains one after another, so a run takes about ``max(chains per device,
+    devices * chains per device / cores)`` chain-lengths: on CPU the host devices share the
+    ``cores`` (``os.cpu_count()``); an accelerator is its own compute (``cores = devices``). The
+    layout minimising that wins, then the one with the fewest padded chains, then more devices.
+    When the devices cannot share the chains evenly the last device's group is padded with copies
+    of the last chain (their work is wasted, their draws dropped by :func:`from_devices`): 5 chains
+    on 4 host devices of a 2-core CPU run as 2 devices x 3 (one padded) instead of 1 device x 5.
+    """
+    n = n_devices or jax.local_device_count()
+    if cores is None:
+        cores = (os.cpu_count() or 1) if jax.default_backend() == "cpu" else n
+    options = []
+    for d in range(1, min(n, n_chains) + 1):
+        per = -(-n_chains // d)
+        if (d - 1) * per >= n_chains:  # the last device would get no real chain
+            continue
+        cost = max(per, d * per / min(cores, d))
+        options.append((cost, d * per, -d, d, per))
+    _, _, _, d, per = min(options)
+    return d, per
+
+
 def chain_devices(n_chains: int) -> int:
-    """Devices for ``chain_method="parallel"``: the most devices (at most one per chain) that
-    share the chains evenly."""
-    n = jax.local_device_count()
-    return max(d for d in range(1, min(n, n_chains) + 1) if n_chains % d == 0)
+    """Devices that ``chain_method="parallel"`` uses for ``n_chains`` (:func:`chain_layout`)."""
+    return chain_layout(n_chains)[0]
 
 
 def pmap_chains(fn, n_chains: int, n_mapped: int, n_args: int):
@@ -97,11 +121,19 @@ def pmap_chains(fn, n_chains: int, n_mapped: int, n_args: int):
 
 
 def by_device(tree, n_chains: int):
-    """Reshape leading ``(chains, ...)`` axes to ``(devices, chains per device, ...)`` for :func:`pmap_chains`."""
-    d = chain_devices(n_chains)
-    return jax.tree.map(lambda x: x.reshape((d, n_chains // d, *x.shape[1:])), tree)
+    """Leading ``(chains, ...)`` axes -> ``(devices, chains per device, ...)`` for :func:`pmap_chains`
+    (:func:`chain_layout`; padded with copies of the last chain when the split is uneven)."""
+    d, per = chain_layout(n_chains)
+
+    def split(x):
+        if d * per > n_chains:
+            x = jnp.concatenate([x, jnp.repeat(x[-1:], d * per - n_chains, axis=0)])
+        return x.reshape((d, per, *x.shape[1:]))
+
+    return jax.tree.map(split, tree)
 
 
 def from_devices(tree, n_chains: int):
-    """Inverse of :func:`by_device`: ``(devices, chains per device, ...)`` -> ``(chains, ...)``."""
-    return jax.tree.map(lambda x: x.reshape((n_chains, *x.shape[2:])), tree)
+    """Inverse of :func:`by_device`: ``(devices, chains per device, ...)`` -> ``(chains, ...)``,
+    padded chains dropped."""
+    return jax.tree.map(lambda x: x.reshape((x.shape[0] * x.shape[1], *x.shape[2:]))[:n_chains], tree)
