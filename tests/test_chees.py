@@ -73,6 +73,47 @@ def test_chees_correlated_gaussian(gaussian, chain_method):
     assert res.stats["diverging"].sum() == 0
 
 
+@pytest.mark.parametrize("chain_method", ["vectorized", "parallel"])
+def test_chees_with_sequential_gradients(gaussian, chain_method):
+    """gradient_batching="map": the chains' gradients run one after another (per device); the
+    sampler is the same, so the moments come out as with vmapped gradients."""
+    chains, draws = 8, 600
+    res = sample(gaussian, key=3, sampler="chees", chains=chains, warmup=400, draws=draws, progress=False,
+                 chain_method=chain_method, gradient_batching="map")
+    assert res.config.gradient_batching == "map"
+    _check_contract(res, "chees", chains, draws)
+    _check_moments(res, chains, draws)
+    auto = sample(gaussian, key=3, sampler="chees", chains=4, warmup=20, draws=10, progress=False)
+    assert auto.config.gradient_batching == "vmap"  # a 2-parameter model: vmap
+    with pytest.raises(ValueError, match="gradient_batching"):
+        sample(gaussian, sampler="chees", chains=4, warmup=10, draws=10, progress=False, gradient_batching="no")
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3])
+def test_sequential_gradients_equal_vmapped_ones(groups):
+    """Same values and gradients as plain vmap, for any number of groups (3 does not divide 4:
+    one group), nested in jit, and unbatched."""
+    import jax
+    import jax.numpy as jnp
+
+    from mmm_jax.inference.batching import sequential_gradients
+
+    a = jnp.asarray(np.random.default_rng(0).normal(size=(5, 5)))
+
+    def f(x):
+        return -0.5 * jnp.sum(jnp.tanh(a @ x) ** 2) + jnp.sum(jnp.sin(x))
+
+    g = sequential_gradients(f, groups)
+    xs = jnp.asarray(np.random.default_rng(1).normal(size=(4, 5)))
+    ref_v, ref_g = jax.vmap(jax.value_and_grad(f))(xs)
+    v, gr = jax.jit(jax.vmap(jax.value_and_grad(g)))(xs)
+    np.testing.assert_allclose(np.asarray(v), np.asarray(ref_v), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(gr), np.asarray(ref_g), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(jax.vmap(g)(xs)), np.asarray(ref_v), rtol=1e-12)
+    v1, g1 = jax.value_and_grad(g)(xs[0])
+    np.testing.assert_allclose(np.asarray(g1), np.asarray(ref_g[0]), rtol=1e-12)
+
+
 def test_chees_same_seed_same_draws(gaussian):
     kw = dict(key=5, sampler="chees", chains=4, warmup=100, draws=50, progress=False)
     a, b = sample(gaussian, **kw), sample(gaussian, **kw)

@@ -123,7 +123,8 @@ def summarize(m: pd.DataFrame, stats: Mapping | None = None) -> str:
 
 def sampler_job_fields(cfg: SamplerConfig) -> dict:
     """The sampler settings that define a job's results (recorded and hashed by the store)."""
-    return {k: v for k, v in cfg._asdict().items() if k not in ("progress", "chain_method", "split_timing")}
+    return {k: v for k, v in cfg._asdict().items() if k not in ("progress", "chain_method", "split_timing",
+                                                                 "gradient_batching")}
 
 
 def pending_brands(store: ResultStore, ok: list, bad: list, job_hash: str, versions: dict, retry_failed: bool) -> list:

@@ -27,6 +27,7 @@ class SamplerConfig(NamedTuple):
     progress: bool = True
     jitter: float = 1.0
     split_timing: bool = False  # kept for configs that set it; every sampler now times warm-up on its own
+    gradient_batching: str = "auto"  # chees/meads: "vmap", "map" (chains' gradients one after another) or "auto"
 
 
 class SampleResult(NamedTuple):

@@ -49,6 +49,7 @@ from jax.flatten_util import ravel_pytree
 
 from ..compile import LogDensity
 from .base import SampleResult, SamplerConfig, bind_data
+from .batching import resolve_gradient_batching, sequential_gradients
 from .blackjax import chain_inputs
 from .progress import ProgressClock, scan_with_progress
 
@@ -262,6 +263,9 @@ def _run(name: str, run_fn, ld: LogDensity, data: dict | None, key: jax.Array, c
 
     key_run = jax.random.fold_in(key, 1)
     chain_method = _resolve_chain_method(config)
+    batching = resolve_gradient_batching(config.gradient_batching, ld.default_data if data is None else data)
+    if batching == "map":  # one gradient program per chain, chains one after another on each device
+        logdensity = sequential_gradients(logdensity, _chain_sharding(config)[1] if chain_method == "parallel" else 1)
     clock = ProgressClock()
 
     def program(pos, k):
@@ -288,7 +292,7 @@ def _run(name: str, run_fn, ld: LogDensity, data: dict | None, key: jax.Array, c
         stats=stats,
         timings={"warmup": t1 - t0, "sampling": t2 - t1, "total": t2 - t0},
         sampler=name,
-        config=config._replace(chain_method=chain_method),
+        config=config._replace(chain_method=chain_method, gradient_batching=batching),
     )
 
 
