@@ -36,6 +36,11 @@ is the number of gradient evaluations each chain spent in warm-up.
 Chains run vectorised on one device (``vmap``); ``chain_method="parallel"`` shards the
 chain axis over the local devices instead (``jax.sharding``; cross-chain statistics become
 all-reduces), which needs ``chains`` divisible by the device count.
+
+``gradient_batching`` (:mod:`mmm_jax.inference.batching`): BlackJAX steps the chains with
+``vmap``; with ``"map"`` (``auto`` on CPU for models with large data) the log-density's value
+and gradient still run chain after chain on each device, because XLA's batched gradient of a
+large model costs up to twice as much per chain on CPU.
 """
 
 from __future__ import annotations
