@@ -12,8 +12,9 @@ compare    50 markets x 156 weeks x 6 channels: ours-numpyro / ours-blackjax vs 
            ``pm.Model`` (4 chains; PyMC gets fewer draws by default, ``--pymc-draws``: ESS/s is a rate).
 
 Run ``ours-chees`` (BlackJAX ChEES-HMC, all chains adapted together from cross-chain statistics) has
-its own chain and iteration counts (``--chees-chains/--chees-warmup/--chees-draws``, default 10 x
-(500 + 500)): its adaptation needs many chains, and it reaches the same R-hat with a shorter warm-up.
+its own chain and iteration counts (``--chees-chains/--chees-warmup/--chees-draws``; meridian: 10 x
+(2500 + 1000), Meridian's counts; compare: 10 x (500 + 500)): its adaptation needs many chains, and it
+reaches the same R-hat with a shorter warm-up.
 Its chains are sharded over the largest number of host devices that divides them and does not exceed
 the CPU cores (2 devices on 2 cores: 5 vectorised chains each).
 
@@ -47,9 +48,11 @@ from bench_single import _finite, _raise_on_sigterm, _redact_paths, git_info, lo
 
 PRESETS = {
     "meridian": dict(markets=40, weeks=156, channels=5, chains=10, warmup=2500, draws=1000,
-                     runs="ours-numpyro,ours-blackjax"),
+                     chees_chains=10, chees_warmup=2500, chees_draws=1000,
+                     runs="ours-numpyro,ours-blackjax,ours-chees"),
     "compare": dict(markets=50, weeks=156, channels=6, chains=4, warmup=1000, draws=1000,
-                    runs="ours-numpyro,ours-blackjax,pymc-default"),
+                    chees_chains=10, chees_warmup=500, chees_draws=500,
+                    runs="ours-numpyro,ours-blackjax,ours-chees,pymc-default"),
 }
 
 
@@ -66,9 +69,11 @@ def parse_args(argv=None):
     for k in ("markets", "weeks", "channels", "chains", "warmup", "draws"):
         p.add_argument(f"--{k}", type=int, default=None, help="override the preset")
     p.add_argument("--runs", default=None, help="comma-separated: ours-numpyro, ours-blackjax, ours-chees, pymc-default")
-    p.add_argument("--chees-chains", type=int, default=10, help="chains of ours-chees")
-    p.add_argument("--chees-warmup", type=int, default=500, help="warm-up iterations of ours-chees")
-    p.add_argument("--chees-draws", type=int, default=500, help="draws of ours-chees")
+    p.add_argument("--chees-chains", type=int, default=None, help="chains of ours-chees (preset: 10)")
+    p.add_argument("--chees-warmup", type=int, default=None,
+                   help="warm-up iterations of ours-chees (preset: meridian 2500, compare 500)")
+    p.add_argument("--chees-draws", type=int, default=None,
+                   help="draws of ours-chees (preset: meridian 1000, compare 500)")
     p.add_argument("--pymc-draws", type=int, default=300, help="warm-up and draws of pm.sample (a rate is compared)")
     p.add_argument("--target-accept", type=float, default=0.9)
     p.add_argument("--saturation", default="tanh", choices=["tanh", "logistic", "hill", "michaelis_menten"],
