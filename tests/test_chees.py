@@ -85,8 +85,9 @@ def test_chees_with_sequential_gradients(gaussian, chain_method):
     _check_moments(res, chains, draws)
     auto = sample(gaussian, key=3, sampler="chees", chains=4, warmup=20, draws=10, progress=False)
     assert auto.config.gradient_batching == "vmap"  # a 2-parameter model: vmap
-    with pytest.raises(ValueError, match="gradient_batching"):
-        sample(gaussian, sampler="chees", chains=4, warmup=10, draws=10, progress=False, gradient_batching="no")
+    for sampler in ("chees", "numpyro"):  # checked up front, whichever sampler
+        with pytest.raises(ValueError, match="gradient_batching"):
+            sample(gaussian, sampler=sampler, chains=4, warmup=10, draws=10, progress=False, gradient_batching="no")
 
 
 @pytest.mark.parametrize("groups", [1, 2, 3])

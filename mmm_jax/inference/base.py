@@ -119,6 +119,10 @@ def checked(cfg: SamplerConfig) -> SamplerConfig:
         raise ValueError(f"need chains >= 1, draws >= 1, warmup >= 0; got {cfg.chains}, {cfg.draws}, {cfg.warmup}")
     if not 0.0 < cfg.target_accept < 1.0:
         raise ValueError(f"target_accept must be in (0, 1), got {cfg.target_accept}")
+    from .batching import GRADIENT_BATCHING
+
+    if cfg.gradient_batching not in GRADIENT_BATCHING:
+        raise ValueError(f"gradient_batching {cfg.gradient_batching!r}; allowed: {list(GRADIENT_BATCHING)}")
     return cfg
 
 
