@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from ..compile import LogDensity
+from .batching import GRADIENT_BATCHING
 
 __all__ = ["SampleResult", "SamplerConfig", "sample", "SAMPLERS", "bind_data", "checked"]
 
@@ -119,8 +120,6 @@ def checked(cfg: SamplerConfig) -> SamplerConfig:
         raise ValueError(f"need chains >= 1, draws >= 1, warmup >= 0; got {cfg.chains}, {cfg.draws}, {cfg.warmup}")
     if not 0.0 < cfg.target_accept < 1.0:
         raise ValueError(f"target_accept must be in (0, 1), got {cfg.target_accept}")
-    from .batching import GRADIENT_BATCHING
-
     if cfg.gradient_batching not in GRADIENT_BATCHING:
         raise ValueError(f"gradient_batching {cfg.gradient_batching!r}; allowed: {list(GRADIENT_BATCHING)}")
     return cfg

@@ -75,20 +75,21 @@ def _resolve_chain_method(cfg: SamplerConfig) -> str:
         raise ValueError(f"chain_method {method!r}; allowed: auto, parallel, vectorized, sequential")
     if method != "parallel":
         return "vectorized"
+    # the devices that divide the chains evenly (all of them when they do)
+    return "parallel" if _sharded_devices(cfg.chains) > 1 else "vectorized"
+
+
+def _sharded_devices(chains: int) -> int:
+    """The most local devices that divide ``chains`` evenly."""
     n_dev = jax.local_device_count()
-    if n_dev < 2 or cfg.chains % n_dev:
-        # fall back to the devices that divide the chains evenly
-        n_use = max(d for d in range(1, n_dev + 1) if cfg.chains % d == 0)
-        return "parallel" if n_use > 1 else "vectorized"
-    return "parallel"
+    return max(d for d in range(1, n_dev + 1) if chains % d == 0)
 
 
 def _chain_sharding(cfg: SamplerConfig):
     """A 1-D mesh over as many local devices as divide ``chains``."""
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    n_dev = jax.local_device_count()
-    n_use = max(d for d in range(1, n_dev + 1) if cfg.chains % d == 0)
+    n_use = _sharded_devices(cfg.chains)
     mesh = Mesh(np.asarray(jax.local_devices()[:n_use]), ("chain",))
     return NamedSharding(mesh, PartitionSpec("chain")), n_use
 
@@ -268,17 +269,18 @@ def _run(name: str, run_fn, ld: LogDensity, data: dict | None, key: jax.Array, c
 
     key_run = jax.random.fold_in(key, 1)
     chain_method = _resolve_chain_method(config)
+    n_groups = 1
+    if chain_method == "parallel":
+        sharding, n_groups = _chain_sharding(config)
+        init = jax.device_put(init, sharding)  # jit partitions the chain axis like its input
     batching = resolve_gradient_batching(config.gradient_batching, ld.default_data if data is None else data)
     if batching == "map":  # one gradient program per chain, chains one after another on each device
-        logdensity = sequential_gradients(logdensity, _chain_sharding(config)[1] if chain_method == "parallel" else 1)
+        logdensity = sequential_gradients(logdensity, n_groups)
     clock = ProgressClock()
 
     def program(pos, k):
         return run_fn(logdensity, pos, k, config, config.progress, clock)
 
-    if chain_method == "parallel":
-        sharding, _ = _chain_sharding(config)
-        init = jax.device_put(init, sharding)  # jit partitions the chain axis like its input
     fn = jax.jit(program)
     t0 = time.perf_counter()
     positions, stats, tuned = fn(init, key_run)

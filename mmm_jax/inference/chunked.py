@@ -81,7 +81,7 @@ def chain_layout(n_chains: int, n_devices: int | None = None, cores: int | None 
     layout minimising that wins, then the one with the fewest padded chains, then more devices.
     When the devices cannot share the chains evenly the last device's group is padded with copies
     of the last chain (their work is wasted, their draws dropped by :func:`from_devices`): 5 chains
-    on 4 host devices of a 2-core CPU run as 2 devices x 3 (one padded) instead of 1 device x 5.
+    on 4 host devices of a 2-core CPU run as 3 devices x 2 (one padded) instead of 1 device x 5.
     """
     n = n_devices or jax.local_device_count()
     if cores is None:
