@@ -94,13 +94,25 @@ def cmd_demo(a) -> int:
 
 
 def cmd_fit(a) -> int:
-    import pandas as pd
-
-    from . import MMM, ModelConfig
+    from . import MMM
+    from .batch.stack import read_table
+    from .hierarchical import HierarchicalConfig, HierarchicalMMM, load_config
     from .plots import plot_decomposition, plot_roas
 
-    cfg = ModelConfig.from_file(a.config)
-    df = pd.read_csv(a.data)
+    cfg = load_config(a.config)
+    df = read_table(a.data)
+    if isinstance(cfg, HierarchicalConfig):  # markets: one joint model
+        h = HierarchicalMMM(cfg)
+        h.fit(df, **_fit_kwargs(a))
+        out = h.save(a.out)
+        for level in ("market", "national"):
+            h.roas(level).to_csv(out / f"roas_{level}.csv")
+        h.contributions().to_csv(out / "contributions.csv")
+        (out / "diagnostics.json").write_text(json.dumps({**h.diagnostics(), "timings": h.timings}, indent=2))
+        print(h.roas("national").to_string())
+        _print_diagnostics(h)
+        print(f"\nwrote {out}/ (model, idata.nc, roas_market.csv, roas_national.csv, contributions.csv)")
+        return 0
     mmm = MMM(cfg)
     mmm.fit(df, **_fit_kwargs(a))
     out = mmm.save(a.out)
@@ -181,18 +193,6 @@ def cmd_optimize(a) -> int:
     return 0
 
 
-def _is_hierarchical_config(path) -> bool:
-    """A config file with ``base`` and ``market`` keys is a :class:`HierarchicalConfig`."""
-    text = Path(path).read_text()
-    if Path(path).suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
-        d = yaml.safe_load(text)
-    else:
-        d = json.loads(text)
-    return isinstance(d, dict) and "base" in d and "market" in d
-
-
 def cmd_batch(a) -> int:
     from .batch import fit_many
 
@@ -204,7 +204,10 @@ def cmd_batch(a) -> int:
     kw = dict(by=a.by, config=a.config, out=a.out, chains=a.chains, warmup=a.warmup, draws=a.draws,
               target_accept=a.target_accept, max_tree_depth=a.max_tree_depth, seed=a.seed, chunk_size=a.chunk_size,
               devices=devices, force=a.force, retry_failed=a.retry_failed, progress=not a.no_progress)
-    if _is_hierarchical_config(a.config):  # each brand a multi-market panel: one joint model per brand
+    from .hierarchical import HierarchicalConfig, load_config
+
+    kw["config"] = load_config(a.config)
+    if isinstance(kw["config"], HierarchicalConfig):  # each brand a multi-market panel: one joint model per brand
         from .hierarchical import fit_many_hierarchical
 
         if a.max_chunks is not None:
@@ -259,16 +262,18 @@ def main(argv: list[str] | None = None) -> int:
     _sampler_args(p)
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("fit", help="fit a CSV with a YAML/JSON config and save the model")
-    p.add_argument("data", help="CSV with the date, target, channel and control columns")
-    p.add_argument("--config", required=True, help="YAML or JSON model config")
+    p.add_argument("data", help="CSV or Parquet with the date, target, channel and control columns (and the "
+                                "market columns of a multi-market config, long format)")
+    p.add_argument("--config", required=True, help="YAML or JSON model config; with a 'market' key one joint "
+                                                   "multi-market model")
     p.add_argument("--out", required=True, help="directory to write the fitted model to")
     _sampler_args(p)
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("batch", help="fit one model per brand/market for many brands (resumable)")
     p.add_argument("data", help="long-format CSV/Parquet (with --by) or a directory of per-brand files")
     p.add_argument("--by", default=None, help="brand/market column of a long-format table")
-    p.add_argument("--config", required=True, help="YAML or JSON model config (one model for every brand); a "
-                   "hierarchical config (keys base, market) fits each brand's markets jointly")
+    p.add_argument("--config", required=True, help="YAML or JSON model config (one model for every brand); with a "
+                   "'market' key each brand's markets are fitted jointly")
     p.add_argument("--out", required=True, help="output directory (manifest.sqlite + brands/*.nc); rerun to resume")
     _sampler_args(p, samplers=("blackjax",))
     p.add_argument("--max-tree-depth", type=int, default=10)
@@ -313,10 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     from .budget import BudgetError
     from .config import ConfigError
     from .data import DataError
+    from .persist import RunFormatError
 
     try:
         return a.func(a)
-    except (DataError, ConfigError, BudgetError, FileNotFoundError, ConfigChangedError) as err:
+    except (DataError, ConfigError, BudgetError, FileNotFoundError, ConfigChangedError, RunFormatError) as err:
         print(f"mmm-jax {a.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -26,7 +26,7 @@ import pymc as pm
 from pymc.sampling.jax import get_jaxified_graph
 from pytensor.graph.replace import graph_replace
 
-__all__ = ["LogDensity", "compile_logdensity", "initial_params"]
+__all__ = ["LogDensity", "compile_logdensity", "initial_params", "unconstrained_draws"]
 
 
 class LogDensity(NamedTuple):
@@ -152,4 +152,26 @@ def initial_params(ld: LogDensity, key: jax.Array, n_chains: int, jitter: float 
         base = jnp.asarray(ld.initial_point[name], dtype=jnp.result_type(float))
         noise = jax.random.uniform(k, (n_chains, *base.shape), minval=-jitter, maxval=jitter, dtype=base.dtype)
         out[name] = base[None] + noise
+    return out
+
+
+def unconstrained_draws(model: pm.Model, posterior, max_draws: int | None = None) -> dict[str, np.ndarray]:
+    """Stored constrained draws (``posterior[name]``: (chains, draws, ...)) of the model's free
+    variables mapped back to its unconstrained value variables (PyMC's transforms).
+
+    ``max_draws`` keeps the first ``max_draws // chains`` draws of every chain.
+    """
+    import pytensor.tensor as pt
+
+    out = {}
+    for rv in model.free_RVs:
+        value = model.rvs_to_values[rv]
+        tr = model.rvs_to_transforms.get(rv)
+        x = np.asarray(posterior[rv.name].values if hasattr(posterior[rv.name], "values") else posterior[rv.name])
+        if max_draws is not None:
+            x = x[:, : max(1, max_draws // x.shape[0])]
+        if tr is not None:
+            v = pt.tensor(dtype="float64", shape=(None,) * x.ndim)
+            x = tr.forward(v).eval({v: x})
+        out[value.name] = x
     return out

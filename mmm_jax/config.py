@@ -105,6 +105,18 @@ class Prior:
         except ConfigError as err:
             raise ConfigError(str(err).replace("prior:", f"{key}:", 1)) from None
 
+    def subset(self, idx: Sequence[int], n: int) -> Prior:
+        """This prior restricted to the elements ``idx`` of ``n``: list parameters of length ``n``
+        (one value per channel) are indexed, others kept."""
+        params = {}
+        for k, v in self.params.items():
+            if isinstance(v, tuple) and len(v) == n:
+                v = [v[i] for i in idx]
+            elif isinstance(v, tuple):
+                v = list(v)
+            params[k] = v
+        return Prior(self.dist, params)
+
     def create(self, name: str, dims=None, **kwargs):
         """Create the random variable in the current ``pm.Model`` context."""
         cls = getattr(pm, self.dist)
@@ -593,6 +605,24 @@ class ModelConfig:
         sat = self.saturation.param_names
         first = tuple(p for p in sat if p == "beta")
         return first + self.adstock.param_names + tuple(p for p in sat if p != "beta")
+
+    def for_channels(self, channels: Sequence[str]) -> ModelConfig:
+        """The same model over a subset of its channels (a brand that lacks some channels).
+
+        Per-channel prior lists are indexed; ROAS / CAC priors of the dropped channels go.
+        """
+        unknown = [c for c in channels if c not in self.channels]
+        if unknown:
+            raise ConfigError(f"channels: {unknown} are not in the config's channels {list(self.channels)}")
+        idx = [self.channels.index(c) for c in channels]
+        n = len(self.channels)
+        media = set(self.media_params)
+        priors = {k: (p.subset(idx, n) if k in media else p) for k, p in self.priors.items()}
+        return dataclasses.replace(
+            self, channels=tuple(channels), priors=priors,
+            roas_prior={c: p for c, p in self.roas_prior.items() if c in channels},
+            cac_prior={c: p for c, p in self.cac_prior.items() if c in channels},
+        )
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:

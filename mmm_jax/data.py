@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["DataError", "MMMData", "validate_frame"]
+__all__ = ["DataError", "MMMData", "validate_frame", "check_counts"]
 
 _NS_PER_DAY = 86_400 * 10**9
 _MAX_LISTED_COLUMNS = 50
@@ -521,3 +521,19 @@ def validate_frame(
         date_col=date,
         target_col=target,
     )
+
+
+def check_counts(target, column: str, rows=None) -> None:
+    """A count likelihood needs integers >= 0 as the target; ``rows`` (same length) maps each
+    value to the row number to report (default: its position). NaN (unknown) values pass."""
+    y = np.asarray(target, dtype=float)
+    bad = np.flatnonzero(np.isfinite(y) & ((y < 0) | (np.abs(y - np.round(y)) > 1e-9)))
+    if bad.size:
+        i = int(bad[0])
+        row = i if rows is None else int(np.asarray(rows)[i])
+        raise DataError(
+            f"column {column!r}, row {row}: {y[i]!r} is not a count (the Poisson / negative binomial likelihood "
+            "needs integers >= 0; use likelihood 'normal' or 'studentt' for a continuous target)",
+            column=column,
+            row=row,
+        )

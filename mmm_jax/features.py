@@ -32,6 +32,8 @@ __all__ = [
     "model_arrays",
     "with_hsgp_domains",
     "hsgp_basis_for",
+    "input_axes",
+    "widen_channels",
     "DATA_NAMES",
     "YEAR_DAYS",
 ]
@@ -250,3 +252,47 @@ def hsgp_basis_for(spec, time, mask=None) -> tuple[np.ndarray, np.ndarray]:
     shift = hsgp_basis(obs, spec.m, L=L, centre=centre)[0].mean(axis=0)
     phi, sqrt_eig = hsgp_basis(time, spec.m, L=L, centre=centre)
     return phi - shift, sqrt_eig
+
+
+def input_axes(name: str) -> tuple[str, ...]:
+    """Axes of the model input ``name`` (one market): ``"date"``, ``"channel"`` or another label.
+
+    The one description of every input's layout, used to pad brands to a template
+    (:mod:`mmm_jax.batch.stack`) and to widen a brand's channels to the batch's channels.
+    """
+    fixed = {
+        "spend": ("date", "channel"), "controls": ("date", "control"), "fourier": ("date", "fourier_mode"),
+        "time": ("date",), "target": ("date",), "mask": ("date",), "target_scale": (),
+        "spend_scale": ("channel",), "spend_train": ("date", "channel"), "mask_train": ("date",),
+    }
+    if name in fixed:
+        return fixed[name]
+    if name.endswith("_phi") or name.endswith("_phi_train"):
+        return ("date", "basis")
+    if name.endswith("_sqrt_eig"):
+        return ("basis",)
+    raise KeyError(f"unknown model input {name!r}")
+
+
+def widen_channels(arrays: dict[str, np.ndarray], present: np.ndarray) -> dict[str, np.ndarray]:
+    """Arrays over a brand's present channels -> over all ``len(present)`` channels.
+
+    An absent channel gets zero spend (every saturation is 0 at 0: it contributes nothing) and
+    a spend scale of 1.
+    """
+    present = np.asarray(present, dtype=bool)
+    out = {}
+    for name, v in arrays.items():
+        axes = input_axes(name)
+        if "channel" not in axes:
+            out[name] = v
+            continue
+        ax = axes.index("channel")
+        shape = list(np.shape(v))
+        shape[ax] = len(present)
+        full = np.full(shape, 1.0 if name == "spend_scale" else 0.0)
+        idx = [slice(None)] * len(shape)
+        idx[ax] = np.flatnonzero(present)
+        full[tuple(idx)] = v
+        out[name] = full
+    return out

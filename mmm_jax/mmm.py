@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,12 +29,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .compile import LogDensity, compile_logdensity
+from .compile import LogDensity, compile_logdensity, unconstrained_draws
 from .config import ModelConfig
-from .data import DataError, MMMData, validate_frame
+from .data import MMMData, check_counts, validate_frame
 from .features import Scaling, design_arrays, fit_scaling, hsgp_terms, model_arrays, with_hsgp_domains
 from .inference import sample
 from .model import build_pymc_model
+from .persist import read_run, save_run
 from .results import (
     check_convergence,
     diagnostics,
@@ -45,9 +44,6 @@ from .results import (
 )
 
 __all__ = ["MMM", "NotFittedError"]
-
-_FORMAT_VERSION = 1
-
 
 class NotFittedError(RuntimeError):
     """The model has not been fitted (or loaded) yet."""
@@ -93,7 +89,7 @@ class MMM:
         """
         self.data = self.validate(df)
         if self.config.is_count:
-            _check_counts(self.data, self.config.target)
+            check_counts(self.data.target, self.config.target)
         scaling = fit_scaling(self.data)
         if hsgp_terms(self.config):
             time = design_arrays(self.data, scaling, 0)["time"]
@@ -304,18 +300,8 @@ class MMM:
         return xr.Dataset(out, coords=coords)
 
     def _unconstrained_samples(self) -> dict[str, np.ndarray]:
-        """Map the stored constrained posterior back to the unconstrained value variables."""
-        post = self.idata.posterior
-        out = {}
-        for rv in self.model.free_RVs:
-            value = self.model.rvs_to_values[rv]
-            tr = self.model.rvs_to_transforms.get(rv)
-            x = post[rv.name].values
-            if tr is None:
-                out[value.name] = x
-            else:
-                out[value.name] = _backward_transform(tr, x)
-        return out
+        """The stored constrained posterior mapped back to the unconstrained value variables."""
+        return unconstrained_draws(self.model, self.idata.posterior)
 
     # ------------------------------------------------------------------ acquisition metrics
     def _response_draws(self, levels: np.ndarray, horizon: int, max_draws: int | None, seed: int,
@@ -444,71 +430,26 @@ class MMM:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the fitted model to the directory ``path`` (atomically: temp dir + rename).
 
-        Contents: ``config.json``, ``scaling.json``, ``data.csv`` (training data),
-        ``idata.nc`` (InferenceData), ``meta.json`` (versions, sampler settings).
+        Contents (:mod:`mmm_jax.persist`): ``config.json``, ``scaling.json``, ``data.csv``
+        (training data), ``idata.nc`` (InferenceData), ``meta.json`` (format version, versions,
+        sampler settings).
         """
         self._require_fit()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            (tmp / "config.json").write_text(self.config.to_json())
-            (tmp / "scaling.json").write_text(json.dumps(self.scaling.to_dict(), indent=2))
-            self.data.to_frame().to_csv(tmp / "data.csv", index=False)
-            self.idata.to_netcdf(str(tmp / "idata.nc"))
-            meta = {
-                "format_version": _FORMAT_VERSION,
-                "fit_settings": self.fit_settings,
-                "versions": json.loads(self.idata.posterior.attrs.get("versions", "{}")),
-            }
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                path.rename(old)
-                tmp.rename(path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
+        return save_run(path, kind="brand", config=self.config.to_dict(), scaling=self.scaling.to_dict(),
+                        frame=self.data.to_frame(), idata=self.idata, fit_settings=self.fit_settings)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MMM:
-        """Load a model written by :meth:`save`; predictions match the saved model's."""
-        path = Path(path)
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(f"{path} is not a saved mmm_jax model (no config.json)")
-        self = cls(ModelConfig.from_dict(json.loads((path / "config.json").read_text())))
-        df = pd.read_csv(path / "data.csv", parse_dates=[self.config.date])
+        """Load a model written by :meth:`save`; predictions match the saved model's.
+
+        Raises :class:`mmm_jax.persist.RunFormatError` for a multi-market run or a newer format.
+        """
+        run = read_run(path, "brand")
+        self = cls(ModelConfig.from_dict(run["config"]))
+        df = run["frame"]
+        df[self.config.date] = pd.to_datetime(df[self.config.date])
         self.build(df)
-        self.scaling = Scaling.from_dict(json.loads((path / "scaling.json").read_text()))
-        self.idata = az.from_netcdf(str(path / "idata.nc"))
-        self.idata.load()
-        meta = json.loads((path / "meta.json").read_text())
-        self.fit_settings = meta.get("fit_settings", {})
+        self.scaling = Scaling.from_dict(run["scaling"])
+        self.idata = run["idata"]
+        self.fit_settings = run["meta"].get("fit_settings", {})
         return self
-
-
-def _check_counts(data: MMMData, column: str) -> None:
-    """A count likelihood needs integers >= 0 as the target."""
-    y = np.asarray(data.target, dtype=float)
-    bad = np.flatnonzero((y < 0) | (np.abs(y - np.round(y)) > 1e-9))
-    if bad.size:
-        i = int(bad[0])
-        raise DataError(
-            f"column {column!r}, row {i}: {y[i]!r} is not a count (the Poisson / negative binomial likelihood "
-            "needs integers >= 0; use likelihood 'normal' or 'studentt' for a continuous target)",
-            column=column,
-            row=i,
-        )
-
-
-def _backward_transform(transform, x: np.ndarray) -> np.ndarray:
-    """Constrained -> unconstrained for PyMC's transforms (evaluated with PyTensor)."""
-    import pytensor.tensor as pt
-
-    v = pt.tensor(dtype="float64", shape=(None,) * x.ndim)
-    return transform.forward(v).eval({v: x})

@@ -53,6 +53,8 @@ __all__ = [
     "count_likelihood_dist",
     "count_masked_logp",
     "nb_alpha",
+    "term_basis_data",
+    "media_log_multiplier",
 ]
 
 #: Basis coordinate names of the HSGP terms.
@@ -150,8 +152,10 @@ def _need(arrays, name: str, why: str) -> np.ndarray:
     return np.asarray(arrays[name], dtype=float)
 
 
-def _basis_data(name: str, spec, arrays, *, suffix: str = ""):
-    """The HSGP basis of term ``name`` as pm.Data; computed from ``arrays['time']`` when absent."""
+def term_basis_data(name: str, spec, arrays, *, suffix: str = ""):
+    """The HSGP basis of term ``name`` as pm.Data: ``(phi (date, basis), sqrt_eig (basis,))``
+    (``suffix="_train"``: the training copy of ``phi`` and ``None``); computed from
+    ``arrays['time']`` when absent. Call inside the model's context."""
     phi_key, eig_key = f"{name}_phi{suffix}", f"{name}_sqrt_eig"
     if phi_key not in arrays or eig_key not in arrays:
         if suffix:
@@ -175,18 +179,6 @@ def _basis_data(name: str, spec, arrays, *, suffix: str = ""):
     return out_phi, pm.Data(eig_key, sqrt_eig, dims=dim)
 
 
-def _subset_prior(prior: Prior, idx: list[int], n: int) -> Prior:
-    """``prior`` restricted to the channels ``idx`` (per-channel list parameters are indexed)."""
-    params = {}
-    for k, v in prior.params.items():
-        if isinstance(v, tuple) and len(v) == n:
-            v = [v[i] for i in idx]
-        elif isinstance(v, tuple):
-            v = list(v)
-        params[k] = v
-    return Prior(prior.dist, params)
-
-
 def _media_contribution(x, config: ModelConfig, ad_params: dict, sat_params: dict):
     ad, sat = config.adstock, config.saturation
     if config.adstock_first:
@@ -194,14 +186,15 @@ def _media_contribution(x, config: ModelConfig, ad_params: dict, sat_params: dic
     return apply_adstock(media_response(sat.type, x, sat_params), ad, ad_params)
 
 
-def _media_log_multiplier(config: ModelConfig, arrays):
+def media_log_multiplier(config: ModelConfig, arrays):
     """The HSGP ``f`` of the media multiplier: (T, C) (hierarchical) or (T, 1) (shared), plus a
-    function evaluating the same process on another basis (the training one)."""
+    function evaluating the same process on another basis (the training one). Call inside the
+    model's context; the model needs ``date`` and ``channel`` coordinates."""
     from .hsgp import hsgp_hierarchical, hsgp_process, sqrt_spectral_density
 
     tv = config.time_varying_media
     spec = tv.hsgp
-    phi, sqrt_eig = _basis_data("media_tv", spec, arrays)
+    phi, sqrt_eig = term_basis_data("media_tv", spec, arrays)
     dim = _BASIS_DIM["media_tv"]
     model = pm.modelcontext(None)
     if tv.hierarchical:
@@ -308,7 +301,7 @@ def build_pymc_model(
             from .hsgp import hsgp_process
 
             spec = config.time_varying_intercept
-            phi, sqrt_eig = _basis_data("intercept_tv", spec, arrays)
+            phi, sqrt_eig = term_basis_data("intercept_tv", spec, arrays)
             baseline = baseline + hsgp_process(
                 "intercept_tv", phi, sqrt_eig, spec.eta_prior, spec.ell_prior, kernel=spec.kernel,
                 dims="date", basis_dim=_BASIS_DIM["intercept_tv"],
@@ -325,7 +318,7 @@ def build_pymc_model(
                 free_idx = [i for i, ch in enumerate(config.channels) if ch not in business]
                 if free_idx:
                     model.add_coord("beta_free_channel", [config.channels[i] for i in free_idx])
-                    media["beta_free"] = _subset_prior(config.prior("beta"), free_idx, C).create(
+                    media["beta_free"] = config.prior("beta").subset(free_idx, C).create(
                         "beta_free", dims="beta_free_channel")
                 continue
             media[name] = config.prior(name).create(name, dims="channel")
@@ -337,7 +330,7 @@ def build_pymc_model(
         if tv is not None:
             from .hsgp import positive_multiplier
 
-            f, f_on_basis = _media_log_multiplier(config, arrays)
+            f, f_on_basis = media_log_multiplier(config, arrays)
             mult = pm.Deterministic("media_multiplier", positive_multiplier(f, tv.link) * pt.ones_like(x),
                                     dims=("date", "channel"))
             p = tv.varying_param(sat)
@@ -351,7 +344,7 @@ def build_pymc_model(
             spend_scale = pm.Data("spend_scale", _need(arrays, "spend_scale", "ROAS / CAC priors"), dims="channel")
             beta_tr = unit["beta"]
             if mult is not None:
-                phi_tr, _ = _basis_data("media_tv", tv.hsgp, arrays, suffix="_train")
+                phi_tr, _ = term_basis_data("media_tv", tv.hsgp, arrays, suffix="_train")
                 beta_tr = positive_multiplier(f_on_basis(phi_tr), tv.link) * pt.ones_like(x_tr)
             g_tr = _media_contribution(x_tr, config, ad_params, {**unit, "beta": beta_tr})
             g_sum = pt.sum(g_tr * m_tr[:, None], axis=0)  # (C,) scaled contribution at beta = 1
@@ -362,7 +355,10 @@ def build_pymc_model(
                 if ch in business:
                     kind = business[ch][0]
                     rv = media[f"{kind}_{ch}"]
-                    per_unit = spend_tot[i] / (target_scale * g_sum[i])  # beta per unit of ROAS
+                    # beta per unit of ROAS; 0 for a channel without spend (a brand of a batch that
+                    # lacks it: its ROAS / CAC is then sampled from its prior alone)
+                    has = g_sum[i] > 0
+                    per_unit = pt.switch(has, spend_tot[i] / (target_scale * pt.switch(has, g_sum[i], 1.0)), 0.0)
                     per_channel.append(rv * per_unit if kind == "roas" else per_unit / rv)
                 else:
                     per_channel.append(media["beta_free"][j])

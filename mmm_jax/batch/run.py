@@ -202,27 +202,50 @@ def _quantity_fn(ld: LogDensity, likelihood: str, batch_size: int = 256):
     return jax.jit(jax.vmap(per_brand))
 
 
-def _slice_brand(q: Mapping, ld: LogDensity, n_weeks: int, present: np.ndarray) -> dict:
+def _channel_axes(config: ModelConfig, present: np.ndarray) -> tuple[dict, set]:
+    """How to cut template-shaped draws to a brand's channels: ``({dim: kept indices}, dropped names)``.
+
+    ``channel`` keeps the brand's present channels, ``beta_free_channel`` (ROAS / CAC priors:
+    the channels whose ``beta`` is free) its present free channels; the ``roas_<c>`` /
+    ``cac_<c>`` variables of absent channels are dropped.
+    """
+    business = config.business_priors
+    free = [i for i, c in enumerate(config.channels) if c not in business]
+    axes = {"channel": np.flatnonzero(present),
+            "beta_free_channel": np.asarray([j for j, i in enumerate(free) if present[i]], dtype=int)}
+    dropped = {f"{business[c][0]}_{c}" for i, c in enumerate(config.channels) if c in business and not present[i]}
+    if not len(axes["beta_free_channel"]):
+        dropped.add("beta_free")
+    return axes, dropped
+
+
+def _slice_brand(q: Mapping, ld: LogDensity, n_weeks: int, present: np.ndarray, config: ModelConfig) -> dict:
     """Cut a brand's template-shaped quantities to its real weeks and channels."""
+    axes, dropped = _channel_axes(config, present)
     out = {}
     for name, v in q.items():
+        if name in dropped:
+            continue
         dims = _dims_for(name, ld, v.shape[2:])
         idx = [slice(None)] * v.ndim
         for ax, d in enumerate(dims):
             if d == "date":
                 idx[ax] = slice(0, n_weeks)
-            elif d == "channel":
-                idx[ax] = np.flatnonzero(present)
+            elif d in axes:
+                idx[ax] = axes[d]
         out[name] = np.asarray(v[tuple(idx)])
     return out
 
 
 def _brand_idata(b: BrandData, q: dict, stats: dict, ld: LogDensity, cfg: SamplerConfig, free: list,
-                 seed: int, job_hash: str, timings: dict):
+                 seed: int, job_hash: str, timings: dict, config: ModelConfig):
     from ..inference.base import SampleResult
 
     d = b.data
+    axes, _ = _channel_axes(config, b.present)
     coords = {"date": d.dates, "channel": list(b.config.channels)}
+    if "beta_free_channel" in ld.coords:
+        coords["beta_free_channel"] = [ld.coords["beta_free_channel"][j] for j in axes["beta_free_channel"]]
     for k, v in ld.coords.items():
         coords.setdefault(k, v)
     Tb = b.n_weeks
@@ -250,7 +273,7 @@ def _brand_idata(b: BrandData, q: dict, stats: dict, ld: LogDensity, cfg: Sample
         attrs={
             "config": b.config.to_json(),
             "scaling": json.dumps(b.scaling.to_dict()),
-            "free_parameters": json.dumps(free),
+            "free_parameters": json.dumps([n for n in free if n in q]),
             "seed": seed,
             "brand": b.name,
             "batch_config_hash": job_hash,
@@ -468,7 +491,7 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
                 stats_b["diverging"] = stats_b["diverging"].astype(bool)
                 ok_b = _write_brand(store, b, {k: v[i] for k, v in q.items()}, stats_b, ld, cfg, free,
                                     brand_seed(seed, b.name), job_hash, versions,
-                                    wall=t_chunk / len(members))
+                                    wall=t_chunk / len(members), config=config)
                 stats["fitted" if ok_b else "failed_fit"] += 1
         bar.advance(len(members))
     bar.close()
@@ -482,19 +505,18 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     return BatchResult(Path(store.root), stats)
 
 
-def _write_brand(store, b, q, stats, ld, cfg, free, seed, job_hash, versions, wall) -> bool:
+def _write_brand(store, b, q, stats, ld, cfg, free, seed, job_hash, versions, wall, config) -> bool:
     """Label, check and write one brand; any problem marks it failed (never raises)."""
     rec = {"config_hash": job_hash, "versions": versions, "n_weeks": b.n_weeks, "data_hash": b.data_hash,
            "channels": list(b.config.channels), "wall_s": wall}
     try:
-        q = _slice_brand(q, ld, b.n_weeks, b.present)
+        q = _slice_brand(q, ld, b.n_weeks, b.present, config)
         params = [q[n] for n in free if n in q]
         if not all(np.all(np.isfinite(p)) for p in params):
             bad = [n for n in free if n in q and not np.all(np.isfinite(q[n]))]
             store.write_failure(b.name, f"sampler produced non-finite draws for {bad} (log-density NaN/inf?)", rec)
             return False
-        idata = _brand_idata(b, q, stats, ld, cfg, free, seed, job_hash,
-                             {"sampling_share": wall})
+        idata = _brand_idata(b, q, stats, ld, cfg, free, seed, job_hash, {"sampling_share": wall}, config)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             d = diagnostics(idata)

@@ -18,15 +18,16 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..config import ModelConfig
-from ..data import DataError, MMMData, validate_frame
-from ..features import Scaling, design_arrays, fit_scaling
+from ..data import DataError, MMMData, check_counts, validate_frame
+from ..features import (Scaling, design_arrays, fit_scaling, hsgp_terms, input_axes, model_arrays, widen_channels,
+                        with_hsgp_domains)
 
 __all__ = [
     "BrandData",
@@ -56,7 +57,8 @@ class BrandData:
     scaling : Scaling
         Per-brand scaling over the present channels.
     arrays : dict of np.ndarray
-        Scaled model inputs over ALL batch channels (absent ones zero), unpadded (T_b rows).
+        The model's inputs (:func:`mmm_jax.features.model_arrays`) over ALL batch channels
+        (absent ones zero spend, spend scale 1), unpadded (T_b rows).
     data_hash : str
         SHA-256 of the brand's validated arrays (detects changed data on resume).
     """
@@ -91,7 +93,8 @@ class StackedBatch:
     names : list of str, length B
     arrays : dict of np.ndarray
         Each input with a leading brand axis: spend (B, T, C), controls (B, T, K),
-        fourier (B, T, 2n), time (B, T), target (B, T), mask (B, T).
+        fourier (B, T, 2n), time (B, T), target (B, T), mask (B, T), and the extras the
+        config uses (``target_scale`` (B,), HSGP bases (B, T, m) / (B, m), ...).
     n_weeks : np.ndarray of int, (B,)
         Real (unpadded) length of each brand.
     """
@@ -178,12 +181,24 @@ def _data_hash(data: MMMData) -> str:
 
 
 def prepare_brand(name: str, frame: pd.DataFrame, config: ModelConfig) -> BrandData | BrandFailure:
-    """Validate and scale one brand; a problem gives a :class:`BrandFailure`, never an exception."""
+    """Validate and scale one brand; a problem gives a :class:`BrandFailure`, never an exception.
+
+    The arrays are the single-brand model's own inputs (:func:`mmm_jax.features.model_arrays`:
+    HSGP bases, ``target_scale``, ROAS-prior training arrays included), widened to all of the
+    batch's channels.
+    """
     try:
         present = _present_channels(frame, config.channels)
         if not present.any():
             return BrandFailure(name, f"no spend in any channel of {list(config.channels)}")
         chans = tuple(c for c, p in zip(config.channels, present, strict=True) if p)
+        tvm = config.time_varying_media
+        if not present.all() and tvm is not None and tvm.hierarchical and tvm.zero_sum and len(chans) > 1:
+            absent = [c for c, p in zip(config.channels, present, strict=True) if not p]
+            return BrandFailure(name, (
+                f"no spend in {absent}: time_varying_media hierarchical with zero_sum ties the channels' "
+                "deviations together, so a brand cannot leave a channel out; give the brand every channel or "
+                "set time_varying_media.zero_sum: false"))
         # an absent channel's column may still be there (all zero/NaN): not an "unknown" column
         drop = [c for c, p in zip(config.channels, present, strict=True) if not p and c in frame.columns]
         data = validate_frame(
@@ -194,12 +209,13 @@ def prepare_brand(name: str, frame: pd.DataFrame, config: ModelConfig) -> BrandD
             controls=config.controls,
             min_length=max(2, int(getattr(config.adstock, "l_max", 1) or 1)),
         )
-        brand_cfg = replace(config, channels=chans)
+        if config.is_count:
+            check_counts(data.target, config.target)
+        brand_cfg = config.for_channels(chans)
         scaling = fit_scaling(data)
-        arrays = design_arrays(data, scaling, config.seasonality)
-        full = np.zeros((data.n_periods, len(config.channels)))
-        full[:, present] = arrays["spend"]
-        arrays["spend"] = full
+        if hsgp_terms(brand_cfg):
+            scaling = with_hsgp_domains(scaling, brand_cfg, design_arrays(data, scaling, 0)["time"])
+        arrays = widen_channels(model_arrays(brand_cfg, data, scaling), present)
         return BrandData(name, data, brand_cfg, present, scaling, arrays, _data_hash(data))
     except DataError as err:
         return BrandFailure(name, f"bad data: {err}")
@@ -208,7 +224,13 @@ def prepare_brand(name: str, frame: pd.DataFrame, config: ModelConfig) -> BrandD
 
 
 def _padded_arrays(b: BrandData, T: int, seasonality: int) -> dict:
-    """``b.arrays`` padded at the end to ``T`` rows (mask 0; calendar features continue)."""
+    """``b.arrays`` padded at the end to ``T`` rows (mask 0; calendar features continue).
+
+    Every input with a date axis (:func:`mmm_jax.features.input_axes`) is padded: time and
+    Fourier features continue the brand's calendar, everything else (spend, target, masks, HSGP
+    basis rows, training copies) is zero there; the padded weeks are masked out of the
+    likelihood and, being last, cannot carry over into real weeks.
+    """
     Tb = b.n_weeks
     if Tb == T:
         return b.arrays
@@ -219,6 +241,9 @@ def _padded_arrays(b: BrandData, T: int, seasonality: int) -> dict:
     t_extra = np.asarray((extra - b.scaling.t0).days, dtype=float) / b.scaling.t_unit_days
     out = {}
     for k, v in b.arrays.items():
+        if "date" not in input_axes(k):
+            out[k] = v
+            continue
         pad = np.zeros((T - Tb, *v.shape[1:]))
         if k == "time":
             pad = t_extra

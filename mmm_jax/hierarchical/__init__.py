@@ -3,7 +3,7 @@ across geos, brands or products (non-centred), compiled to the same pure-JAX log
 data as inputs."""
 
 from .batch import HierarchicalBatchResult, fit_many_hierarchical, load_hierarchical_brand
-from .config import DEFAULT_POOLING, POOLING_CHOICES, HierarchicalConfig
+from .config import DEFAULT_POOLING, MARKET_KEYS, POOLING_CHOICES, HierarchicalConfig, load_config
 from .fit import HierarchicalMMM
 from .model import build_hierarchical_model
 from .panel import PanelData, PanelScaling, fit_panel_scaling, panel_arrays, validate_panel
@@ -11,6 +11,8 @@ from .simulate import PanelTruth, simulate_panel
 
 __all__ = [
     "HierarchicalConfig",
+    "load_config",
+    "MARKET_KEYS",
     "HierarchicalMMM",
     "fit_many_hierarchical",
     "HierarchicalBatchResult",

@@ -124,6 +124,16 @@ def pad_panel_arrays(b: PanelBrand, n_markets: int, n_weeks: int) -> dict[str, n
         "target": pad(a["target"], (n_markets, n_weeks)),
         "mask": pad(a["mask"], (n_markets, n_weeks)),
     }
+    if "target_scale" in a:  # padded markets: any positive scale (their weeks are masked)
+        out["target_scale"] = np.concatenate([a["target_scale"], np.ones(n_markets - G)])
+    for k in a:
+        if k.endswith("_phi"):  # HSGP basis rows of the padded weeks: zero (masked)
+            out[k] = pad(a[k], (n_weeks, a[k].shape[1]))
+        elif k.endswith("_sqrt_eig"):
+            out[k] = a[k]
+    missing = sorted(set(a) - set(out))
+    if missing:
+        raise ValueError(f"pad_panel_arrays: no padding rule for the model inputs {missing}")
     return {k: out[k] for k in a}
 
 

@@ -20,14 +20,14 @@ market hierarchy and how each parameter is shared between markets:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, ModelConfig
 
-__all__ = ["HierarchicalConfig", "POOLING_CHOICES", "DEFAULT_POOLING"]
+__all__ = ["HierarchicalConfig", "POOLING_CHOICES", "DEFAULT_POOLING", "MARKET_KEYS", "load_config"]
 
 POOLING_CHOICES = ("shared", "pooled", "independent")
 
@@ -46,8 +46,13 @@ DEFAULT_POOLING: dict[str, str] = {
     "gamma_control": "shared",
     "sigma": "independent",
     "nu": "shared",
+    "overdispersion": "shared",
     "sat_level": "shared",
 }
+
+#: Keys of a config file that describe the markets (next to the model's own keys, or with the
+#: model under ``base``).
+MARKET_KEYS = ("market", "crossed", "national_channels", "population", "pooling", "pooling_scale", "centered")
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,12 @@ class HierarchicalConfig:
     pooling_scale : float
         Prior scale (HalfNormal sigma) of each level's between-market standard deviation on
         the link scale.
+    crossed : bool
+        ``False`` (default): the market columns are nested, outermost first (a geo belongs to
+        one region; a group is identified by its path, ``"north/g1"``). ``True``: they are
+        crossed factors (``("geo", "product")``: every product in several geos), each level's
+        groups are its own labels, and a market (one combination) gets the sum of one
+        deviation per factor. Crossed levels take the non-centred form only.
     centered : sequence of str
         ``"pooled"`` parameters to parametrise centred (``link(theta[group]) ~ Normal(parent,
         tau)``, group values are the free variables, named ``{name}_{level}``) instead of
@@ -89,6 +100,7 @@ class HierarchicalConfig:
     pooling: Mapping[str, str] = field(default_factory=dict)
     pooling_scale: float = 0.5
     centered: tuple[str, ...] = ()
+    crossed: bool = False
 
     def __post_init__(self):
         if not isinstance(self.base, ModelConfig):
@@ -118,6 +130,18 @@ class HierarchicalConfig:
                 raise ConfigError(f"centered: {k!r} is {self.pooling_of(k)!r}, only 'pooled' parameters have a "
                                   "centred/non-centred choice")
         object.__setattr__(self, "centered", centered)
+        if not isinstance(self.crossed, bool):
+            raise ConfigError(f"crossed: must be true or false, got {self.crossed!r}")
+        if self.crossed and centered:
+            raise ConfigError(f"centered: {list(centered)} with crossed market levels {list(market)}: the centred "
+                              "form draws each group around its parent group, which crossed levels do not have; "
+                              "use the non-centred form (drop 'centered') or nest the levels")
+        for key in ("roas_prior", "cac_prior"):
+            if getattr(self.base, key):
+                raise ConfigError(
+                    f"{key} with market {list(market)}: a ROAS / CAC prior is not available for the multi-market "
+                    "model yet (each market has its own pooled beta); put the prior on beta (priors.beta) or fit "
+                    "the markets one at a time")
         if not (isinstance(self.pooling_scale, int | float) and self.pooling_scale > 0):
             raise ConfigError(f"pooling_scale: must be a positive number, got {self.pooling_scale!r}")
         if self.population is not None and not isinstance(self.population, str):
@@ -142,9 +166,12 @@ class HierarchicalConfig:
         if b.controls:
             names.append("gamma_control")
         names += list(b.media_params)
-        names.append("sigma")
+        if not b.is_count:
+            names.append("sigma")
         if b.likelihood == "studentt":
             names.append("nu")
+        if b.likelihood == "negative_binomial":
+            names.append("overdispersion")
         return tuple(names)
 
     def pooling_of(self, name: str) -> str:
@@ -162,6 +189,7 @@ class HierarchicalConfig:
             "pooling": dict(self.pooling),
             "pooling_scale": self.pooling_scale,
             "centered": list(self.centered),
+            **({"crossed": True} if self.crossed else {}),
         }
 
     def to_json(self) -> str:
@@ -169,26 +197,56 @@ class HierarchicalConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> HierarchicalConfig:
+        """From ``{base: {model keys}, market: ..., ...}`` or the flat form: the model's keys and
+        the market keys (:data:`MARKET_KEYS`) side by side."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"config: expected a mapping, got {type(d).__name__}")
         d = dict(d)
-        allowed = {"base", "market", "national_channels", "population", "pooling", "pooling_scale", "centered"}
-        unknown = set(d) - allowed
+        if "base" not in d:  # flat: model keys next to the market keys
+            if "market" not in d:
+                raise ConfigError("market: required key is missing (the market column(s) of a multi-market model)")
+            d = {"base": {k: v for k, v in d.items() if k not in MARKET_KEYS},
+                 **{k: v for k, v in d.items() if k in MARKET_KEYS}}
+        allowed = {"base", *MARKET_KEYS}
+        unknown = sorted(set(d) - allowed)
         if unknown:
-            raise ConfigError(f"unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
-        if "base" not in d or "market" not in d:
-            raise ConfigError("a hierarchical config needs 'base' (a model config) and 'market' (column names)")
+            raise ConfigError(f"{unknown[0]}: unknown key; allowed: {sorted(allowed)}")
+        if "market" not in d:
+            raise ConfigError("market: required key is missing (the market column(s) of a multi-market model)")
         base = d.pop("base")
         return cls(base=ModelConfig.from_dict(base) if not isinstance(base, ModelConfig) else base, **d)
 
     @classmethod
     def from_file(cls, path: str | Path) -> HierarchicalConfig:
-        path = Path(path)
-        text = path.read_text()
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            return cls.from_dict(yaml.safe_load(text))
-        return cls.from_dict(json.loads(text))
+        return cls.from_dict(_read_mapping(path))
 
 
-def _as_tuple(x: Sequence[str] | str) -> tuple[str, ...]:
-    return (x,) if isinstance(x, str) else tuple(x)
+def _read_mapping(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path}: no such file")
+    text = path.read_text()
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {path.name}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"config file {path.name}: not valid JSON ({err})") from None
+    raise ConfigError(f"config file {path.name}: use a .yaml, .yml or .json file")
+
+
+def load_config(source: str | Path | Mapping | ModelConfig | HierarchicalConfig) -> ModelConfig | HierarchicalConfig:
+    """A model description from a file or mapping: with a ``market`` key (flat, or with the model
+    under ``base``) a :class:`HierarchicalConfig`, else a single-market :class:`ModelConfig`."""
+    if isinstance(source, ModelConfig | HierarchicalConfig):
+        return source
+    d = _read_mapping(source) if isinstance(source, str | Path) else source
+    if isinstance(d, Mapping) and ("market" in d or "base" in d):
+        return HierarchicalConfig.from_dict(d)
+    return ModelConfig.from_dict(d)

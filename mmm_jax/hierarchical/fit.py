@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import arviz as az
@@ -28,14 +29,16 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..compile import compile_logdensity
+from ..compile import compile_logdensity, unconstrained_draws
 from ..inference import sample
-from ..likelihood import predictive_draw
+from ..likelihood import COUNT_LIKELIHOODS, predictive_draw
+from ..model import nb_alpha
 from ..metrics import crps_samples
+from ..persist import read_run, save_run
 from ..results import check_convergence, diagnostics, package_versions
 from .config import HierarchicalConfig
 from .model import build_hierarchical_model
-from .panel import PanelData, fit_panel_scaling, panel_arrays, validate_panel
+from .panel import PanelData, PanelScaling, fit_panel_scaling, panel_arrays, validate_panel
 
 __all__ = ["HierarchicalMMM"]
 
@@ -52,11 +55,14 @@ class HierarchicalMMM:
         self.config = config if isinstance(config, HierarchicalConfig) else HierarchicalConfig.from_dict(config)
         self.idata: az.InferenceData | None = None
         self.panel: PanelData | None = None
+        self.frame: pd.DataFrame | None = None
+        self.fit_settings: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ build / fit
     def build(self, df: pd.DataFrame) -> None:
         """Validate, scale, build the joint ``pm.Model`` and compile it."""
         self.panel = validate_panel(df, self.config)
+        self.frame = _training_frame(df, self.config)
         self.scaling = fit_panel_scaling(self.panel, self.config)
         self.arrays = panel_arrays(self.panel, self.scaling, self.config)
         self.model = build_hierarchical_model(self.config, self.arrays, self.panel)
@@ -126,11 +132,17 @@ class HierarchicalMMM:
             res["total_contribution"] = tot
             res["roas"] = tot / jnp.where(spend_tot_j > 0, spend_tot_j, jnp.nan)
             res["roas_national"] = tot.sum(axis=0) / jnp.where(nat_tot_j > 0, nat_tot_j, jnp.nan)
-            sigma = out["sigma"] if out["sigma"].ndim else jnp.broadcast_to(out["sigma"], (G,))
-            nu = out.get("nu")
-            if nu is not None and nu.ndim == 0:
-                nu = jnp.broadcast_to(nu, (G,))
-            res["y"] = predictive_draw(k, lik, out["mu"], sigma, nu) * ts[:, None]
+            if lik in COUNT_LIKELIHOODS:
+                alpha = None
+                if "overdispersion" in out:
+                    alpha = jnp.broadcast_to(nb_alpha(out["overdispersion"]), (G,))
+                res["y"] = predictive_draw(k, lik, out["mu"] * ts[:, None], alpha=alpha)
+            else:
+                sigma = out["sigma"] if out["sigma"].ndim else jnp.broadcast_to(out["sigma"], (G,))
+                nu = out.get("nu")
+                if nu is not None and nu.ndim == 0:
+                    nu = jnp.broadcast_to(nu, (G,))
+                res["y"] = predictive_draw(k, lik, out["mu"], sigma, nu) * ts[:, None]
             if keep_mu:
                 res["mu_original"] = out["mu"] * ts[:, None]
             return res, contrib
@@ -218,11 +230,22 @@ class HierarchicalMMM:
     def roas(self, level: str = "market", hdi_prob: float = 0.9) -> pd.DataFrame:
         """ROAS per market and channel (``level="market"``) or rolled up nationally (total
         contribution over all markets / total spend; ``level="national"``)."""
+        return self._table(self._roas_draws(level), hdi_prob)
+
+    def cac(self, level: str = "market", hdi_prob: float = 0.9) -> pd.DataFrame:
+        """Cost per unit of incremental response (spend / contribution over the fitted weeks, per
+        draw) per market and channel, or nationally; for a count target (new customers) the cost
+        per incremental customer."""
+        return self._table((1.0 / self._roas_draws(level)).rename("cac"), hdi_prob)
+
+    def _roas_draws(self, level: str) -> xr.DataArray:
         self._require_fit()
         if level not in ("market", "national"):
             raise ValueError(f"level must be 'market' or 'national', got {level!r}")
-        name = "roas" if level == "market" else "roas_national"
-        da = self.idata.posterior[name]
+        return self.idata.posterior["roas" if level == "market" else "roas_national"]
+
+    def _table(self, da: xr.DataArray, hdi_prob: float) -> pd.DataFrame:
+        name = da.name
         hdi = az.hdi(da, hdi_prob=hdi_prob)[name]
         lo, hi = f"hdi_{(1 - hdi_prob) / 2:.0%}", f"hdi_{1 - (1 - hdi_prob) / 2:.0%}"
         df = xr.Dataset({"mean": da.mean(("chain", "draw")), "median": da.median(("chain", "draw")),
@@ -273,17 +296,38 @@ class HierarchicalMMM:
         truth["crps"] = crps_samples(sel.values, truth[b.target].to_numpy(float))
         return truth[["market", "date", "crps"]].reset_index(drop=True)
 
+    # ------------------------------------------------------------------ persistence
+    def save(self, path) -> Path:
+        """Write the fitted model to the directory ``path`` (atomically), in the layout of
+        :mod:`mmm_jax.persist` (kind ``"markets"``; ``data.csv`` is the long-format training data)."""
+        self._require_fit()
+        return save_run(path, kind="markets", config=self.config.to_dict(), scaling=self.scaling.to_dict(),
+                        frame=self.frame, idata=self.idata, fit_settings=self.fit_settings)
+
+    @classmethod
+    def load(cls, path) -> HierarchicalMMM:
+        """Load a model written by :meth:`save` (rebuilt on its training data; ``predict`` and
+        ``crps`` work as after ``fit``)."""
+        run = read_run(path, "markets")
+        self = cls(HierarchicalConfig.from_dict(run["config"]))
+        df = run["frame"]
+        df[self.config.base.date] = pd.to_datetime(df[self.config.base.date])
+        for level in self.config.levels:  # labels are strings, whatever a CSV round trip made of them
+            df[level] = df[level].astype(str)
+        self.build(df)
+        self.scaling = PanelScaling.from_dict(run["scaling"])
+        self.idata = run["idata"]
+        self.fit_settings = run["meta"].get("fit_settings", {})
+        return self
+
     def _unconstrained(self, max_draws: int | None) -> dict:
         """The stored posterior mapped back to the sampler's unconstrained variables."""
-        from ..mmm import _backward_transform
+        return unconstrained_draws(self.model, self.idata.posterior, max_draws)
 
-        post = self.idata.posterior
-        out = {}
-        for rv in self.model.free_RVs:
-            value = self.model.rvs_to_values[rv]
-            tr = self.model.rvs_to_transforms.get(rv)
-            x = post[rv.name].values
-            if max_draws is not None:
-                x = x[:, : max(1, max_draws // x.shape[0])]
-            out[value.name] = x if tr is None else _backward_transform(tr, x)
-        return out
+
+def _training_frame(df: pd.DataFrame, config: HierarchicalConfig) -> pd.DataFrame:
+    """The columns of ``df`` the model reads (levels, population, date, target, channels, controls)."""
+    b = config.base
+    cols = [*config.levels, *([config.population] if config.population else []), b.date, b.target,
+            *b.channels, *b.controls]
+    return df[[c for c in dict.fromkeys(cols) if c in df.columns]].reset_index(drop=True)

@@ -6,10 +6,17 @@ On scaled data (:mod:`mmm_jax.hierarchical.panel`), for market ``g`` and week ``
     mu[g, t] = intercept[g] + trend[g] * time[t] + fourier[t] @ gamma_fourier[g]
                + controls[g, t] @ gamma_control[g] + sum_c media[g, t, c]
 
+(count likelihoods: ``baseline = exp(<linear predictor>)``, the count ``target * target_scale[g]``
+with mean ``target_scale[g] * mu[g, t]``, Poisson or negative binomial with ``overdispersion``),
 with the same adstock and saturation families as the single-brand model
 (:func:`mmm_jax.adstock.apply_adstock`, :func:`mmm_jax.saturation.media_response`), applied to
 every (market, channel) series at once, and national channels (one spend series for all markets,
 a response per market) appended to the local ones.
+
+HSGP terms (the grid's one time axis): ``time_varying_intercept`` adds one process ``f(t)`` to every
+market's baseline; ``time_varying_media`` multiplies the varying media parameter of every market by
+the multiplier ``media_multiplier[t, c]`` (shared by the channels, or hierarchical per channel), the
+same in every market.
 
 A ``"pooled"`` parameter ``theta`` (per market; per channel for media parameters) is
 ``link^{-1}(theta_mu + sum_level theta_sd_level * theta_z_level[group_level(g)])``: link = log for
@@ -26,7 +33,8 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from ..adstock import apply_adstock
-from ..model import likelihood_dist, masked_logp
+from ..model import (count_likelihood_dist, count_masked_logp, likelihood_dist, masked_logp, media_log_multiplier,
+                     term_basis_data)
 from ..saturation import media_response
 from .config import HierarchicalConfig
 
@@ -153,6 +161,16 @@ def build_hierarchical_model(config: HierarchicalConfig, arrays: dict, panel) ->
             ctl = pm.Data("controls", np.asarray(arrays["controls"], float))
             gc, pm_c = _parameter("gamma_control", config, groups, G, ("control",))
             baseline = baseline + (ctl * _per_market(gc, pm_c, G)[:, None, :]).sum(axis=-1)
+        if b.time_varying_intercept is not None:
+            from ..hsgp import hsgp_process
+
+            spec = b.time_varying_intercept
+            phi, sqrt_eig = term_basis_data("intercept_tv", spec, arrays)
+            f = hsgp_process("intercept_tv", phi, sqrt_eig, spec.eta_prior, spec.ell_prior, kernel=spec.kernel,
+                             dims="date", basis_dim="intercept_tv_basis")
+            baseline = baseline + f[None, :]
+        if b.is_count:
+            baseline = pt.exp(baseline)  # log link: a positive baseline, media stay additive
 
         media = {}
         for name in b.media_params:
@@ -168,6 +186,15 @@ def build_hierarchical_model(config: HierarchicalConfig, arrays: dict, panel) ->
         ad, sat = b.adstock, b.saturation
         ad_p = {n: flat[n] for n in ad.param_names}
         sat_p = {n: flat[n] for n in sat.param_names}
+        tv = b.time_varying_media
+        if tv is not None:
+            from ..hsgp import positive_multiplier
+
+            f, _ = media_log_multiplier(b, arrays)
+            mult = pm.Deterministic("media_multiplier", positive_multiplier(f, tv.link) * pt.ones((T, len(channels))),
+                                    dims=("date", "channel"))
+            p = tv.varying_param(sat)
+            sat_p[p] = sat_p[p][None, :] * pt.repeat(mult, G, axis=1)  # (T, C * G), channel-major
         if b.adstock_first:
             out = media_response(sat.type, apply_adstock(cols, ad, ad_p), sat_p)
         else:
@@ -180,6 +207,16 @@ def build_hierarchical_model(config: HierarchicalConfig, arrays: dict, panel) ->
             summed = summed + out[:, j]
         mu = pm.Deterministic("mu", baseline + summed.T, dims=("market", "date"))
 
+        if b.is_count:
+            ts = pm.Data("target_scale", np.asarray(arrays["target_scale"], float))
+            if b.likelihood == "negative_binomial":
+                od, pm_o = _parameter("overdispersion", config, groups, G, ())
+                od = _per_market(od, pm_o, G)[:, None]
+            else:
+                od = pt.constant(0.0)
+            pm.CustomDist("y", mu, od, ts[:, None], mask, dist=count_likelihood_dist(b), logp=count_masked_logp(b),
+                          observed=y, dims=("market", "date"))
+            return model
         sg, pm_s = _parameter("sigma", config, groups, G, ())
         sigma = _per_market(sg, pm_s, G)[:, None] * pt.ones_like(y)
         if b.likelihood == "studentt":

@@ -18,13 +18,13 @@ Scaling (per market ``g``; with ``population`` per capita, so markets are compar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from ..data import DataError, validate_frame
-from ..features import fourier_features
+from ..data import DataError, check_counts, validate_frame
+from ..features import fourier_features, hsgp_arrays, hsgp_domains, hsgp_terms
 from .config import HierarchicalConfig
 
 __all__ = ["PanelData", "PanelScaling", "validate_panel", "fit_panel_scaling", "panel_arrays", "market_keys"]
@@ -73,9 +73,12 @@ class PanelScaling:
     control_scale: np.ndarray  # (G, K)
     t0: pd.Timestamp
     t_unit_days: float
+    #: HSGP basis domains per term, fixed on the grid's observed weeks (see
+    #: :func:`mmm_jax.features.hsgp_domains`; one time axis shared by the markets)
+    hsgp: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "spend_scale": self.spend_scale.tolist(),
             "target_scale": self.target_scale.tolist(),
             "control_loc": self.control_loc.tolist(),
@@ -83,6 +86,10 @@ class PanelScaling:
             "t0": self.t0.isoformat(),
             "t_unit_days": self.t_unit_days,
         }
+        if self.hsgp:
+            out["hsgp"] = {k: {"centre": float(v["centre"]), "L": float(v["L"]),
+                               "shift": [float(x) for x in v["shift"]]} for k, v in self.hsgp.items()}
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> PanelScaling:
@@ -93,6 +100,8 @@ class PanelScaling:
             np.asarray(d["control_scale"], float).reshape(len(d["target_scale"]), -1),
             pd.Timestamp(d["t0"]),
             float(d["t_unit_days"]),
+            {k: {"centre": float(v["centre"]), "L": float(v["L"]), "shift": [float(x) for x in v["shift"]]}
+             for k, v in (d.get("hsgp") or {}).items()},
         )
 
 
@@ -142,6 +151,11 @@ def validate_panel(df: pd.DataFrame, config: HierarchicalConfig, *, require_targ
                             row=None if err.row is None else int(rows[err.row])) from None
         if data is None:
             raise DataError(f"market {name!r}: no spend in any channel of {list(b.channels)}")
+        if b.is_count:
+            try:
+                check_counts(data.target, b.target, rows=rows if len(rows) == data.n_periods else None)
+            except DataError as err:
+                raise DataError(f"market {name!r}: {err}", column=err.column, row=err.row) from None
         pop = None
         if config.population:
             if config.population not in frame.columns:
@@ -203,10 +217,12 @@ def _check_national(spend, observed, config, names, grid):
 
 
 def _groups(names, config):
+    """Group index of every market at every level: nested levels by their path from the top
+    (``"north/g1"``), crossed levels by their own label."""
     parts = [n.split("/") for n in names]
     groups, labels = {}, {}
     for lvl, level in enumerate(config.levels):
-        keys = ["/".join(p[: lvl + 1]) for p in parts]
+        keys = [p[lvl] if config.crossed else "/".join(p[: lvl + 1]) for p in parts]
         uniq = sorted(set(keys))
         labels[level] = uniq
         groups[level] = np.asarray([uniq.index(k) for k in keys])
@@ -240,12 +256,19 @@ def fit_panel_scaling(data: PanelData, config: HierarchicalConfig) -> PanelScali
             s = v.std(axis=0)
             scale[g] = np.where(s > 0, s, 1.0)
     span = (data.dates[-1] - data.dates[0]).days
-    return PanelScaling(spend_scale, target_scale, loc, scale, pd.Timestamp(data.dates[0]), float(max(span, 1)))
+    t0, unit = pd.Timestamp(data.dates[0]), float(max(span, 1))
+    hsgp = {}
+    if hsgp_terms(b):
+        t = np.asarray((data.dates - t0).days, dtype=float) / unit
+        hsgp = hsgp_domains(b, t, data.observed.any(axis=0))
+    return PanelScaling(spend_scale, target_scale, loc, scale, t0, unit, hsgp)
 
 
 def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalConfig) -> dict[str, np.ndarray]:
     """Scaled model inputs: spend (G, T, C_local), national_spend (T, C_nat), controls (G, T, K),
-    fourier (T, 2n), time (T,), target (G, T), mask (G, T)."""
+    fourier (T, 2n), time (T,), target (G, T), mask (G, T); count likelihoods: target_scale (G,);
+    HSGP terms: ``{term}_phi`` (T, m) and ``{term}_sqrt_eig`` (m,) on ``scaling.hsgp``'s domains
+    (one time axis for all markets)."""
     b = config.base
     loc_idx = [b.channels.index(c) for c in config.local_channels]
     nat_idx = [b.channels.index(c) for c in config.national_channels]
@@ -261,7 +284,7 @@ def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalCon
                 nat[t_i] = x[obs[0], t_i, nat_idx]
     else:
         nat = np.zeros((len(data.dates), 0))
-    return {
+    out = {
         "spend": x[:, :, loc_idx],
         "national_spend": nat,
         "controls": (data.controls - scaling.control_loc[:, None, :]) / scaling.control_scale[:, None, :]
@@ -271,3 +294,8 @@ def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalCon
         "target": np.where(known, data.target, 0.0) / scaling.target_scale[:, None],
         "mask": known.astype(float),
     }
+    if b.is_count:
+        out["target_scale"] = np.asarray(scaling.target_scale, dtype=float)
+    if hsgp_terms(b):
+        out.update(hsgp_arrays(b, t, scaling.hsgp))
+    return out
