@@ -35,8 +35,11 @@ def _brand_frames(spec):
 def _config(spec):
     from mmm_jax import ModelConfig
 
+    extra = {}
+    if spec.get("hsgp_m"):  # a batch of HSGP brands: time-varying intercept and shared media multiplier
+        extra = {"time_varying_intercept": {"m": spec["hsgp_m"]}, "time_varying_media": {"m": spec["hsgp_m"]}}
     return ModelConfig(date=spec["date"], target=spec["target"], channels=spec["channels"],
-                       controls=spec["controls"], seasonality=spec["seasonality"])
+                       controls=spec["controls"], seasonality=spec["seasonality"], **extra)
 
 
 def run_batch(spec: dict) -> dict:

@@ -73,6 +73,9 @@ def parse_args(argv=None):
     p.add_argument("--pmm-python", default=None, help="python with pymc-marketing + numpyro")
     p.add_argument("--setup-pmm-venv", action="store_true")
     p.add_argument("--chunk-size", type=int, default=None, help="fit_many chunk size (default: its own)")
+    p.add_argument("--hsgp-grid", default="", help="batch sizes B of HSGP brands (time-varying intercept and media, "
+                                                   "m = --hsgp-m); empty: none")
+    p.add_argument("--hsgp-m", type=int, default=12)
     p.add_argument("--vmap-group", type=int, default=None, help="fit_many lock-step group per device")
     p.add_argument("--layouts", action="store_true",
                    help="also run B=32 with vmap groups 1, 2 and all (lock-step waste vs vectorisation)")
@@ -130,7 +133,7 @@ def plot(rep: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     pts = sorted((r["fitted"], r["brands_per_min"]) for k, r in rep["runs"].items()
-                 if k.startswith("batch-") and r.get("status") == "ok" and "-g" not in k)
+                 if k.startswith("batch-") and r.get("status") == "ok" and "-g" not in k and "hsgp" not in k)
     fig, ax = plt.subplots(figsize=(6, 4))
     if pts:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label="fit_many (batch)")
@@ -158,6 +161,8 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     grid = [int(x) for x in args.grid.split(",") if x.strip()]
     plan = [(f"batch-{b}", {"brands": b}) for b in grid]
+    plan += [(f"batch-hsgp-{b}", {"brands": int(b), "hsgp_m": args.hsgp_m})
+             for b in args.hsgp_grid.split(",") if b.strip()]
     if args.target_brands and args.target_brands not in grid:
         plan.append((f"batch-{args.target_brands}", {"brands": args.target_brands}))
     if args.layouts:

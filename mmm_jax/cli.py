@@ -210,10 +210,7 @@ def cmd_batch(a) -> int:
     if isinstance(kw["config"], HierarchicalConfig):  # each brand a multi-market panel: one joint model per brand
         from .hierarchical import fit_many_hierarchical
 
-        if a.max_chunks is not None:
-            print("mmm-jax batch: --max-chunks is not supported with a hierarchical config", file=sys.stderr)
-            return 2
-        res = fit_many_hierarchical(a.data, **kw)
+        res = fit_many_hierarchical(a.data, max_chunks=a.max_chunks, **kw)
     else:
         res = fit_many(a.data, max_chunks=a.max_chunks, **kw)
     m = res.manifest()

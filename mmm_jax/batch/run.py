@@ -11,7 +11,6 @@ Rerunning the same call resumes: finished brands are skipped, the rest are fitte
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 import traceback
@@ -31,11 +30,13 @@ from ..features import Scaling
 from ..inference.base import SamplerConfig, checked
 from ..model import build_pymc_model
 from ..results import RHAT_MAX, _dims_for, diagnostics, draw_quantities, package_versions, to_inference_data
-from .engine import brand_mesh, finish_chunk, key_data_for, lockstep_waste, make_batch_sampler, start_chunk
+from .engine import brand_mesh, make_batch_sampler
+from .jobs import run_chunks, short_error
 from .stack import BrandData, BrandFailure, brand_seed, prepare_brand, split_brands, stack_brands
 from .store import ResultStore, read_manifest
 
-__all__ = ["fit_many", "BatchResult", "load_brand", "default_chunk_size", "CPU_VMAP_GROUP"]
+__all__ = ["fit_many", "BatchResult", "load_brand", "default_chunk_size", "CPU_VMAP_GROUP", "Progress",
+           "pending_brands", "default_layout", "sampler_job_fields"]
 
 _FORMAT_VERSION = 1
 #: Brands vmapped together on a CPU device (1 = no vmap: brands and their chains run one after
@@ -400,7 +401,7 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     n_params = sum(int(np.prod(s)) for s in ld.param_shapes.values())
     per_brand = 8.0 * cfg.chains * (cfg.warmup + cfg.draws) * (n_params + 8) * 3
     chunk = chunk_size or default_chunk_size(len(pending), n_dev, per_brand)
-    bar = _Progress(len(pending), progress)
+    bar = Progress(len(pending), progress)
     sampler = make_batch_sampler(ld, cfg, chunk, mesh=mesh, on_step=bar.on_step,
                                  vmap_group=vmap_group, vmap_chains=vmap_chains)
     chunk = sampler.chunk_size
@@ -409,98 +410,44 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     q_bytes = 8.0 * S * T * (3 * len(config.channels) + 6)
     post_batch = int(max(1, min(chunk, 2e9 // max(q_bytes, 1.0))))
     qfn = _quantity_fn(ld, config.likelihood)
-    wastes = []
-    n_chunks = math.ceil(len(pending) / chunk)
-    n_run = n_chunks if max_chunks is None else max(0, min(n_chunks, int(max_chunks)))
+    record = {"config_hash": job_hash, "versions": versions}
 
-    def launch(ci: int) -> dict:
-        """Stack chunk ``ci`` and dispatch it; JAX runs it while the host post-processes the last one."""
-        members = pending[ci * chunk : (ci + 1) * chunk]
-        filled = members + [members[-1]] * (chunk - len(members))
-        st = stack_brands(filled, T, config.seasonality)
-        seeds = [brand_seed(seed, b.name) for b in filled]
-        keys = [jax.random.split(jax.random.key(s)) for s in seeds]  # (sample, posterior predictive)
-        k_sample = np.stack([np.asarray(jax.random.key_data(k[0])) for k in keys])
-        k_pp = np.stack([np.asarray(jax.random.key_data(k[1])) for k in keys])
-        job = {"members": members, "filled": filled, "st": st, "k_pp": k_pp, "t": time.perf_counter(),
-               "out": None, "err": None}
-        try:
-            job["out"] = start_chunk(sampler, st.arrays, k_sample)
-        except Exception as err:  # noqa: BLE001 - reported when the chunk is collected
-            job["err"] = err
-        return job
-
-    t_fit = time.perf_counter()
-    # two chunks in flight: a device that finishes its share of chunk ci goes on with its share of
-    # ci + 1 at once, and the host post-processes ci while the devices sample
-    inflight = [launch(i) for i in range(min(2, n_run))]
-    t_prev = t_fit
-    for ci in range(n_run):
-        cur = inflight.pop(0)
-        bar.chunk(ci + 1, n_chunks)
-        members, filled, st, k_pp = cur["members"], cur["filled"], cur["st"], cur["k_pp"]
-        rows, failure = None, cur["err"]
-        if failure is None:
-            try:
-                rows = finish_chunk(cur["out"])
-            except Exception as err:  # noqa: BLE001 - a failing chunk must not sink the batch
-                failure = err
-        t_done = time.perf_counter()
-        if ci + 2 < n_run:
-            inflight.append(launch(ci + 2))
-        if failure is not None:
-            msg = _short_error(failure)
-            for b in members if store.is_lead else []:
-                store.write_failure(b.name, f"chunk failed: {msg}", {"config_hash": job_hash, "versions": versions,
-                                                                   "n_weeks": b.n_weeks, "data_hash": b.data_hash})
-            stats["failed_fit"] += len(members)
-            bar.advance(len(members))
-            continue
-        t_chunk = t_done - max(cur["t"], t_prev)  # this chunk's own share (chunks queue behind each other)
-        t_prev = t_done
-        stats["sampling_s"] += t_chunk
-        mine = sorted(r for r in rows if r < len(members))
-        n_steps = np.stack([rows[r][1]["n_steps"] for r in sorted(rows)])
-        groups = [sampler.group] * (len(rows) // sampler.group)
-        # what grouping brands by their (here: known afterwards) mean trajectory length would save
-        by_depth = n_steps[np.argsort(n_steps.mean(axis=(1, 2)))]
-        wastes.append((lockstep_waste(n_steps, groups, sampler.vmap_chains),
-                       lockstep_waste(by_depth, groups, sampler.vmap_chains), n_steps.sum()))
-        # posterior quantities for this process's brands, a few at a time
-        for s0 in range(0, len(mine), post_batch):
-            part = mine[s0 : s0 + post_batch]
+    def postprocess(c) -> int:
+        """Posterior quantities for this process's brands, a few at a time, then one file each."""
+        written = 0
+        for s0 in range(0, len(c.mine), post_batch):
+            part = c.mine[s0 : s0 + post_batch]
             padded = part + [part[-1]] * (post_batch - len(part))
-            samples = {k: np.stack([rows[r][0][k] for r in padded]) for k in ld.param_names}
-            data = {k: st.arrays[k][padded] for k in ld.data_names}
-            ts = np.asarray([filled[r].scaling.target_scale for r in padded])
+            samples = {k: np.stack([c.rows[r][0][k] for r in padded]) for k in ld.param_names}
+            data = {k: c.arrays[k][padded] for k in ld.data_names}
+            ts = np.asarray([c.filled[r].scaling.target_scale for r in padded])
             tot_full = np.zeros((len(padded), len(config.channels)))
             for i, r in enumerate(padded):
-                tot_full[i, filled[r].present] = filled[r].data.spend.sum(axis=0)
+                tot_full[i, c.filled[r].present] = c.filled[r].data.spend.sum(axis=0)
             try:
-                q = qfn(samples, data, ts, tot_full, k_pp[padded])
+                q = qfn(samples, data, ts, tot_full, c.k_pp[padded])
                 q = {k: np.asarray(v) for k, v in q.items()}
             except Exception as err:  # noqa: BLE001
                 for r in part:
-                    store.write_failure(filled[r].name, f"post-processing failed: {_short_error(err)}",
-                                        {"config_hash": job_hash, "versions": versions})
-                stats["failed_fit"] += len(part)
+                    store.write_failure(c.filled[r].name, f"post-processing failed: {short_error(err)}", record)
                 continue
             for i, r in enumerate(part):
-                b = filled[r]
-                stats_b = {k: np.asarray(v) for k, v in rows[r][1].items()}
+                b = c.filled[r]
+                stats_b = {k: np.asarray(v) for k, v in c.rows[r][1].items()}
                 stats_b["diverging"] = stats_b["diverging"].astype(bool)
-                ok_b = _write_brand(store, b, {k: v[i] for k, v in q.items()}, stats_b, ld, cfg, free,
-                                    brand_seed(seed, b.name), job_hash, versions,
-                                    wall=t_chunk / len(members), config=config)
-                stats["fitted" if ok_b else "failed_fit"] += 1
-        bar.advance(len(members))
+                written += _write_brand(store, b, {k: v[i] for k, v in q.items()}, stats_b, ld, cfg, free,
+                                        brand_seed(seed, b.name), job_hash, versions, wall=c.wall, config=config)
+        return written
+
+    def stack(filled):
+        return stack_brands(filled, T, config.seasonality).arrays, None
+
+    t_fit = time.perf_counter()
+    run_chunks(pending, sampler=sampler, seed=seed, store=store, record=record, stack=stack,
+               postprocess=postprocess, bar=bar, stats=stats, max_chunks=max_chunks)
     bar.close()
-    wall = time.perf_counter() - t_fit
+    stats["fit_s"] = time.perf_counter() - t_fit
     stats["wall_s"] = time.perf_counter() - t_start
-    stats["fit_s"] = wall
-    total = sum(w[-1] for w in wastes)
-    stats["lockstep_waste"] = float(sum(w[0] * w[-1] for w in wastes) / total) if total else float("nan")
-    stats["lockstep_waste_if_sorted"] = float(sum(w[1] * w[-1] for w in wastes) / total) if total else float("nan")
     stats["brands_per_min"] = 60.0 * stats["fitted"] / max(stats["wall_s"], 1e-9)
     return BatchResult(Path(store.root), stats)
 
@@ -531,15 +478,7 @@ def _write_brand(store, b, q, stats, ld, cfg, free, seed, job_hash, versions, wa
         return False
 
 
-def _short_error(err: BaseException) -> str:
-    text = f"{type(err).__name__}: {err}".strip().splitlines()
-    msg = text[0][:500] if text else type(err).__name__
-    if "RESOURCE_EXHAUSTED" in msg or "out of memory" in msg.lower():
-        msg += " (lower chunk_size / --chunk-size)"
-    return msg
-
-
-class _Progress:
+class Progress:
     """Brands done / total with chunk and NUTS step (tqdm), ETA from tqdm's rate."""
 
     def __init__(self, total: int, enabled: bool):

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 import warnings
@@ -38,12 +37,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ..batch.engine import brand_mesh, finish_chunk, make_batch_sampler, start_chunk
-from ..batch.run import (BatchResult, _Progress, _short_error, default_layout, pending_brands,
-                         sampler_job_fields)
+from ..batch.engine import brand_mesh, make_batch_sampler
+from ..batch.jobs import run_chunks
+from ..batch.run import BatchResult, Progress, default_layout, pending_brands, sampler_job_fields
 from ..batch.stack import BrandFailure, brand_seed, split_brands
 from ..batch.store import ResultStore
 from ..compile import compile_logdensity
@@ -196,6 +196,7 @@ def fit_many_hierarchical(
     retry_failed: bool = False,
     progress: bool = True,
     chunk_draws: int = 256,
+    max_chunks: int | None = None,
 ) -> HierarchicalBatchResult:
     """Fit one hierarchical (multi-market) model per brand, many brands per compiled call; resumable.
 
@@ -213,6 +214,7 @@ def fit_many_hierarchical(
         (default: no vmap on CPU devices, a device's brands x chains in one vmap on accelerators).
     force, retry_failed, progress : as in :func:`mmm_jax.batch.fit_many`.
     chunk_draws : draws per post-processing chunk (memory bound, see :meth:`HierarchicalMMM.fit`).
+    max_chunks : stop after this many chunks (the rest stays pending for a rerun).
     """
     t_start = time.perf_counter()
     if not isinstance(config, HierarchicalConfig):
@@ -234,13 +236,13 @@ def fit_many_hierarchical(
         job_hash = store.open_job(job, force=force)
         return _run(frames, config, cfg, store, job_hash, seed=seed, chunk_size=chunk_size, devices=devices,
                     vmap_group=vmap_group, vmap_chains=vmap_chains, retry_failed=retry_failed, progress=progress,
-                    chunk_draws=chunk_draws, t_start=t_start)
+                    chunk_draws=chunk_draws, max_chunks=max_chunks, t_start=t_start)
     finally:
         store.close()
 
 
 def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vmap_group, vmap_chains, retry_failed,
-         progress, chunk_draws, t_start) -> HierarchicalBatchResult:
+         progress, chunk_draws, max_chunks, t_start) -> HierarchicalBatchResult:
     versions = package_versions()
     prepared = [prepare_panel_brand(name, frame, config) for name, frame in frames.items()]
     ok = [b for b in prepared if isinstance(b, PanelBrand)]
@@ -260,38 +262,25 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     devices = list(jax.devices() if devices is None else devices)
     vmap_group, vmap_chains = default_layout(devices, vmap_group, vmap_chains)
     mesh = brand_mesh(devices[: max(1, min(len(devices), len(pending)))])
-    bar = _Progress(len(pending), progress)
+    bar = Progress(len(pending), progress)
     sampler = make_batch_sampler(ld, cfg, chunk_size or mesh.devices.size, mesh=mesh, on_step=bar.on_step,
                                  vmap_group=vmap_group, vmap_chains=vmap_chains)
     chunk = sampler.chunk_size
     stats.update(chunk_size=chunk, devices=mesh.devices.size, compile_s=time.perf_counter() - t0,
                  template={"markets": G, "weeks": T})
-    n_chunks = math.ceil(len(pending) / chunk)
-    t_fit = time.perf_counter()
-    for ci in range(n_chunks):
-        bar.chunk(ci + 1, n_chunks)
-        members = pending[ci * chunk : (ci + 1) * chunk]
-        filled = members + [members[-1]] * (chunk - len(members))
+    record = {"config_hash": job_hash, "versions": versions}
+
+    def stack(filled):
         padded = [pad_panel_arrays(b, G, T) for b in filled]  # once per brand, not once per input
-        arrays = {k: np.stack([a[k] for a in padded]) for k in ld.data_names}
-        keys = [jax.random.split(jax.random.key(brand_seed(seed, b.name))) for b in filled]
-        k_sample = np.stack([np.asarray(jax.random.key_data(k[0])) for k in keys])
-        t_c = time.perf_counter()
-        try:
-            rows = finish_chunk(start_chunk(sampler, arrays, k_sample))
-        except Exception as err:  # noqa: BLE001 - a failing chunk must not sink the batch
-            for b in members if store.is_lead else []:
-                store.write_failure(b.name, f"chunk failed: {_short_error(err)}",
-                                    {"config_hash": job_hash, "versions": versions, "data_hash": b.data_hash})
-            stats["failed_fit"] += len(members)
-            bar.advance(len(members))
-            continue
-        wall = (time.perf_counter() - t_c) / len(members)
-        for r in sorted(r for r in rows if r < len(members)):
-            b = members[r]
-            ok_b = _write_brand(store, b, rows[r], keys[r][1], cfg, seed, job_hash, versions, wall, chunk_draws)
-            stats["fitted" if ok_b else "failed_fit"] += 1
-        bar.advance(len(members))
+        return {k: np.stack([a[k] for a in padded]) for k in ld.data_names}, None
+
+    def postprocess(c) -> int:
+        return sum(_write_brand(store, c.members[r], c.rows[r], jax.random.wrap_key_data(jnp.asarray(c.k_pp[r])),
+                                cfg, seed, job_hash, versions, c.wall, chunk_draws) for r in c.mine)
+
+    t_fit = time.perf_counter()
+    run_chunks(pending, sampler=sampler, seed=seed, store=store, record=record, stack=stack,
+               postprocess=postprocess, bar=bar, stats=stats, max_chunks=max_chunks)
     bar.close()
     stats["fit_s"] = time.perf_counter() - t_fit
     stats["wall_s"] = time.perf_counter() - t_start

@@ -1,0 +1,153 @@
+"""The one batch job loop: chunks of brands through a compiled batch sampler, two chunks in flight.
+
+Any model runs through it (one market per brand in :func:`mmm_jax.batch.fit_many`, a market panel
+per brand in :func:`mmm_jax.hierarchical.fit_many_hierarchical`); the model kind supplies two
+functions:
+
+* ``stack(filled) -> (arrays, context)``: the chunk's brands padded to the template and stacked
+  (``arrays``: the sampler's data inputs with a leading brand axis);
+* ``postprocess(chunk) -> int``: label, check and write the chunk's brands of this process
+  (``chunk``: a :class:`Chunk`); returns how many were written (the rest failed).
+
+The loop owns what every kind shares: per-brand keys (``brand_seed``), dispatching chunk ``i + 2``
+while the host post-processes chunk ``i``, a failing chunk recorded for its brands without
+sinking the batch, per-chunk timing, lock-step waste and the progress bar.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from .engine import finish_chunk, lockstep_waste, start_chunk
+from .stack import brand_seed
+
+__all__ = ["Chunk", "run_chunks", "short_error", "brand_keys"]
+
+
+class Chunk(NamedTuple):
+    """One finished chunk, as handed to ``postprocess``.
+
+    Attributes
+    ----------
+    members : list
+        The chunk's brands (``.name``, ``.n_weeks``, ``.data_hash``).
+    filled : list
+        ``members`` repeated to the chunk size (the sampler's static brand axis).
+    rows : dict
+        ``{row: (positions, stats, ...)}`` for this process's rows (:func:`finish_chunk`);
+        ``row < len(members)`` are real brands.
+    arrays : dict
+        The stacked inputs the chunk was sampled with.
+    context : Any
+        What ``stack`` returned beside the arrays.
+    k_pp : np.ndarray
+        (chunk, key data) posterior-predictive key of every row.
+    wall : float
+        Seconds of this chunk per member brand.
+    """
+
+    members: list
+    filled: list
+    rows: dict
+    arrays: dict
+    context: Any
+    k_pp: np.ndarray
+    wall: float
+
+    @property
+    def mine(self) -> list[int]:
+        """This process's rows that are real brands, in order."""
+        return sorted(r for r in self.rows if r < len(self.members))
+
+
+def brand_keys(seed: int, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(sampling, posterior predictive) key data per brand, from ``brand_seed(seed, name)``."""
+    keys = [jax.random.split(jax.random.key(brand_seed(seed, n))) for n in names]
+    return (np.stack([np.asarray(jax.random.key_data(k[0])) for k in keys]),
+            np.stack([np.asarray(jax.random.key_data(k[1])) for k in keys]))
+
+
+def short_error(err: BaseException) -> str:
+    """One line for the manifest (with a hint for out-of-memory errors)."""
+    text = f"{type(err).__name__}: {err}".strip().splitlines()
+    msg = text[0][:500] if text else type(err).__name__
+    if "RESOURCE_EXHAUSTED" in msg or "out of memory" in msg.lower():
+        msg += " (lower chunk_size / --chunk-size)"
+    return msg
+
+
+def run_chunks(pending: list, *, sampler, seed: int, store, record: dict, stack: Callable, postprocess: Callable,
+               bar, stats: dict, max_chunks: int | None = None) -> None:
+    """Fit ``pending`` brands chunk by chunk; updates ``stats`` (fitted, failed_fit, sampling_s,
+    lockstep_waste, lockstep_waste_if_sorted) in place.
+
+    ``record``: fields written with every failure record (config hash, versions).
+    """
+    chunk = sampler.chunk_size
+    n_chunks = math.ceil(len(pending) / chunk)
+    n_run = n_chunks if max_chunks is None else max(0, min(n_chunks, int(max_chunks)))
+    wastes = []
+
+    def launch(ci: int) -> dict:
+        """Stack chunk ``ci`` and dispatch it; JAX runs it while the host post-processes the last one."""
+        members = pending[ci * chunk : (ci + 1) * chunk]
+        filled = members + [members[-1]] * (chunk - len(members))
+        job = {"members": members, "filled": filled, "t": time.perf_counter(), "out": None, "err": None,
+               "arrays": None, "context": None, "k_pp": None}
+        try:
+            job["arrays"], job["context"] = stack(filled)
+            k_sample, job["k_pp"] = brand_keys(seed, [b.name for b in filled])
+            job["out"] = start_chunk(sampler, job["arrays"], k_sample)
+        except Exception as err:  # noqa: BLE001 - reported when the chunk is collected
+            job["err"] = err
+        return job
+
+    t_prev = time.perf_counter()
+    # two chunks in flight: a device that finishes its share of chunk ci goes on with its share of
+    # ci + 1 at once, and the host post-processes ci while the devices sample
+    inflight = [launch(i) for i in range(min(2, n_run))]
+    for ci in range(n_run):
+        cur = inflight.pop(0)
+        bar.chunk(ci + 1, n_chunks)
+        members = cur["members"]
+        rows, failure = None, cur["err"]
+        if failure is None:
+            try:
+                rows = finish_chunk(cur["out"])
+            except Exception as err:  # noqa: BLE001 - a failing chunk must not sink the batch
+                failure = err
+        t_done = time.perf_counter()
+        if ci + 2 < n_run:
+            inflight.append(launch(ci + 2))
+        if failure is not None:
+            msg = short_error(failure)
+            for b in members if store.is_lead else []:
+                store.write_failure(b.name, f"chunk failed: {msg}",
+                                    {**record, "n_weeks": b.n_weeks, "data_hash": b.data_hash})
+            stats["failed_fit"] += len(members)
+            bar.advance(len(members))
+            continue
+        t_chunk = t_done - max(cur["t"], t_prev)  # this chunk's own share (chunks queue behind each other)
+        t_prev = t_done
+        stats["sampling_s"] = stats.get("sampling_s", 0.0) + t_chunk
+        n_steps = np.stack([rows[r][1]["n_steps"] for r in sorted(rows)])
+        groups = [sampler.group] * (len(rows) // sampler.group)
+        # what grouping brands by their (here: known afterwards) mean trajectory length would save
+        by_depth = n_steps[np.argsort(n_steps.mean(axis=(1, 2)))]
+        wastes.append((lockstep_waste(n_steps, groups, sampler.vmap_chains),
+                       lockstep_waste(by_depth, groups, sampler.vmap_chains), n_steps.sum()))
+        done = Chunk(members, cur["filled"], rows, cur["arrays"], cur["context"], cur["k_pp"],
+                     t_chunk / len(members))
+        written = postprocess(done)
+        stats["fitted"] += written
+        stats["failed_fit"] += len(done.mine) - written
+        bar.advance(len(members))
+    total = sum(w[-1] for w in wastes)
+    stats["lockstep_waste"] = float(sum(w[0] * w[-1] for w in wastes) / total) if total else float("nan")
+    stats["lockstep_waste_if_sorted"] = float(sum(w[1] * w[-1] for w in wastes) / total) if total else float("nan")
