@@ -180,7 +180,7 @@ def test_crossed_levels_group_by_each_factor():
     model = build_hierarchical_model(cfg, panel_arrays(panel, fit_panel_scaling(panel, cfg), cfg), panel)
     assert model["cac0_z_product"].eval().shape == (2, 3)
     with pytest.raises(ConfigError, match="crossed"):
-        HierarchicalConfig(_config("tanh"), market=("geo", "product"), crossed=True, centered=("beta",))
+        HierarchicalConfig(_config("tanh"), market=("geo", "product"), crossed=True, centered=("cac0",))
 
 
 def test_batch_brand_without_a_channel_under_zero_sum_deviations_is_named(tmp_path):
