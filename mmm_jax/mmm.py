@@ -320,25 +320,13 @@ class MMM:
         return np.asarray(self.data.spend[-int(horizon):], dtype=float).mean(axis=0)
 
     def _marginal_table(self, spend_levels, horizon, hdi_prob, max_draws, seed, recent_weeks, inverse: bool):
-        from .budget.curves import hdi_columns, spend_level_grid
+        from .budget.curves import marginal_table, spend_level_grid
 
         self._require_fit()
         channels = list(self.config.channels)
         levels = spend_level_grid(spend_levels, channels, self._current_weekly_spend(horizon))
         _, dr = self._response_draws(levels, horizon, max_draws, seed, recent_weeks)  # (n, S, C)
-        vals = np.moveaxis(dr, 1, 0)  # (S, n, C)
-        if inverse:
-            with np.errstate(divide="ignore"):
-                vals = 1.0 / vals
-        lo, hi = hdi_columns(vals, hdi_prob)
-        q = (1 - hdi_prob) / 2
-        rows = []
-        for i in range(levels.shape[0]):
-            for j, ch in enumerate(channels):
-                rows.append({"channel": ch, "weekly_spend": levels[i, j], "mean": vals[:, i, j].mean(),
-                             "median": np.median(vals[:, i, j]), f"hdi_{q:.0%}": lo[i, j],
-                             f"hdi_{1 - q:.0%}": hi[i, j]})
-        return pd.DataFrame(rows)
+        return marginal_table([{"channel": c} for c in channels], levels, dr, hdi_prob, inverse=inverse)
 
     def marginal_roas(self, spend_levels=None, *, horizon: int = 13, hdi_prob: float = 0.9,
                       max_draws: int | None = 1000, seed: int = 0, recent_weeks: int | None = None) -> pd.DataFrame:
@@ -393,7 +381,7 @@ class MMM:
         ``roas_mean`` (response / total spend) and ``mroas_mean`` (marginal ROAS); the frame's
         ``attrs["current_weekly_spend"]`` is the mean weekly spend of the last ``horizon`` weeks.
         """
-        from .budget.curves import hdi_columns
+        from .budget.curves import curve_frame
 
         self._require_fit()
         if n_points < 2:
@@ -402,21 +390,9 @@ class MMM:
         top = max_multiple * np.asarray(self.data.spend, dtype=float).max(axis=0)
         levels = np.linspace(0.0, 1.0, n_points)[:, None] * top[None, :]
         r, dr = self._response_draws(levels, horizon, max_draws, seed, recent_weeks)  # (n, S, C)
-        lo, hi = hdi_columns(np.moveaxis(r, 1, 0), hdi_prob)  # (n, C)
         current = self._current_weekly_spend(horizon)
-        out = {}
-        for j, ch in enumerate(channels):
-            total = levels[:, j] * horizon
-            mean = r[:, :, j].mean(axis=1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                roas = np.where(total > 0, mean / np.where(total > 0, total, 1.0), np.nan)
-            df = pd.DataFrame({"weekly_spend": levels[:, j], "total_spend": total, "mean": mean,
-                               "lower": lo[:, j], "upper": hi[:, j], "roas_mean": roas,
-                               "mroas_mean": dr[:, :, j].mean(axis=1)})
-            df.attrs.update({"current_weekly_spend": float(current[j]), "horizon": int(horizon),
-                             "hdi_prob": float(hdi_prob)})
-            out[ch] = df
-        return out
+        return {ch: curve_frame(levels[:, j], r[:, :, j], dr[:, :, j], horizon, hdi_prob, current[j])
+                for j, ch in enumerate(channels)}
 
     def optimize_budget(self, total: float, horizon: int = 13, **kwargs: Any):
         """Optimal split of ``total`` over the next ``horizon`` weeks; see

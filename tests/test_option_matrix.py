@@ -3,7 +3,8 @@
 Paths: one brand (``MMM``), markets nested (``region/market``) and crossed (``geo x product``)
 (``HierarchicalMMM``), a batch of brands (``fit_many``) and a batch of market panels
 (``fit_many_hierarchical``). For each (option, path) a tiny fit runs and its outputs carry the
-option's variables, or a ``ConfigError`` names the combination (:data:`REFUSED`). The compiled
+option's variables (every cell runs; the combinations the code refuses are tested at the end with
+the ``ConfigError`` that names them). The compiled
 log-density equals PyMC's ``model.compile_logp()`` for every option on every model path.
 """
 
@@ -53,11 +54,9 @@ OPTIONS = {
     "infinite_geometric": (dict(adstock={"type": "geometric", "infinite": True}), ["alpha"]),
     "saturation_first": (dict(adstock_first=False), ["alpha", "lam"]),
 }
+#: variables a market path carries instead (the other channels' pooled beta location)
+MARKET_VARS = {"roas_prior": ["roas_tv", "beta_mu"], "cac_prior": ["cac_search", "beta_mu"]}
 PATHS = ("one_brand", "markets_nested", "markets_crossed", "batch_brands", "batch_panels")
-MARKET_PATHS = ("markets_nested", "markets_crossed", "batch_panels")
-#: (option, path) -> the ConfigError message it must raise (the combination is named)
-REFUSED = {(o, p): "not available for the multi-market model" for o in ("roas_prior", "cac_prior")
-           for p in MARKET_PATHS}
 FIT = dict(chains=2, warmup=40, draws=40, seed=1, progress=False)
 
 
@@ -124,18 +123,17 @@ def _fit(option: str, path: str, tmp_path):
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("option", list(OPTIONS))
 def test_option_runs_on_every_path_or_is_refused(option, path, tmp_path):
-    if (option, path) in REFUSED:
-        with pytest.raises(ConfigError, match=REFUSED[option, path]) as err:
-            _fit(option, path, tmp_path)
-        assert option.split("_")[0] in str(err.value)
-        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tiny fits do not converge
         idata = _fit(option, path, tmp_path)
     post = idata.posterior
-    missing = [v for v in OPTIONS[option][1] if v not in post]
+    want_vars = MARKET_VARS.get(option, OPTIONS[option][1]) if "market" in post.dims else OPTIONS[option][1]
+    missing = [v for v in want_vars if v not in post]
     assert not missing, f"{option} on {path}: posterior lacks {missing}; has {sorted(post.data_vars)}"
     assert np.isfinite(post["roas"].values).any()
+    if option in MARKET_VARS and "market" in post.dims:  # the prior's channel has no free beta location
+        channel = MARKET_VARS[option][0].split("_", 1)[1]
+        assert channel not in post["beta_mu"].coords["beta_free_channel"].values.tolist()
     cfg = json.loads(post.attrs["config"])
     cfg = cfg.get("base", cfg)
     want = ModelConfig.from_dict({k: v for k, v in _config(option).to_dict().items()})
@@ -153,10 +151,6 @@ def test_option_runs_on_every_path_or_is_refused(option, path, tmp_path):
 @pytest.mark.parametrize("path", ("one_brand", "markets_nested", "markets_crossed"))
 @pytest.mark.parametrize("option", list(OPTIONS))
 def test_compiled_logp_equals_pymc_for_every_option(option, path, rng):
-    if (option, path) in REFUSED:
-        with pytest.raises(ConfigError, match=REFUSED[option, path]):
-            _market_config(option, path)
-        return
     if path == "one_brand":
         mmm = MMM(_config(option))
         mmm.build(_counts(_brand(2), option))
@@ -204,3 +198,26 @@ def test_flat_config_with_market_keys_is_a_market_model():
     assert isinstance(load_config(_config("poisson").to_dict()), ModelConfig)
     with pytest.raises(ConfigError, match="colour: unknown key"):
         load_config({**flat, "colour": 1})
+
+
+@pytest.mark.parametrize("kind", ("roas", "cac"))
+def test_market_roas_prior_is_the_national_roas_when_beta_is_shared(kind):
+    """With one beta for all markets, the ROAS / CAC prior's variable IS the national ROAS / CAC
+    computed afterwards from contributions and spend (per draw, to rounding)."""
+    base = _config(f"{kind}_prior")
+    cfg = HierarchicalConfig(base, market="market", pooling={"beta": "shared"})
+    h = HierarchicalMMM(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        h.fit(_panel(3, "markets"), **FIT)
+    post = h.idata.posterior
+    channel = "tv" if kind == "roas" else "search"
+    national = post["roas_national"].sel(channel=channel).values
+    want = post[f"{kind}_{channel}"].values
+    np.testing.assert_allclose(national if kind == "roas" else 1.0 / national, want, rtol=1e-8)
+    assert post["beta"].dims == ("chain", "draw", "channel")
+
+
+def test_market_roas_prior_with_independent_betas_is_refused():
+    with pytest.raises(ConfigError, match="roas_prior with pooling.beta: independent"):
+        HierarchicalConfig(_config("roas_prior"), market="market", pooling={"beta": "independent"})

@@ -23,10 +23,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 
 from .response import ResponseParams, ResponseSpec, plan_contributions
 
-__all__ = ["level_responses", "marginal_responses", "spend_level_grid", "hdi_columns"]
+__all__ = ["level_responses", "marginal_responses", "spend_level_grid", "hdi_columns", "marginal_table", "curve_frame"]
 
 
 def _one_level(level, horizon: int, params: ResponseParams, spec: ResponseSpec):
@@ -131,3 +132,56 @@ def hdi_columns(x, prob: float = 0.94) -> tuple[np.ndarray, np.ndarray]:
     lo = np.take_along_axis(x, i[None], axis=0)[0]
     hi = np.take_along_axis(x, (i + inc)[None], axis=0)[0]
     return lo, hi
+
+
+def marginal_table(labels: list[dict], levels, marginal, hdi_prob: float, *, inverse: bool = False) -> pd.DataFrame:
+    """Marginal ROAS (or, ``inverse``, marginal CAC) per level and column, with HDIs.
+
+    Parameters
+    ----------
+    labels : list over the K columns of ``{label: value}`` (e.g. ``{"channel": "tv"}``)
+    levels : (n, K) weekly spend of each column at each level (original currency)
+    marginal : (n, S, K) marginal ROAS draws (:func:`marginal_responses`)
+
+    Returns
+    -------
+    DataFrame, one row per (level, column): the labels, ``weekly_spend``, ``mean``, ``median``
+    and the HDI bounds ``hdi_<lo>%`` / ``hdi_<hi>%``.
+    """
+    vals = np.moveaxis(np.asarray(marginal, dtype=float), 1, 0)  # (S, n, K)
+    if inverse:
+        with np.errstate(divide="ignore"):
+            vals = 1.0 / vals
+    lo, hi = hdi_columns(vals, hdi_prob)
+    q = (1 - hdi_prob) / 2
+    mean, median = vals.mean(axis=0), np.median(vals, axis=0)
+    rows = [{**lab, "weekly_spend": levels[i, j], "mean": mean[i, j], "median": median[i, j],
+             f"hdi_{q:.0%}": lo[i, j], f"hdi_{1 - q:.0%}": hi[i, j]}
+            for i in range(levels.shape[0]) for j, lab in enumerate(labels)]
+    return pd.DataFrame(rows)
+
+
+def curve_frame(weekly, response, marginal, horizon: int, hdi_prob: float, current: float) -> pd.DataFrame:
+    """One response curve as a table.
+
+    Parameters
+    ----------
+    weekly : (n,) weekly spend levels; response, marginal : (n, S) draws at those levels
+    current : the current weekly spend (stored in ``attrs["current_weekly_spend"]``)
+
+    Returns
+    -------
+    DataFrame with ``weekly_spend``, ``total_spend`` (``weekly_spend x horizon``), ``mean``,
+    ``lower``, ``upper`` (HDI of the response), ``roas_mean`` and ``mroas_mean``.
+    """
+    weekly = np.asarray(weekly, dtype=float)
+    response = np.asarray(response, dtype=float)
+    lo, hi = hdi_columns(response.T, hdi_prob)
+    total = weekly * horizon
+    mean = response.mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        roas = np.where(total > 0, mean / np.where(total > 0, total, 1.0), np.nan)
+    df = pd.DataFrame({"weekly_spend": weekly, "total_spend": total, "mean": mean, "lower": lo, "upper": hi,
+                       "roas_mean": roas, "mroas_mean": np.asarray(marginal, dtype=float).mean(axis=1)})
+    df.attrs.update({"current_weekly_spend": float(current), "horizon": int(horizon), "hdi_prob": float(hdi_prob)})
+    return df

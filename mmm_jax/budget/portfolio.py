@@ -32,9 +32,10 @@ from ..adstock import adstock_weights_jax
 from .optimize import OBJECTIVES, BudgetProblem, objective_value, projected_adam
 from .plan import BudgetError, BudgetPlan, _jit_optimize, _make_plan, allocation_bounds
 from .projection import project_budget
-from .response import ResponseParams, ResponseSpec, plan_contributions, response_params_from_mmm, response_window
+from .response import (RECENT_MULTIPLIER_WEEKS, ResponseParams, ResponseSpec, plan_contributions, recent_parameter,
+                       response_params_from_mmm, response_window)
 
-__all__ = ["portfolio_units", "optimize_portfolio", "optimize_flighting", "FlightPlan", "rescale_saturation"]
+__all__ = ["hierarchical_units", "portfolio_units", "optimize_portfolio", "optimize_flighting", "FlightPlan", "rescale_saturation"]
 
 
 def rescale_saturation(kind: str, sat: Mapping, k):
@@ -82,51 +83,85 @@ def _units_from_mmms(fits: Mapping[str, Any], max_draws: int | None, seed: int):
     return picked, labels, spend, spec
 
 
-def _units_from_hierarchical(h, max_draws: int | None, seed: int):
-    """Per-market :class:`ResponseParams` of a fitted HierarchicalMMM (local channels only)."""
+def hierarchical_units(h, max_draws: int | None = None, seed: int = 0, *, national: bool = False,
+                       recent_weeks: int | None = None):
+    """Per-market :class:`ResponseParams` of a fitted HierarchicalMMM, original units.
+
+    Parameters
+    ----------
+    h : fitted :class:`~mmm_jax.hierarchical.HierarchicalMMM`
+    max_draws : int, optional, random subset of the draws (the same subset for every market)
+    national : bool
+        Also the national channels, one unit per market (each market sees the national spend
+        itself, not a share of it); by default the local channels only (a plan buys those per
+        market).
+    recent_weeks : int, optional
+        Time-varying media: weeks whose average multiplier the plan uses (default
+        :data:`~mmm_jax.budget.response.RECENT_MULTIPLIER_WEEKS`; as for one brand).
+
+    Returns
+    -------
+    params : list over markets of ResponseParams (S draws, the market's channels)
+    labels : list of (market, channel), market-major
+    spend : list over markets of (T, C_unit) spend histories
+    spec : ResponseSpec
+    """
     cfg, post = h.config, h.idata.posterior
     b = cfg.base
-    local = list(cfg.local_channels)
+    channels = [*cfg.local_channels, *(cfg.national_channels if national else ())]
+    n_c = len(channels)
     S = post.sizes["chain"] * post.sizes["draw"]
     idx = np.arange(S)
     if max_draws is not None and max_draws < S:
         idx = np.sort(np.random.default_rng(seed).choice(S, size=max_draws, replace=False))
 
-    def flat(name):  # (S, G, C_local)
+    def flat(name):  # (S, G, C_unit)
         da = post[name]
         v = np.asarray(da.values).reshape(S, *da.shape[2:])[idx]
         if "market" not in da.dims:
             v = np.broadcast_to(v[:, None], (len(idx), h.panel.n_markets, *v.shape[1:]))
-        return v[..., : len(local)]
+        return v[..., :n_c]
 
+    sat_draws = {n: flat(n) for n in b.saturation.param_names}
+    tv = b.time_varying_media
+    if tv is not None:  # the varying parameter times the recent multiplier (the same in every market)
+        p = tv.varying_param(b.saturation)
+        weeks = RECENT_MULTIPLIER_WEEKS if recent_weeks is None else int(recent_weeks)
+        mult = np.asarray(post["media_multiplier"].transpose("chain", "draw", "date", "channel").values)
+        mult = mult.reshape(S, *mult.shape[2:])[idx][..., :n_c]
+        sat_draws[p] = sat_draws[p] * recent_parameter(mult, h.panel.observed.any(axis=0), weeks)[:, None, :]
     L = response_window(b.adstock, len(h.panel.dates))
-    col = [b.channels.index(c) for c in local]
+    col = [b.channels.index(c) for c in channels]
     params, labels, spend = [], [], []
+    n_hist = max(L - 1, 1)
     for g, m in enumerate(h.panel.markets):
         ad_p = {n: jnp.asarray(flat(n)[:, g]) for n in b.adstock.param_names}
-        hist = h.panel.spend[g][:, col]
-        n_hist = max(L - 1, 1)
-        hist = hist[-n_hist:]
         params.append(ResponseParams(
             weights=jnp.asarray(adstock_weights_jax(b.adstock, ad_p, n_lags=L)),
-            sat={n: jnp.asarray(flat(n)[:, g]) for n in b.saturation.param_names},
+            sat={n: jnp.asarray(v[:, g]) for n, v in sat_draws.items()},
             spend_scale=jnp.asarray(h.scaling.spend_scale[g, col]),
             target_scale=jnp.asarray(float(h.scaling.target_scale[g])),
-            history=jnp.asarray(hist),
+            history=jnp.asarray(h.panel.spend[g][-n_hist:, col]),
         ))
-        labels += [(m, c) for c in local]
+        labels += [(m, c) for c in channels]
         spend.append(h.panel.spend[g][:, col])
     spec = ResponseSpec(saturation=b.saturation.type, adstock_first=bool(b.adstock_first))
     return params, labels, spend, spec
 
 
-def portfolio_units(source, max_draws: int | None = 2000, seed: int = 0):
+def portfolio_units(source, max_draws: int | None = 2000, seed: int = 0, *, national: bool = False,
+                    recent_weeks: int | None = None):
     """All (market, channel) units of ``source`` as ONE :class:`ResponseParams` (original units).
 
     Parameters
     ----------
     source : ``{name: MMM}``, a ``fit_many`` output directory or :class:`~mmm_jax.batch.BatchResult`
         (its finished brands), or a fitted :class:`~mmm_jax.hierarchical.HierarchicalMMM`.
+    national : bool
+        HierarchicalMMM: also its national channels, one unit per market (for response curves;
+        an allocation over those units would buy the channel once per market).
+    recent_weeks : int, optional
+        HierarchicalMMM with time-varying media: see :func:`hierarchical_units`.
 
     Returns
     -------
@@ -139,7 +174,8 @@ def portfolio_units(source, max_draws: int | None = 2000, seed: int = 0):
     from ..hierarchical import HierarchicalMMM
 
     if isinstance(source, HierarchicalMMM):
-        params, labels, spend, spec = _units_from_hierarchical(source, max_draws, seed)
+        params, labels, spend, spec = hierarchical_units(source, max_draws, seed, national=national,
+                                                          recent_weeks=recent_weeks)
     else:
         if not isinstance(source, Mapping):
             from ..batch import BatchResult, load_brand, read_manifest

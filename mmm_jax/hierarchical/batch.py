@@ -126,8 +126,14 @@ def pad_panel_arrays(b: PanelBrand, n_markets: int, n_weeks: int) -> dict[str, n
     }
     if "target_scale" in a:  # padded markets: any positive scale (their weeks are masked)
         out["target_scale"] = np.concatenate([a["target_scale"], np.ones(n_markets - G)])
+    if "spend_scale" in a:
+        out["spend_scale"] = np.vstack([a["spend_scale"], np.ones((n_markets - G, a["spend_scale"].shape[1]))])
+    if "spend_train" in a:  # ROAS / CAC priors: padded markets and weeks have no spend and are masked
+        out["spend_train"] = pad(a["spend_train"], (n_markets, n_weeks, a["spend_train"].shape[2]))
+        out["national_spend_train"] = pad(a["national_spend_train"], (n_weeks, a["national_spend_train"].shape[1]))
+        out["mask_train"] = pad(a["mask_train"], (n_markets, n_weeks))
     for k in a:
-        if k.endswith("_phi"):  # HSGP basis rows of the padded weeks: zero (masked)
+        if k.endswith("_phi") or k.endswith("_phi_train"):  # HSGP basis rows of the padded weeks: zero (masked)
             out[k] = pad(a[k], (n_weeks, a[k].shape[1]))
         elif k.endswith("_sqrt_eig"):
             out[k] = a[k]

@@ -136,12 +136,12 @@ class HierarchicalConfig:
             raise ConfigError(f"centered: {list(centered)} with crossed market levels {list(market)}: the centred "
                               "form draws each group around its parent group, which crossed levels do not have; "
                               "use the non-centred form (drop 'centered') or nest the levels")
-        for key in ("roas_prior", "cac_prior"):
-            if getattr(self.base, key):
-                raise ConfigError(
-                    f"{key} with market {list(market)}: a ROAS / CAC prior is not available for the multi-market "
-                    "model yet (each market has its own pooled beta); put the prior on beta (priors.beta) or fit "
-                    "the markets one at a time")
+        business = self.base.business_priors
+        if business and self.pooling_of("beta") == "independent":
+            kind = "roas_prior" if self.base.roas_prior else "cac_prior"
+            raise ConfigError(
+                f"{kind} with pooling.beta: independent: a national ROAS / CAC prior sets the location that "
+                "the markets' betas share, which independent betas do not have; use pooling.beta: pooled or shared")
         if not (isinstance(self.pooling_scale, int | float) and self.pooling_scale > 0):
             raise ConfigError(f"pooling_scale: must be a positive number, got {self.pooling_scale!r}")
         if self.population is not None and not isinstance(self.population, str):

@@ -37,8 +37,9 @@ from ..metrics import crps_samples
 from ..persist import read_run, save_run
 from ..results import check_convergence, diagnostics, package_versions
 from .config import HierarchicalConfig
+from .analysis import marginal_frame, response_curve_frames
 from .model import build_hierarchical_model
-from .panel import PanelData, PanelScaling, fit_panel_scaling, panel_arrays, validate_panel
+from .panel import PanelData, PanelScaling, fit_panel_scaling, panel_arrays, training_copies, validate_panel
 
 __all__ = ["HierarchicalMMM"]
 
@@ -267,6 +268,8 @@ class HierarchicalMMM:
         new = validate_panel(df, self.config, require_target=False, markets=self.panel.markets)
         arrays = panel_arrays(new, self.scaling, self.config)
         arrays["mask"] = np.where(new.observed, 1.0, 0.0)  # totals over the new weeks
+        if self.config.base.business_priors:  # beta stays solved on the fitted weeks
+            arrays.update(training_copies(arrays, self.config, self.arrays))
         samples = self._unconstrained(max_draws)
         q, _, _ = self._quantities(samples, arrays, new, jax.random.key(seed), chunk_draws, keep_mu=True)
         coords = {"chain": np.arange(q["y"].shape[0]), "draw": np.arange(q["y"].shape[1]),
@@ -295,6 +298,49 @@ class HierarchicalMMM:
         sel = y.sel(market=xr.DataArray(truth["market"].to_numpy()), date=xr.DataArray(truth["date"].to_numpy()))
         truth["crps"] = crps_samples(sel.values, truth[b.target].to_numpy(float))
         return truth[["market", "date", "crps"]].reset_index(drop=True)
+
+    # ------------------------------------------------------------------ marginal values, curves, budget
+    def marginal_roas(self, spend_levels=None, *, level: str = "national", horizon: int = 13, hdi_prob: float = 0.9,
+                      max_draws: int | None = 1000, seed: int = 0, recent_weeks: int | None = None) -> pd.DataFrame:
+        """Marginal ROAS per channel (``level="national"``) or per market and channel
+        (``level="market"``) at national weekly spend levels.
+
+        ``spend_levels``: national weekly spend per channel, as for :meth:`mmm_jax.MMM.marginal_roas`
+        (``None``: the mean of the last ``horizon`` weeks); a local channel's level is split over
+        the markets by their current shares (see :mod:`mmm_jax.hierarchical.analysis`). Returns one
+        row per (level, [market,] channel): ``weekly_spend`` (national, or the market's share),
+        ``mean``, ``median`` and the HDI bounds.
+        """
+        self._require_fit()
+        return marginal_frame(self, spend_levels, level=level, horizon=horizon, hdi_prob=hdi_prob,
+                              max_draws=max_draws, seed=seed, recent_weeks=recent_weeks, inverse=False)
+
+    def marginal_cac(self, spend_levels=None, *, level: str = "national", horizon: int = 13, hdi_prob: float = 0.9,
+                     max_draws: int | None = 1000, seed: int = 0, recent_weeks: int | None = None) -> pd.DataFrame:
+        """Marginal CAC (``1 / marginal ROAS`` per draw); parameters and columns as :meth:`marginal_roas`."""
+        self._require_fit()
+        return marginal_frame(self, spend_levels, level=level, horizon=horizon, hdi_prob=hdi_prob,
+                              max_draws=max_draws, seed=seed, recent_weeks=recent_weeks, inverse=True)
+
+    def response_curves(self, n_points: int = 40, *, level: str = "national", max_multiple: float = 1.5,
+                        horizon: int = 13, hdi_prob: float = 0.94, max_draws: int | None = 1000, seed: int = 0,
+                        recent_weeks: int | None = None) -> dict:
+        """Response curves with HDI bands: ``{channel: DataFrame}`` (national: the sum over markets)
+        or ``{(market, channel): DataFrame}``; national weekly spend from 0 to ``max_multiple`` x its
+        largest weekly value, split by current shares. Columns as :meth:`mmm_jax.MMM.response_curves`."""
+        self._require_fit()
+        return response_curve_frames(self, n_points, level=level, max_multiple=max_multiple, horizon=horizon,
+                                     hdi_prob=hdi_prob, max_draws=max_draws, seed=seed, recent_weeks=recent_weeks)
+
+    def optimize_budget(self, total: float, horizon: int = 13, **kwargs: Any):
+        """Split ``total`` over every market x local channel for the next ``horizon`` weeks
+        (:func:`mmm_jax.budget.optimize_portfolio`; constraints keyed by ``(market, channel)``;
+        national channels keep their current spend). National totals per channel:
+        ``plan.table.groupby(level="channel").sum()``."""
+        self._require_fit()
+        from ..budget.portfolio import optimize_portfolio
+
+        return optimize_portfolio(self, total, horizon, **kwargs)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> Path:

@@ -77,8 +77,10 @@ def _inverse(link: str, x):
     return x
 
 
-def _parameter(name, config: HierarchicalConfig, groups, n_markets: int, dims: tuple):
-    """Create parameter ``name`` per its pooling; returns a tensor (G, *shape) (or (*shape) if shared)."""
+def _parameter(name, config: HierarchicalConfig, groups, n_markets: int, dims: tuple, mu=None):
+    """Create parameter ``name`` per its pooling; returns a tensor (G, *shape) (or (*shape) if shared).
+
+    ``mu``: the pooled location on the link scale (default: a ``{name}_mu`` variable)."""
     b = config.base
     prior = b.prior(name)
     mode = config.pooling_of(name)
@@ -87,8 +89,9 @@ def _parameter(name, config: HierarchicalConfig, groups, n_markets: int, dims: t
     if mode == "independent":
         return prior.create(name, dims=("market", *dims)), True
     link = link_of(prior)
-    m, s = hyper_location(prior)
-    mu = pm.Normal(f"{name}_mu", m, s, dims=dims or None)
+    if mu is None:
+        m, s = hyper_location(prior)
+        mu = pm.Normal(f"{name}_mu", m, s, dims=dims or None)
     centred = name in config.centered
     total, loc = mu, pt.shape_padleft(mu)
     for k, level in enumerate(config.levels):
@@ -104,6 +107,60 @@ def _parameter(name, config: HierarchicalConfig, groups, n_markets: int, dims: t
     return pm.Deterministic(name, _inverse(link, total), dims=("market", *dims)), True
 
 
+def _to_link(link: str, x):
+    if link == "log":
+        return pt.log(x)
+    if link == "logit":
+        return pt.log(x) - pt.log1p(-x)
+    return x
+
+
+def _business_beta(config: HierarchicalConfig, groups, n_markets: int, channels: tuple, unit_total, spend_total):
+    """``beta`` (G, C) under ROAS / CAC priors.
+
+    ``roas_<c>`` (``cac_<c>``) is the national ROAS (CAC) of channel ``c`` over the training weeks
+    when every market has the pooled location ``b_c`` of ``beta``: ``b_c = roas_c *
+    spend_total[c] / unit_total[c]`` (``unit_total``: the national contribution in original units
+    at ``beta = 1``, so contribution is linear in ``beta``). ``b_c`` replaces ``beta_mu[c]``
+    (pooled: the markets' betas vary around it) or is ``beta[c]`` itself (shared). Channels
+    without a ROAS / CAC prior keep their ``beta`` prior (``beta_mu`` / ``beta_free`` over
+    ``beta_free_channel``). A channel without spend has ``b_c = 1`` (no contribution either way).
+    """
+    b = config.base
+    business = b.business_priors
+    model = pm.modelcontext(None)
+    free = [i for i, ch in enumerate(channels) if ch not in business]
+    prior = b.prior("beta")
+    mode = config.pooling_of("beta")
+    if free:
+        model.add_coord("beta_free_channel", [channels[i] for i in free])
+    loc = []
+    if mode == "pooled" and free:
+        m, s = hyper_location(prior)
+        free_loc = pm.Normal("beta_mu", m, s, dims="beta_free_channel")
+    elif free:  # shared
+        base_idx = [b.channels.index(channels[i]) for i in free]
+        free_loc = prior.subset(base_idx, len(b.channels)).create("beta_free", dims="beta_free_channel")
+    link = link_of(prior) if mode == "pooled" else "identity"
+    j = 0
+    for i, ch in enumerate(channels):
+        if ch in business:
+            kind, p = business[ch]
+            rv = p.create(f"{kind}_{ch}")
+            has = unit_total[i] > 0
+            per_unit = spend_total[i] / pt.switch(has, unit_total[i], 1.0)  # beta per unit of ROAS
+            loc.append(_to_link(link, pt.switch(has, rv * per_unit if kind == "roas" else per_unit / rv, 1.0)))
+        else:
+            loc.append(free_loc[j])
+            j += 1
+    loc = pt.stack(loc)
+    if mode == "shared":
+        beta = pm.Deterministic("beta", loc, dims="channel")
+        return pt.broadcast_to(beta[None, :], (n_markets, len(channels)))
+    beta, _ = _parameter("beta", config, groups, n_markets, ("channel",), mu=loc)
+    return beta
+
+
 def _parents(groups: dict, levels: tuple, k: int) -> np.ndarray:
     """Index of each level-``k`` group's parent group at level ``k - 1`` (levels are nested)."""
     child, parent = groups[levels[k]], groups[levels[k - 1]]
@@ -115,6 +172,30 @@ def _parents(groups: dict, levels: tuple, k: int) -> np.ndarray:
 def _per_market(v, per_market: bool, n_markets: int):
     """(G, ...) view of a parameter (broadcast a shared one)."""
     return v if per_market else pt.shape_padleft(v)
+
+
+def _media_columns(x, x_nat, b, ad_p, sat_p, mult, G: int, n_nat: int):
+    """Media contributions (T, C, G) of local spend ``x`` (G, T, C_local) and national spend
+    ``x_nat`` (T, C_nat); ``ad_p`` / ``sat_p`` flat (C * G,) channel-major; ``mult`` (T, C) the
+    HSGP media multiplier of the varying parameter, or None. ``G`` and ``n_nat`` are static (the
+    reshapes need concrete sizes)."""
+    T = x.shape[1]
+    C = len(b.channels)
+    # all (channel, market) series as columns of one (T, C * G) matrix, channel-major: the sum
+    # over channels is then a sum of contiguous (T, G) blocks (a reduction over a short minor
+    # axis, market-major, measured 4x slower on CPU)
+    xa = pt.concatenate([x, pt.broadcast_to(x_nat[None], (G, T, n_nat))], axis=-1)
+    cols = xa.dimshuffle(1, 2, 0).reshape((T, C * G))
+    ad, sat = b.adstock, b.saturation
+    sat_p = dict(sat_p)
+    if mult is not None:
+        p = b.time_varying_media.varying_param(sat)
+        sat_p[p] = sat_p[p][None, :] * pt.repeat(mult, G, axis=1)  # (T, C * G), channel-major
+    if b.adstock_first:
+        out = media_response(sat.type, apply_adstock(cols, ad, ad_p), sat_p)
+    else:
+        out = apply_adstock(media_response(sat.type, cols, sat_p), ad, ad_p)
+    return out.reshape((T, C, G))
 
 
 def build_hierarchical_model(config: HierarchicalConfig, arrays: dict, panel) -> pm.Model:
@@ -172,34 +253,50 @@ def build_hierarchical_model(config: HierarchicalConfig, arrays: dict, panel) ->
         if b.is_count:
             baseline = pt.exp(baseline)  # log link: a positive baseline, media stay additive
 
+        business = b.business_priors
+        ts = None
+        if b.is_count or business:
+            ts = pm.Data("target_scale", np.asarray(arrays["target_scale"], float))
         media = {}
         for name in b.media_params:
+            if name == "beta" and business:
+                continue  # solved from the ROAS / CAC priors below, once the unit contribution is known
             v, per = _parameter(name, config, groups, G, ("channel",))
             media[name] = v if per else pt.broadcast_to(v[None, :], (G, len(channels)))
-        # all (channel, market) series as columns of one (T, C * G) matrix, channel-major: the sum
-        # over channels is then a sum of contiguous (T, G) blocks (a reduction over a short minor
-        # axis, market-major, measured 4x slower on CPU)
         T = x.shape[1]
-        xa = pt.concatenate([x, pt.broadcast_to(x_nat[None], (G, T, len(national)))], axis=-1)
-        cols = xa.dimshuffle(1, 2, 0).reshape((T, len(channels) * G))
-        flat = {k: v.T.reshape((len(channels) * G,)) for k, v in media.items()}
         ad, sat = b.adstock, b.saturation
+        flat = {k: v.T.reshape((len(channels) * G,)) for k, v in media.items()}
         ad_p = {n: flat[n] for n in ad.param_names}
-        sat_p = {n: flat[n] for n in sat.param_names}
         tv = b.time_varying_media
         if tv is not None:
             from ..hsgp import positive_multiplier
 
-            f, _ = media_log_multiplier(b, arrays)
+            f, f_on_basis = media_log_multiplier(b, arrays)
             mult = pm.Deterministic("media_multiplier", positive_multiplier(f, tv.link) * pt.ones((T, len(channels))),
                                     dims=("date", "channel"))
-            p = tv.varying_param(sat)
-            sat_p[p] = sat_p[p][None, :] * pt.repeat(mult, G, axis=1)  # (T, C * G), channel-major
-        if b.adstock_first:
-            out = media_response(sat.type, apply_adstock(cols, ad, ad_p), sat_p)
-        else:
-            out = apply_adstock(media_response(sat.type, cols, sat_p), ad, ad_p)
-        out = out.reshape((T, len(channels), G))
+        if business:
+            # contribution = beta[g, c] * unit[g, t, c] (adstock is linear): the unit response on the
+            # training weeks fixes beta's location from the ROAS / CAC priors
+            flat["beta"] = pt.ones((len(channels) * G,))
+            x_tr = pm.Data("spend_train", np.asarray(arrays["spend_train"], float))
+            xn_tr = pm.Data("national_spend_train", np.asarray(arrays["national_spend_train"], float))
+            m_tr = pm.Data("mask_train", np.asarray(arrays["mask_train"], float))
+            s_scale = pm.Data("spend_scale", np.asarray(arrays["spend_scale"], float))  # (G, C) model order
+            mult_tr = None
+            if tv is not None:
+                phi_tr, _ = term_basis_data("media_tv", tv.hsgp, arrays, suffix="_train")
+                mult_tr = positive_multiplier(f_on_basis(phi_tr), tv.link) * pt.ones((x_tr.shape[1], len(channels)))
+            unit_tr = _media_columns(x_tr, xn_tr, b, ad_p, {n: flat[n] for n in sat.param_names}, mult_tr, G, len(national))
+            unit_sum = (unit_tr * m_tr.T[:, None, :]).sum(axis=0)  # (C, G) scaled, at beta = 1
+            n_loc = len(local)
+            local_tot = (x_tr * m_tr[:, :, None] * s_scale[:, None, :n_loc]).sum(axis=(0, 1))
+            nat_tot = (xn_tr * m_tr.max(axis=0)[:, None] * s_scale[0, n_loc:][None, :]).sum(axis=0)
+            beta = _business_beta(config, groups, G, channels, (unit_sum * ts[None, :]).sum(axis=1),
+                                  pt.concatenate([local_tot, nat_tot]))
+        sat_p = {n: flat[n] for n in sat.param_names}
+        out = _media_columns(x, x_nat, b, ad_p, sat_p, mult if tv is not None else None, G, len(national))
+        if business:
+            out = out * beta.T[None, :, :]
         pm.Deterministic("channel_contribution", out.dimshuffle(2, 0, 1), dims=("market", "date", "channel"))
         baseline = pm.Deterministic("baseline", baseline, dims=("market", "date"))
         summed = out[:, 0]  # unrolled: one fused add on CPU; a Sum over axis 1 became a slower reduction
@@ -208,7 +305,6 @@ def build_hierarchical_model(config: HierarchicalConfig, arrays: dict, panel) ->
         mu = pm.Deterministic("mu", baseline + summed.T, dims=("market", "date"))
 
         if b.is_count:
-            ts = pm.Data("target_scale", np.asarray(arrays["target_scale"], float))
             if b.likelihood == "negative_binomial":
                 od, pm_o = _parameter("overdispersion", config, groups, G, ())
                 od = _per_market(od, pm_o, G)[:, None]

@@ -27,7 +27,8 @@ from ..data import DataError, check_counts, validate_frame
 from ..features import fourier_features, hsgp_arrays, hsgp_domains, hsgp_terms
 from .config import HierarchicalConfig
 
-__all__ = ["PanelData", "PanelScaling", "validate_panel", "fit_panel_scaling", "panel_arrays", "market_keys"]
+__all__ = ["PanelData", "PanelScaling", "validate_panel", "fit_panel_scaling", "panel_arrays", "market_keys",
+           "training_copies"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -266,7 +267,9 @@ def fit_panel_scaling(data: PanelData, config: HierarchicalConfig) -> PanelScali
 
 def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalConfig) -> dict[str, np.ndarray]:
     """Scaled model inputs: spend (G, T, C_local), national_spend (T, C_nat), controls (G, T, K),
-    fourier (T, 2n), time (T,), target (G, T), mask (G, T); count likelihoods: target_scale (G,);
+    fourier (T, 2n), time (T,), target (G, T), mask (G, T); count likelihoods and ROAS / CAC
+    priors: target_scale (G,); ROAS / CAC priors: spend_scale (G, C) in model channel order
+    (local, then national) and the training copies of :func:`training_copies`;
     HSGP terms: ``{term}_phi`` (T, m) and ``{term}_sqrt_eig`` (m,) on ``scaling.hsgp``'s domains
     (one time axis for all markets)."""
     b = config.base
@@ -294,8 +297,23 @@ def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalCon
         "target": np.where(known, data.target, 0.0) / scaling.target_scale[:, None],
         "mask": known.astype(float),
     }
-    if b.is_count:
+    if b.is_count or b.business_priors:
         out["target_scale"] = np.asarray(scaling.target_scale, dtype=float)
     if hsgp_terms(b):
         out.update(hsgp_arrays(b, t, scaling.hsgp))
+    if b.business_priors:
+        out.update(training_copies(out, config))
+        out["spend_scale"] = np.asarray(scaling.spend_scale[:, loc_idx + nat_idx], dtype=float)
     return out
+
+
+def training_copies(arrays: dict, config: HierarchicalConfig, train: dict | None = None) -> dict[str, np.ndarray]:
+    """The training-window inputs a ROAS / CAC prior is defined on: ``spend_train`` (G, T0,
+    C_local), ``national_spend_train`` (T0, C_nat), ``mask_train`` (G, T0) and, with
+    time-varying media, ``media_tv_phi_train`` (T0, m); taken from ``train`` (a fitted model's
+    arrays) when given, else from ``arrays`` itself."""
+    src = arrays if train is None else train
+    keys = {"spend_train": "spend", "national_spend_train": "national_spend", "mask_train": "mask"}
+    if config.base.time_varying_media is not None:
+        keys["media_tv_phi_train"] = "media_tv_phi"
+    return {k: np.asarray(src[k] if k in src else src[v], dtype=float) for k, v in keys.items()}
