@@ -80,3 +80,44 @@ def test_optimize_on_a_fitted_run(tmp_path, capsys):
     assert json.loads((run / "budget" / "plan.json").read_text())["summary"]["objective"] == "cvar"
     assert main(["optimize", str(run), "--total", "-1"]) == 2
     assert "total budget" in capsys.readouterr().err
+
+
+def _market_inputs(tmp_path):
+    """Two brands of market panels with a count target, and a flat config with market keys, an
+    HSGP intercept, a Poisson likelihood and a ROAS prior."""
+    from mmm_jax.hierarchical import simulate_panel
+
+    frames = []
+    for i in range(2):
+        df, _ = simulate_panel(3, 40, 3, seed=i, n_short=1, short_weeks=20)
+        df["sales"] = (df["sales"] / df["sales"].max() * 400).round().astype(int)
+        frames.append(df.assign(brand=f"b{i}"))
+    long = pd.concat(frames, ignore_index=True)
+    config = {"channels": ["tv", "search", "social"], "controls": ["price_index"], "seasonality": 1,
+              "market": "market", "likelihood": "poisson", "time_varying_intercept": {"m": 6},
+              "roas_prior": {"tv": {"dist": "LogNormal", "mu": 0.0, "sigma": 0.5}}}
+    data, cfg = write_inputs(tmp_path, long[long["brand"] == "b0"].drop(columns="brand"), config)
+    both = tmp_path / "brands.csv"
+    long.to_csv(both, index=False)
+    return data, both, cfg
+
+
+def test_fit_and_batch_with_market_keys_hsgp_counts_and_a_roas_prior(tmp_path, capsys):
+    data, both, cfg = _market_inputs(tmp_path)
+    small = ["--chains", "2", "--warmup", "60", "--draws", "40", "--no-progress"]
+    out = tmp_path / "fit"
+    assert main(["fit", str(data), "--config", str(cfg), "--out", str(out), *small]) == 0
+    roas = pd.read_csv(out / "roas_national.csv", index_col=0)
+    assert list(roas.index) == ["tv", "search", "social"] and roas["mean"].gt(0).all()
+    assert len(pd.read_csv(out / "roas_market.csv")) == 3 * 3
+    from mmm_jax.hierarchical import HierarchicalMMM
+
+    h = HierarchicalMMM.load(out)
+    assert {"roas_tv", "intercept_tv"} <= set(h.idata.posterior.data_vars)
+    y = h.idata.posterior_predictive["y"].values
+    assert (y == y.round()).all()
+    batch = tmp_path / "batch"
+    assert main(["batch", str(both), "--by", "brand", "--config", str(cfg), "--out", str(batch), *small]) == 0
+    m = pd.read_csv(batch / "manifest.csv")
+    assert sorted(m["brand"]) == ["b0", "b1"] and (m["status"] == "done").all(), m.to_dict("records")
+    assert "done" in capsys.readouterr().out
