@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ModelConfig
-from .data import MMMData
+from .data import MMMData, check_counts
 
 __all__ = [
     "Scaling",
@@ -31,6 +31,7 @@ __all__ = [
     "hsgp_arrays",
     "model_arrays",
     "with_hsgp_domains",
+    "fit_model_scaling",
     "hsgp_basis_for",
     "input_axes",
     "widen_channels",
@@ -234,6 +235,18 @@ def model_arrays(
             key = "media_tv_phi_train" if "media_tv_phi_train" in src else "media_tv_phi"
             arrays["media_tv_phi_train"] = np.asarray(src[key])
     return arrays
+
+
+def fit_model_scaling(config: ModelConfig, data: MMMData) -> Scaling:
+    """The scaling a fit of ``config`` on ``data`` uses: :func:`fit_scaling` plus the HSGP domains
+    of its terms on the training weeks. Count likelihoods: the target is checked first
+    (:func:`mmm_jax.data.check_counts`, a ``DataError`` naming the row)."""
+    if config.is_count:
+        check_counts(data.target, config.target)
+    scaling = fit_scaling(data)
+    if hsgp_terms(config):
+        scaling = with_hsgp_domains(scaling, config, design_arrays(data, scaling, 0)["time"])
+    return scaling
 
 
 def with_hsgp_domains(scaling: Scaling, config: ModelConfig, time, mask=None) -> Scaling:

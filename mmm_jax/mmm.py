@@ -31,8 +31,8 @@ import xarray as xr
 
 from .compile import LogDensity, compile_logdensity, unconstrained_draws
 from .config import ModelConfig
-from .data import MMMData, check_counts, validate_frame
-from .features import Scaling, design_arrays, fit_scaling, hsgp_terms, model_arrays, with_hsgp_domains
+from .data import MMMData, validate_frame
+from .features import Scaling, fit_model_scaling, model_arrays
 from .inference import sample
 from .model import build_pymc_model
 from .persist import read_run, save_run
@@ -88,13 +88,7 @@ class MMM:
         (``scaling.hsgp``).
         """
         self.data = self.validate(df)
-        if self.config.is_count:
-            check_counts(self.data.target, self.config.target)
-        scaling = fit_scaling(self.data)
-        if hsgp_terms(self.config):
-            time = design_arrays(self.data, scaling, 0)["time"]
-            scaling = with_hsgp_domains(scaling, self.config, time)
-        self.scaling = scaling
+        self.scaling = fit_model_scaling(self.config, self.data)
         arrays = model_arrays(self.config, self.data, self.scaling)
         self.model = build_pymc_model(self.config, arrays, dates=self.data.dates)
         self.logdensity = compile_logdensity(self.model)
@@ -421,11 +415,20 @@ class MMM:
         Raises :class:`mmm_jax.persist.RunFormatError` for a multi-market run or a newer format.
         """
         run = read_run(path, "brand")
-        self = cls(ModelConfig.from_dict(run["config"]))
+        config = ModelConfig.from_dict(run["config"])
         df = run["frame"]
-        df[self.config.date] = pd.to_datetime(df[self.config.date])
+        df[config.date] = pd.to_datetime(df[config.date])
+        return cls.restore(config, df, Scaling.from_dict(run["scaling"]), run["idata"],
+                           run["meta"].get("fit_settings", {}))
+
+    @classmethod
+    def restore(cls, config: ModelConfig, df: pd.DataFrame, scaling: Scaling, idata: az.InferenceData,
+                fit_settings: dict | None = None) -> MMM:
+        """A fitted model from its parts: rebuilt on its training data ``df`` with the stored
+        ``scaling`` and posterior ``idata`` (what :meth:`load` and the batch's ``load`` use)."""
+        self = cls(config)
         self.build(df)
-        self.scaling = Scaling.from_dict(run["scaling"])
-        self.idata = run["idata"]
-        self.fit_settings = run["meta"].get("fit_settings", {})
+        self.scaling = scaling
+        self.idata = idata
+        self.fit_settings = dict(fit_settings or {})
         return self

@@ -75,10 +75,11 @@ class BatchResult:
         """The brand's InferenceData."""
         import arviz as az
 
-        row = self._row(brand)
+        row = self.row(brand)
         return az.from_netcdf(str(self.out / row["file"]))
 
-    def _row(self, brand: str) -> dict:
+    def row(self, brand: str) -> dict:
+        """The brand's manifest row (KeyError if unknown, RuntimeError if it failed)."""
         m = self.manifest()
         hit = m[m["brand"] == str(brand)]
         if hit.empty:
@@ -514,13 +515,9 @@ class Progress:
 
 def load_brand(out: str | os.PathLike, brand: str):
     """A brand of a batch output directory as a fitted :class:`mmm_jax.MMM`."""
-    import arviz as az
-
     from ..mmm import MMM
 
-    res = BatchResult(Path(out), {})
-    row = res._row(brand)
-    idata = az.from_netcdf(str(Path(out) / row["file"]))
+    idata = BatchResult(Path(out), {}).idata(brand)
     idata.load()
     attrs = idata.posterior.attrs
     config = ModelConfig.from_dict(json.loads(attrs["config"]))
@@ -531,9 +528,6 @@ def load_brand(out: str | os.PathLike, brand: str):
         df[c] = cd["spend"].values[:, i]
     for i, c in enumerate(config.controls):
         df[c] = cd["controls"].values[:, i]
-    mmm = MMM(config)
-    mmm.build(df)
-    mmm.scaling = Scaling.from_dict(json.loads(attrs["scaling"]))
-    mmm.idata = idata
-    mmm.fit_settings = {"sampler": "blackjax", "seed": int(attrs.get("seed", 0)), "brand": brand}
+    mmm = MMM.restore(config, df, Scaling.from_dict(json.loads(attrs["scaling"])), idata,
+                      {"sampler": "blackjax", "seed": int(attrs.get("seed", 0)), "brand": brand})
     return mmm

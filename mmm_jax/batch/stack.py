@@ -25,9 +25,8 @@ import numpy as np
 import pandas as pd
 
 from ..config import ModelConfig
-from ..data import DataError, MMMData, check_counts, validate_frame
-from ..features import (Scaling, design_arrays, fit_scaling, hsgp_terms, input_axes, model_arrays, widen_channels,
-                        with_hsgp_domains)
+from ..data import DataError, MMMData, validate_frame
+from ..features import Scaling, fit_model_scaling, input_axes, model_arrays, widen_channels
 
 __all__ = [
     "BrandData",
@@ -209,12 +208,8 @@ def prepare_brand(name: str, frame: pd.DataFrame, config: ModelConfig) -> BrandD
             controls=config.controls,
             min_length=max(2, int(getattr(config.adstock, "l_max", 1) or 1)),
         )
-        if config.is_count:
-            check_counts(data.target, config.target)
         brand_cfg = config.for_channels(chans)
-        scaling = fit_scaling(data)
-        if hsgp_terms(brand_cfg):
-            scaling = with_hsgp_domains(scaling, brand_cfg, design_arrays(data, scaling, 0)["time"])
+        scaling = fit_model_scaling(brand_cfg, data)
         arrays = widen_channels(model_arrays(brand_cfg, data, scaling), present)
         return BrandData(name, data, brand_cfg, present, scaling, arrays, _data_hash(data))
     except DataError as err:

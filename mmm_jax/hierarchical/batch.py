@@ -55,7 +55,7 @@ from ..results import RHAT_MAX, diagnostics, package_versions
 from .config import HierarchicalConfig
 from .fit import HierarchicalMMM
 from .model import build_hierarchical_model
-from .panel import PanelScaling, fit_panel_scaling, panel_arrays, validate_panel
+from .panel import PanelScaling
 
 __all__ = ["fit_many_hierarchical", "PanelBrand", "prepare_panel_brand", "pad_panel_arrays",
            "HierarchicalBatchResult", "load_hierarchical_brand"]
@@ -84,9 +84,7 @@ def prepare_panel_brand(name: str, frame: pd.DataFrame, config: HierarchicalConf
     """Validate and scale one brand's long-format panel; bad data -> :class:`BrandFailure`."""
     h = HierarchicalMMM(config)
     try:
-        h.panel = validate_panel(frame, config)
-        h.scaling = fit_panel_scaling(h.panel, config)
-        h.arrays = panel_arrays(h.panel, h.scaling, config)
+        h.prepare(frame)
     except (DataError, ValueError, KeyError) as err:
         return BrandFailure(name, f"{type(err).__name__}: {err}")
     return PanelBrand(name, h, _panel_hash(h.panel))
@@ -170,16 +168,11 @@ def load_hierarchical_brand(out: str | os.PathLike, brand: str) -> HierarchicalM
     ``roas``, ``contributions`` and ``diagnostics`` work from the stored draws; ``predict`` and
     ``crps`` need the brand's data: refit it with :meth:`HierarchicalMMM.fit` for those.
     """
-    import arviz as az
-
-    row = HierarchicalBatchResult(Path(out), {})._row(brand)
-    idata = az.from_netcdf(str(Path(out) / row["file"]))
+    idata = HierarchicalBatchResult(Path(out), {}).idata(brand)
     idata.load()
     attrs = idata.posterior.attrs
-    h = HierarchicalMMM(HierarchicalConfig.from_dict(json.loads(attrs["config"])))
-    h.scaling = PanelScaling.from_dict(json.loads(attrs["scaling"]))
-    h.idata = idata
-    return h
+    return HierarchicalMMM.restore(HierarchicalConfig.from_dict(json.loads(attrs["config"])),
+                                   PanelScaling.from_dict(json.loads(attrs["scaling"])), idata)
 
 
 def fit_many_hierarchical(

@@ -60,12 +60,16 @@ class HierarchicalMMM:
         self.fit_settings: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ build / fit
-    def build(self, df: pd.DataFrame) -> None:
-        """Validate, scale, build the joint ``pm.Model`` and compile it."""
+    def prepare(self, df: pd.DataFrame) -> None:
+        """Validate and scale ``df`` into the model inputs (``panel``, ``scaling``, ``arrays``), no model."""
         self.panel = validate_panel(df, self.config)
         self.frame = _training_frame(df, self.config)
         self.scaling = fit_panel_scaling(self.panel, self.config)
         self.arrays = panel_arrays(self.panel, self.scaling, self.config)
+
+    def build(self, df: pd.DataFrame) -> None:
+        """Validate, scale, build the joint ``pm.Model`` and compile it."""
+        self.prepare(df)
         self.model = build_hierarchical_model(self.config, self.arrays, self.panel)
         self.logdensity = compile_logdensity(self.model)
 
@@ -355,15 +359,26 @@ class HierarchicalMMM:
         """Load a model written by :meth:`save` (rebuilt on its training data; ``predict`` and
         ``crps`` work as after ``fit``)."""
         run = read_run(path, "markets")
-        self = cls(HierarchicalConfig.from_dict(run["config"]))
+        config = HierarchicalConfig.from_dict(run["config"])
         df = run["frame"]
-        df[self.config.base.date] = pd.to_datetime(df[self.config.base.date])
-        for level in self.config.levels:  # labels are strings, whatever a CSV round trip made of them
+        df[config.base.date] = pd.to_datetime(df[config.base.date])
+        for level in config.levels:  # labels are strings, whatever a CSV round trip made of them
             df[level] = df[level].astype(str)
-        self.build(df)
-        self.scaling = PanelScaling.from_dict(run["scaling"])
-        self.idata = run["idata"]
-        self.fit_settings = run["meta"].get("fit_settings", {})
+        return cls.restore(config, PanelScaling.from_dict(run["scaling"]), run["idata"], df,
+                           run["meta"].get("fit_settings", {}))
+
+    @classmethod
+    def restore(cls, config: HierarchicalConfig, scaling: PanelScaling, idata: az.InferenceData,
+                df: pd.DataFrame | None = None, fit_settings: dict | None = None) -> HierarchicalMMM:
+        """A fitted model from its parts: the stored ``scaling`` and posterior ``idata``, rebuilt on
+        its training data ``df`` when given (then ``predict``, ``crps``, marginal values, curves
+        and budgets work; without it ``roas``, ``cac``, ``contributions`` and ``diagnostics``)."""
+        self = cls(config)
+        if df is not None:
+            self.build(df)
+        self.scaling = scaling
+        self.idata = idata
+        self.fit_settings = dict(fit_settings or {})
         return self
 
     def _unconstrained(self, max_draws: int | None) -> dict:
