@@ -97,6 +97,9 @@ def test_batch_of_panels_isolates_bad_brand_and_resumes(tmp_path):
     assert h.idata.posterior["intercept_z_market"].shape[-1] == 3
     assert h.idata.posterior["sat_level"].dims == ("chain", "draw", "channel")  # shared by default (tanh)
     assert np.isfinite(h.roas("national")["mean"]).all()
+    assert (h.cac("national")["mean"] > 0).all()
+    with pytest.raises(RuntimeError, match="marginal_roas needs the training data"):
+        h.marginal_roas()
     # rerun through the command line (a hierarchical config file routes to the hierarchical batch):
     # nothing to do; the same brands, each once
     from mmm_jax.cli import main

@@ -227,6 +227,13 @@ class HierarchicalMMM:
         if self.idata is None:
             raise RuntimeError("fit the model first (HierarchicalMMM.fit)")
 
+    def _require_data(self, what: str):
+        """``what`` needs the training panel (absent for a brand loaded from a batch's draws)."""
+        self._require_fit()
+        if self.panel is None:
+            raise RuntimeError(f"{what} needs the training data: this model holds only its draws (a batch brand); "
+                               "fit it with HierarchicalMMM.fit, or load a run written by HierarchicalMMM.save")
+
     def diagnostics(self) -> dict:
         """Max R-hat, min bulk/tail ESS over the free parameters, divergences."""
         self._require_fit()
@@ -268,7 +275,7 @@ class HierarchicalMMM:
 
         Returns ``y`` (with noise) and ``mu`` (chain, draw, market, date) in original units.
         """
-        self._require_fit()
+        self._require_data("predict")
         new = validate_panel(df, self.config, require_target=False, markets=self.panel.markets)
         arrays = panel_arrays(new, self.scaling, self.config)
         arrays["mask"] = np.where(new.observed, 1.0, 0.0)  # totals over the new weeks
@@ -287,7 +294,7 @@ class HierarchicalMMM:
         ``df``: history and hold-out rows with the target (the hold-out targets are only used
         for scoring). Returns one row per market and hold-out week (column ``crps``).
         """
-        self._require_fit()
+        self._require_data("crps")
         b = self.config.base
         hold = pd.to_datetime(df[b.date]) >= pd.Timestamp(holdout_start)
         truth = df.loc[hold, [*self.config.levels, b.date, b.target]].copy()
@@ -315,14 +322,14 @@ class HierarchicalMMM:
         row per (level, [market,] channel): ``weekly_spend`` (national, or the market's share),
         ``mean``, ``median`` and the HDI bounds.
         """
-        self._require_fit()
+        self._require_data("marginal_roas")
         return marginal_frame(self, spend_levels, level=level, horizon=horizon, hdi_prob=hdi_prob,
                               max_draws=max_draws, seed=seed, recent_weeks=recent_weeks, inverse=False)
 
     def marginal_cac(self, spend_levels=None, *, level: str = "national", horizon: int = 13, hdi_prob: float = 0.9,
                      max_draws: int | None = 1000, seed: int = 0, recent_weeks: int | None = None) -> pd.DataFrame:
         """Marginal CAC (``1 / marginal ROAS`` per draw); parameters and columns as :meth:`marginal_roas`."""
-        self._require_fit()
+        self._require_data("marginal_cac")
         return marginal_frame(self, spend_levels, level=level, horizon=horizon, hdi_prob=hdi_prob,
                               max_draws=max_draws, seed=seed, recent_weeks=recent_weeks, inverse=True)
 
@@ -332,7 +339,7 @@ class HierarchicalMMM:
         """Response curves with HDI bands: ``{channel: DataFrame}`` (national: the sum over markets)
         or ``{(market, channel): DataFrame}``; national weekly spend from 0 to ``max_multiple`` x its
         largest weekly value, split by current shares. Columns as :meth:`mmm_jax.MMM.response_curves`."""
-        self._require_fit()
+        self._require_data("response_curves")
         return response_curve_frames(self, n_points, level=level, max_multiple=max_multiple, horizon=horizon,
                                      hdi_prob=hdi_prob, max_draws=max_draws, seed=seed, recent_weeks=recent_weeks)
 
@@ -341,7 +348,7 @@ class HierarchicalMMM:
         (:func:`mmm_jax.budget.optimize_portfolio`; constraints keyed by ``(market, channel)``;
         national channels keep their current spend). National totals per channel:
         ``plan.table.groupby(level="channel").sum()``."""
-        self._require_fit()
+        self._require_data("optimize_budget")
         from ..budget.portfolio import optimize_portfolio
 
         return optimize_portfolio(self, total, horizon, **kwargs)
