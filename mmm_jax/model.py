@@ -55,6 +55,7 @@ __all__ = [
     "nb_alpha",
     "term_basis_data",
     "media_log_multiplier",
+    "solve_beta",
 ]
 
 #: Basis coordinate names of the HSGP terms.
@@ -177,6 +178,15 @@ def term_basis_data(name: str, spec, arrays, *, suffix: str = ""):
     if suffix:
         return out_phi, None
     return out_phi, pm.Data(eig_key, sqrt_eig, dims=dim)
+
+
+def solve_beta(kind: str, rv, spend_total, unit_total, *, empty: float):
+    """The ``beta`` whose contribution ``beta * unit_total`` (original units, over the training
+    weeks) gives ROAS ``rv`` (``kind="roas"``) or CAC ``rv`` (``"cac"``) on ``spend_total``
+    (original currency); ``empty`` where ``unit_total`` is 0 (a channel without spend)."""
+    has = unit_total > 0
+    per_unit = spend_total / pt.switch(has, unit_total, 1.0)  # beta per unit of ROAS
+    return pt.switch(has, rv * per_unit if kind == "roas" else per_unit / rv, empty)
 
 
 def _media_contribution(x, config: ModelConfig, ad_params: dict, sat_params: dict):
@@ -357,9 +367,7 @@ def build_pymc_model(
                     rv = media[f"{kind}_{ch}"]
                     # beta per unit of ROAS; 0 for a channel without spend (a brand of a batch that
                     # lacks it: its ROAS / CAC is then sampled from its prior alone)
-                    has = g_sum[i] > 0
-                    per_unit = pt.switch(has, spend_tot[i] / (target_scale * pt.switch(has, g_sum[i], 1.0)), 0.0)
-                    per_channel.append(rv * per_unit if kind == "roas" else per_unit / rv)
+                    per_channel.append(solve_beta(kind, rv, spend_tot[i], target_scale * g_sum[i], empty=0.0))
                 else:
                     per_channel.append(media["beta_free"][j])
                     j += 1

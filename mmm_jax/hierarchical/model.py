@@ -34,7 +34,7 @@ import pytensor.tensor as pt
 
 from ..adstock import apply_adstock
 from ..model import (count_likelihood_dist, count_masked_logp, likelihood_dist, masked_logp, media_log_multiplier,
-                     term_basis_data)
+                     solve_beta, term_basis_data)
 from ..saturation import media_response
 from .config import HierarchicalConfig
 
@@ -147,9 +147,7 @@ def _business_beta(config: HierarchicalConfig, groups, n_markets: int, channels:
         if ch in business:
             kind, p = business[ch]
             rv = p.create(f"{kind}_{ch}")
-            has = unit_total[i] > 0
-            per_unit = spend_total[i] / pt.switch(has, unit_total[i], 1.0)  # beta per unit of ROAS
-            loc.append(_to_link(link, pt.switch(has, rv * per_unit if kind == "roas" else per_unit / rv, 1.0)))
+            loc.append(_to_link(link, solve_beta(kind, rv, spend_total[i], unit_total[i], empty=1.0)))
         else:
             loc.append(free_loc[j])
             j += 1
@@ -268,6 +266,7 @@ def build_hierarchical_model(config: HierarchicalConfig, arrays: dict, panel) ->
         flat = {k: v.T.reshape((len(channels) * G,)) for k, v in media.items()}
         ad_p = {n: flat[n] for n in ad.param_names}
         tv = b.time_varying_media
+        mult = None
         if tv is not None:
             from ..hsgp import positive_multiplier
 
@@ -294,7 +293,7 @@ def build_hierarchical_model(config: HierarchicalConfig, arrays: dict, panel) ->
             beta = _business_beta(config, groups, G, channels, (unit_sum * ts[None, :]).sum(axis=1),
                                   pt.concatenate([local_tot, nat_tot]))
         sat_p = {n: flat[n] for n in sat.param_names}
-        out = _media_columns(x, x_nat, b, ad_p, sat_p, mult if tv is not None else None, G, len(national))
+        out = _media_columns(x, x_nat, b, ad_p, sat_p, mult, G, len(national))
         if business:
             out = out * beta.T[None, :, :]
         pm.Deterministic("channel_contribution", out.dimshuffle(2, 0, 1), dims=("market", "date", "channel"))
