@@ -6,14 +6,85 @@
 from __future__ import annotations
 
 import argparse
-import math
-import warnings
 import json
+import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
+from .persist import (RunFormatError, atomic_write_bytes, atomic_write_text, check_output_dir, is_storage_error,
+                      mark_output_dir, netcdf_bytes, output_kind)
+
 __all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``mmm-jax fit: error: ...``, exit 2) instead of usage + error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _int_at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be at least {lo}, got {v}")
+        return v
+
+    return parse
+
+
+def _float_in(lo: float, hi: float, *, lo_open: bool = True, hi_open: bool = False):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be in {'(' if lo_open else '['}{lo:g}, {hi:g}"
+                                             f"{')' if hi_open else ']'}, got {text}")
+        return v
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    return _float_in(0.0, math.inf, hi_open=True)(text)
+
+
+def _pair(text: str) -> tuple[str, float]:
+    """``NAME=VALUE`` (``--lock``) with a finite, non-negative value."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected CHANNEL=VALUE, got {text!r}")
+    try:
+        v = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: expected a number after '=', got {value!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"{name}: spend must be finite and >= 0, got {value}")
+    return name, v
+
+
+def _bound(text: str) -> tuple[str, tuple[float, float]]:
+    """``NAME=LO:HI`` (``--bound``) with finite 0 <= LO <= HI."""
+    name, sep, rest = text.partition("=")
+    lo, sep2, hi = rest.partition(":")
+    if not sep or not sep2 or not name:
+        raise argparse.ArgumentTypeError(f"expected CHANNEL=LO:HI, got {text!r}")
+    try:
+        a, b = float(lo), float(hi)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name}: expected numbers LO:HI, got {rest!r}") from None
+    if not (math.isfinite(a) and math.isfinite(b) and 0 <= a <= b):
+        raise argparse.ArgumentTypeError(f"{name}: bounds must be finite with 0 <= LO <= HI, got {rest}")
+    return name, (a, b)
 
 
 def _sampler_args(p: argparse.ArgumentParser, draws: int = 1000,
@@ -22,11 +93,11 @@ def _sampler_args(p: argparse.ArgumentParser, draws: int = 1000,
                    help=("NUTS (numpyro, blackjax) or BlackJAX many-chain adaptation (chees: ChEES-HMC; "
                          "meads: GHMC, needs >= 16 chains)") if len(samplers) > 1
                    else "the batch engine vmaps BlackJAX NUTS over brands")
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--warmup", type=int, default=1000)
-    p.add_argument("--draws", type=int, default=draws)
-    p.add_argument("--target-accept", type=float, default=0.9)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chains", type=_int_at_least(1), default=4)
+    p.add_argument("--warmup", type=_int_at_least(0), default=1000)
+    p.add_argument("--draws", type=_int_at_least(1), default=draws)
+    p.add_argument("--target-accept", type=_float_in(0.0, 1.0, hi_open=True), default=0.9)
+    p.add_argument("--seed", type=_int_at_least(0), default=0)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -67,9 +138,8 @@ def cmd_demo(a) -> int:
     from .plots import plot_decomposition, plot_roas
 
     t0 = time.perf_counter()
+    out = mark_output_dir(check_output_dir(a.out, "demo", overwrite=a.overwrite), "demo")
     df, truth = load_example()
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     cfg = ModelConfig(
         date=EXAMPLE_DATE, target=EXAMPLE_TARGET, channels=EXAMPLE_CHANNELS, controls=EXAMPLE_CONTROLS,
         seasonality=2, trend=True,
@@ -84,7 +154,7 @@ def cmd_demo(a) -> int:
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 120):
         print(table.to_string())
     _print_diagnostics(mmm)
-    mmm.idata.to_netcdf(str(out / "idata.nc"))
+    atomic_write_bytes(out / "idata.nc", netcdf_bytes(mmm.idata))
     plot_decomposition(mmm, out / "decomposition.png", title="mmm_jax demo: contribution decomposition")
     plot_roas(mmm, out / "roas.png", truth=truth["roas"])
     table.to_csv(out / "roas.csv")
@@ -100,11 +170,13 @@ def cmd_fit(a) -> int:
     from .plots import plot_decomposition, plot_roas
 
     cfg = load_config(a.config)
+    kind = "markets" if isinstance(cfg, HierarchicalConfig) else "brand"
+    check_output_dir(a.out, kind, overwrite=a.overwrite, inputs=[a.data, a.config])  # before any work
     df = read_table(a.data)
     if isinstance(cfg, HierarchicalConfig):  # markets: one joint model
         h = HierarchicalMMM(cfg)
         h.fit(df, **_fit_kwargs(a))
-        out = h.save(a.out)
+        out = h.save(a.out, overwrite=a.overwrite)
         for level in ("market", "national"):
             h.roas(level).to_csv(out / f"roas_{level}.csv")
         h.contributions().to_csv(out / "contributions.csv")
@@ -115,7 +187,7 @@ def cmd_fit(a) -> int:
         return 0
     mmm = MMM(cfg)
     mmm.fit(df, **_fit_kwargs(a))
-    out = mmm.save(a.out)
+    out = mmm.save(a.out, overwrite=a.overwrite)
     mmm.summary().to_csv(out / "summary.csv")
     mmm.roas().to_csv(out / "roas.csv")
     mmm.contributions().to_csv(out / "contributions.csv")
@@ -132,21 +204,24 @@ def cmd_optimize(a) -> int:
     from .budget import BudgetError
     from . import MMM
 
-    batch = (Path(a.run_dir) / "manifest.sqlite").exists()
-    locked = dict(_pair(x) for x in a.lock or [])
-    bounds = {}
-    for x in a.bound or []:
-        name, rest = x.split("=", 1)
-        lo, hi = rest.split(":", 1)
-        bounds[name] = (float(lo), float(hi))
-    out = Path(a.out) if a.out else Path(a.run_dir) / "budget"
-    out.mkdir(parents=True, exist_ok=True)
+    found = output_kind(a.run_dir) if Path(a.run_dir).is_dir() else None
+    if found not in ("brand", "batch"):
+        what = {None: "not an mmm_jax output", "markets": "a multi-market model (optimise it with "
+                "HierarchicalMMM.optimize_budget)"}.get(found, f"an mmm_jax {found} output")
+        raise RunFormatError(f"{a.run_dir}: {what}; give a folder written by `mmm-jax fit` or `mmm-jax batch`")
+    batch = found == "batch"
+    locked = dict(a.lock or [])
+    bounds = dict(a.bound or [])
+    if a.flighting and batch:
+        raise BudgetError("--flighting plans one fitted model (a directory from `mmm-jax fit`)")
+    out_path = Path(a.out) if a.out else Path(a.run_dir) / "budget"
+    check_output_dir(out_path, "budget", overwrite=a.overwrite)
+    mmm = None if batch else MMM.load(a.run_dir)  # checked (format, file hashes) before anything is written
+    out = mark_output_dir(out_path, "budget")
     if a.flighting:
-        if batch:
-            raise BudgetError("--flighting plans one fitted model (a directory from `mmm-jax fit`)")
         from .budget.portfolio import optimize_flighting
 
-        fp = optimize_flighting(MMM.load(a.run_dir), a.total, a.horizon, objective=a.objective, alpha=a.alpha,
+        fp = optimize_flighting(mmm, a.total, a.horizon, objective=a.objective, alpha=a.alpha,
                                 risk_aversion=a.risk_aversion, locked=locked or None,
                                 max_history_multiple=a.max_history_multiple, max_draws=a.draws, seed=a.seed)
         fp.plan.to_csv(out / "flighting.csv")
@@ -171,8 +246,7 @@ def cmd_optimize(a) -> int:
         plan = optimize_portfolio(a.run_dir, a.total, a.horizon, bounds={key(k): v for k, v in bounds.items()} or None,
                                   locked={key(k): v for k, v in locked.items()} or None, **kw)
     else:
-        plan = MMM.load(a.run_dir).optimize_budget(a.total, a.horizon, bounds=bounds or None, locked=locked or None,
-                                                   **kw)
+        plan = mmm.optimize_budget(a.total, a.horizon, bounds=bounds or None, locked=locked or None, **kw)
     plan.table.to_csv(out / "plan.csv")
     (out / "plan.json").write_text(plan.to_json())
     plan.plot(out / "plan.png")
@@ -203,7 +277,8 @@ def cmd_batch(a) -> int:
         devices = jax.devices()[: a.devices]
     kw = dict(by=a.by, config=a.config, out=a.out, chains=a.chains, warmup=a.warmup, draws=a.draws,
               target_accept=a.target_accept, max_tree_depth=a.max_tree_depth, seed=a.seed, chunk_size=a.chunk_size,
-              devices=devices, force=a.force, retry_failed=a.retry_failed, progress=not a.no_progress)
+              devices=devices, force=a.force, overwrite=a.overwrite, retry_failed=a.retry_failed,
+              progress=not a.no_progress)
     from .hierarchical import HierarchicalConfig, load_config
 
     kw["config"] = load_config(a.config)
@@ -214,8 +289,8 @@ def cmd_batch(a) -> int:
     else:
         res = fit_many(a.data, max_chunks=a.max_chunks, **kw)
     m = res.manifest()
-    m.to_csv(Path(a.out) / "manifest.csv", index=False)
-    (Path(a.out) / "last_run.json").write_text(json.dumps(res.stats, indent=2, default=str))
+    atomic_write_text(Path(a.out) / "manifest.csv", m.to_csv(index=False))
+    atomic_write_text(Path(a.out) / "last_run.json", json.dumps(res.stats, indent=2, default=str))
     print(res.summary())
     print(f"wrote {Path(a.out) / 'manifest.sqlite'} (+ manifest.csv) and {Path(a.out) / 'brands'}/<brand>.nc")
     return 0 if (m["status"] == "done").any() or m.empty else 1
@@ -246,16 +321,18 @@ def cmd_bench(a) -> int:
     return suite.run_suite(suite.finish_args(a))
 
 
-def _pair(text: str) -> tuple[str, float]:
-    name, value = text.split("=", 1)
-    return name, float(value)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mmm-jax", description=__doc__)
+    from . import __version__
+
+    parser = _Parser(prog="mmm-jax", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mmm-jax {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="show full tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
+    overwrite_help = ("also write into an existing folder that is not an mmm_jax output of this kind "
+                      "(mmm_jax's files replace same-named ones; other files are kept)")
     p = sub.add_parser("demo", help="fit the bundled example and compare estimated with true ROAS")
     p.add_argument("--out", default="mmm_jax_demo", help="output directory (default: ./mmm_jax_demo)")
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     _sampler_args(p)
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("fit", help="fit a CSV with a YAML/JSON config and save the model")
@@ -263,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
                                 "market columns of a multi-market config, long format)")
     p.add_argument("--config", required=True, help="YAML or JSON model config; with a 'market' key one joint "
                                                    "multi-market model")
-    p.add_argument("--out", required=True, help="directory to write the fitted model to")
+    p.add_argument("--out", required=True, help="new folder to write the fitted model to (an earlier run's "
+                                                "folder is replaced; any other existing folder is refused)")
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     _sampler_args(p)
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("batch", help="fit one model per brand/market for many brands (resumable)")
@@ -273,32 +352,38 @@ def main(argv: list[str] | None = None) -> int:
                    "'market' key each brand's markets are fitted jointly")
     p.add_argument("--out", required=True, help="output directory (manifest.sqlite + brands/*.nc); rerun to resume")
     _sampler_args(p, samplers=("blackjax",))
-    p.add_argument("--max-tree-depth", type=int, default=10)
-    p.add_argument("--chunk-size", type=int, default=None, help="brands per compiled call (default: from memory)")
-    p.add_argument("--devices", type=int, default=None, help="use the first N devices (default: all)")
-    p.add_argument("--max-chunks", type=int, default=None, help="stop after N chunks (rerun to continue)")
+    p.add_argument("--max-tree-depth", type=_int_at_least(1), default=10)
+    p.add_argument("--chunk-size", type=_int_at_least(1), default=None,
+                   help="brands per compiled call (default: from memory)")
+    p.add_argument("--devices", type=_int_at_least(1), default=None, help="use the first N devices (default: all)")
+    p.add_argument("--max-chunks", type=_int_at_least(0), default=None, help="stop after N chunks (rerun to continue)")
     p.add_argument("--force", action="store_true", help="refit everything if OUT holds another configuration")
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     p.add_argument("--retry-failed", action="store_true", help="also refit brands that failed before")
     p.set_defaults(func=cmd_batch)
     p = sub.add_parser("optimize", help="optimise the budget split for a fitted model (a directory from `fit`), "
                                         "or one total over every brand x channel of a `batch` directory")
     p.add_argument("run_dir", help="directory written by `mmm-jax fit` or `mmm-jax batch`")
-    p.add_argument("--total", type=float, required=True, help="budget over the horizon (currency)")
-    p.add_argument("--horizon", type=int, default=13, help="weeks (default 13)")
+    p.add_argument("--total", type=_float_in(0.0, math.inf, lo_open=False, hi_open=True), required=True, help="budget over the horizon (currency)")
+    p.add_argument("--horizon", type=_int_at_least(1), default=13, help="weeks (default 13)")
     p.add_argument("--objective", choices=["mean", "mean_sd", "cvar", "mroas"], default="mean")
-    p.add_argument("--alpha", type=float, default=0.1, help="CVaR tail fraction (default 0.1)")
-    p.add_argument("--risk-aversion", type=float, default=1.0, help="weight of sd in mean_sd")
-    p.add_argument("--min-mroas", type=float, default=None, help="minimum marginal ROAS for objective mroas")
-    p.add_argument("--bound", action="append", metavar="CH=LO:HI",
+    p.add_argument("--alpha", type=_float_in(0.0, 1.0), default=0.1, help="CVaR tail fraction in (0, 1] (default 0.1)")
+    p.add_argument("--risk-aversion", type=_float_in(0.0, math.inf, lo_open=False, hi_open=True), default=1.0,
+                   help="weight of sd in mean_sd")
+    p.add_argument("--min-mroas", type=_float_in(-math.inf, math.inf, hi_open=True), default=None,
+                   help="minimum marginal ROAS for objective mroas")
+    p.add_argument("--bound", action="append", metavar="CH=LO:HI", type=_bound,
                    help="spend bounds over the horizon (BRAND/CH=LO:HI for a batch)")
-    p.add_argument("--bounds-pct", type=float, default=None, help="allow +-this fraction around current spend")
-    p.add_argument("--lock", action="append", metavar="CH=VALUE", help="fix a channel's spend (BRAND/CH=VALUE for a batch)")
-    p.add_argument("--max-history-multiple", type=float, default=None,
+    p.add_argument("--bounds-pct", type=_positive_float, default=None, help="allow +-this fraction around current spend")
+    p.add_argument("--lock", action="append", metavar="CH=VALUE", type=_pair,
+                   help="fix a channel's spend (BRAND/CH=VALUE for a batch)")
+    p.add_argument("--max-history-multiple", type=_positive_float, default=None,
                    help="cap weekly spend at this multiple of the channel's historical max")
-    p.add_argument("--draws", type=int, default=2000, help="posterior draws used (default 2000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--draws", type=_int_at_least(1), default=2000, help="posterior draws used (default 2000)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0)
     p.add_argument("--flighting", action="store_true", help="optimise every week's spend (not a flat split)")
     p.add_argument("--out", default=None, help="output directory (default RUN_DIR/budget)")
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     p.set_defaults(func=cmd_optimize)
     p = sub.add_parser("bench", help="sampler benchmark suite: samplers x problem sizes (benchmarks/bench_suite.py)",
                        description="Every sampler on a grid of simulated problems, each run in its own process; "
@@ -308,20 +393,46 @@ def main(argv: list[str] | None = None) -> int:
     if suite is not None:
         suite.add_arguments(p)
     p.set_defaults(func=cmd_bench, bench_suite=suite)
-    a = parser.parse_args(argv)
+    try:
+        a = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, or a one-line argument error (exit 2)
+        return int(exit_.code or 0)
     # PyTensor's C backend warns about BLAS at import; we run on JAX, so it is noise here.
     warnings.filterwarnings("ignore", message=".*BLAS.*")
-    from .batch import ConfigChangedError
+    if not a.verbose:  # one line per warning, without the source line it came from
+        warnings.showwarning = _show_warning
+    try:
+        return a.func(a)
+    except KeyboardInterrupt:
+        print(f"mmm-jax {a.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - every error is one line unless --verbose
+        if a.verbose:
+            raise
+        user = isinstance(err, _user_errors()) or is_storage_error(err)
+        text = " ".join(str(err).split()) or type(err).__name__
+        if user:
+            print(f"mmm-jax {a.command}: error: {text}", file=sys.stderr)
+            return 2
+        print(f"mmm-jax {a.command}: internal error: {type(err).__name__}: {text[:500]} "
+              "(rerun with --verbose for the traceback and report it)", file=sys.stderr)
+        return 1
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"mmm-jax: warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+
+def _user_errors() -> tuple:
+    """Errors caused by the input, the folders or the disk: reported in one line, exit 2."""
+    from .batch.store import ConfigChangedError, StorageError, StoreLockedError
     from .budget import BudgetError
     from .config import ConfigError
     from .data import DataError
-    from .persist import RunFormatError
+    from .persist import OutputDirError, RunFormatError
 
-    try:
-        return a.func(a)
-    except (DataError, ConfigError, BudgetError, FileNotFoundError, ConfigChangedError, RunFormatError) as err:
-        print(f"mmm-jax {a.command}: error: {err}", file=sys.stderr)
-        return 2
+    return (DataError, ConfigError, BudgetError, FileNotFoundError, ConfigChangedError, RunFormatError,
+            OutputDirError, StoreLockedError, StorageError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
 if __name__ == "__main__":

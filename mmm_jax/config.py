@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import pymc as pm
 
 __all__ = [
@@ -54,6 +55,12 @@ COUNT_LIKELIHOODS = ("poisson", "negative_binomial")
 MEDIA_LINKS = ("exp", "softplus")
 
 
+#: Distribution parameters that must be positive (scales, shapes, rates, degrees of freedom) ...
+_POSITIVE_PARAMS = frozenset({"sigma", "tau", "lam", "nu", "alpha", "beta", "b", "a", "kappa"})
+#: ... except these, which take any sign.
+_SIGNED_PARAMS = frozenset({("SkewNormal", "alpha")})
+
+
 @dataclass(frozen=True, eq=True)
 class Prior:
     """A prior: a PyMC distribution name and its parameters.
@@ -82,9 +89,21 @@ class Prior:
                 f"{key}: unknown distribution {self.dist!r}; use a PyMC distribution name such as "
                 "'Normal', 'HalfNormal', 'Beta', 'Gamma', 'LogNormal', 'StudentT'"
             )
+        for name, v in self.params.items():
+            values = np.asarray(_thaw(v), dtype=object).ravel()
+            for x in values:
+                if isinstance(x, bool) or not isinstance(x, int | float | np.integer | np.floating):
+                    raise ConfigError(f"{key}: {self.dist} parameter {name}={_thaw(v)!r} is not a number")
+                if not np.isfinite(float(x)):
+                    raise ConfigError(f"{key}: {self.dist} parameter {name}={_thaw(v)!r} is not finite")
+                if name in _POSITIVE_PARAMS and (self.dist, name) not in _SIGNED_PARAMS and float(x) <= 0:
+                    raise ConfigError(f"{key}: {self.dist} parameter {name} must be > 0, got {_thaw(v)!r}")
+        lo, hi = self.params.get("lower"), self.params.get("upper")
+        if lo is not None and hi is not None and np.any(np.asarray(_thaw(lo), float) >= np.asarray(_thaw(hi), float)):
+            raise ConfigError(f"{key}: {self.dist} needs lower < upper, got lower={_thaw(lo)!r}, upper={_thaw(hi)!r}")
         try:
             cls.dist(**{k: _thaw(v) for k, v in self.params.items()})
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise ConfigError(f"{key}: bad parameters {dict(self.params)} for {self.dist}: {err}") from None
 
     __hash__ = None  # parameters are a dict
@@ -479,6 +498,10 @@ class ModelConfig:
         from it, ``beta_c = ROAS_c * spend_c / (target_scale * sum_t g[t, c])`` with ``g`` the
         channel's contribution at ``beta = 1``. Needs a saturation with a ``beta``
         (logistic, hill, michaelis_menten). A channel takes one of the two.
+    outlier_factor : float or None
+        Data check: a spend week (or target week, in absolute value) more than this factor
+        above the column's next largest value is refused as a likely typing error, naming the
+        column and row (default 1e4; ``None`` / ``null`` turns the check off).
     """
 
     date: str
@@ -498,6 +521,7 @@ class ModelConfig:
     time_varying_media: TimeVaryingMedia | None = None
     roas_prior: Mapping[str, Prior] = field(default_factory=dict)
     cac_prior: Mapping[str, Prior] = field(default_factory=dict)
+    outlier_factor: float | None = 1e4
 
     def __post_init__(self):
         for key in ("date", "target"):
@@ -533,6 +557,9 @@ class ModelConfig:
                 )
             priors[name] = Prior.from_dict(p, key=f"priors.{name}")
         object.__setattr__(self, "priors", priors)
+        of = self.outlier_factor
+        if of is not None and (isinstance(of, bool) or not isinstance(of, int | float) or not np.isfinite(of) or of <= 1):
+            raise ConfigError(f"outlier_factor: must be a number > 1 or null (no check), got {of!r}")
         self._check_time_varying()
         self._check_business_priors()
 
@@ -647,6 +674,8 @@ class ModelConfig:
         for key in ("roas_prior", "cac_prior"):
             if getattr(self, key):
                 out[key] = {ch: p.to_dict() for ch, p in getattr(self, key).items()}
+        if self.outlier_factor != 1e4:
+            out["outlier_factor"] = self.outlier_factor
         return out
 
     @classmethod
@@ -676,17 +705,7 @@ class ModelConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> ModelConfig:
         """Read a YAML (``.yaml``/``.yml``) or JSON file."""
-        path = Path(path)
-        text = path.read_text()
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            d = yaml.safe_load(text)
-        elif path.suffix.lower() == ".json":
-            d = json.loads(text)
-        else:
-            raise ConfigError(f"config file {path.name}: use a .yaml, .yml or .json file")
-        return cls.from_dict(d or {})
+        return cls.from_dict(read_mapping(path) or {})
 
     def to_file(self, path: str | Path) -> None:
         path = Path(path)
@@ -696,6 +715,34 @@ class ModelConfig:
             path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
         else:
             path.write_text(self.to_json())
+
+
+def read_mapping(path: str | Path) -> Any:
+    """The mapping of a YAML / JSON config file; a missing, unreadable or malformed file raises
+    ``FileNotFoundError`` / :class:`ConfigError` naming it (and the YAML line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path}: no such file")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path}: not readable as text ({type(err).__name__})") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"config file {path.name}: not valid YAML{where} ({problem})") from None
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"config file {path.name}: not valid JSON ({err})") from None
+    raise ConfigError(f"config file {path.name}: use a .yaml, .yml or .json file")
 
 
 def _component(value, registry, key, default_type):

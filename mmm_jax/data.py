@@ -367,6 +367,14 @@ def _is_missing_scalar(v) -> bool:
     return isinstance(v, (float, np.floating)) and math.isnan(v)
 
 
+def _parses_as_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
 def _numeric_values(s: pd.Series, column, dates) -> np.ndarray:
     """Column -> fresh float64 array (T,), NaN for missing. Strings are never coerced."""
     dtype = s.dtype
@@ -375,7 +383,11 @@ def _numeric_values(s: pd.Series, column, dates) -> np.ndarray:
     ):
         return np.array(s.to_numpy(dtype="float64", na_value=np.nan), dtype=np.float64, copy=True)
     out = np.empty(len(s), dtype=np.float64)
-    for i, v in enumerate(s.to_numpy(dtype=object)):
+    values = s.to_numpy(dtype=object)
+    for i, v in enumerate(values):  # a CSV column read as text because of one bad cell: blame that cell
+        if isinstance(v, str) and not _parses_as_number(v):
+            _fail(f"non-numeric value {v!r} (the column is read as text because of it)", column, i, dates)
+    for i, v in enumerate(values):
         if _is_missing_scalar(v):
             out[i] = np.nan
         elif isinstance(v, (bool, np.bool_, numbers.Real, decimal.Decimal)):
@@ -396,6 +408,38 @@ def _check_finite(values: np.ndarray, column, dates, allow_nan: bool = False) ->
         i = int(idx[0])
         what = "missing value (NaN)" if np.isnan(values[i]) else f"non-finite value {values[i]}"
         _fail(what, column, i, dates)
+
+
+#: Default of ``validate_frame(outlier_factor=)``: a week this many times the next largest is an error.
+OUTLIER_FACTOR = 1e4
+#: Largest absolute value accepted in any numeric column (beyond it sums and squares overflow).
+MAX_MAGNITUDE = 1e150
+
+
+def _check_magnitude(values: np.ndarray, column, dates, what: str, factor: float | None) -> None:
+    """Values beyond :data:`MAX_MAGNITUDE`, and (``factor``) one week more than ``factor`` times
+    the next largest absolute value, are errors naming the row."""
+    a = np.abs(values)
+    ok = np.isfinite(a)
+    big = np.flatnonzero(ok & (a > MAX_MAGNITUDE))
+    if big.size:
+        i = int(big[0])
+        _fail(f"{what} {values[i]:.3g} is beyond {MAX_MAGNITUDE:.0e} in absolute value (rescale the column)",
+              column, i, dates)
+    if factor is None or ok.sum() < 3:
+        return
+    order = np.argsort(np.where(ok, a, -np.inf))
+    i, j = int(order[-1]), int(order[-2])
+    if a[j] > 0 and a[i] > factor * a[j]:
+        _fail(f"{what} {values[i]:.6g} is more than {factor:g} times the next largest ({values[j]:.6g}); a typing "
+              "error? fix the value, or set outlier_factor (null turns this check off)", column, i, dates)
+
+
+def _check_varies(values: np.ndarray, column) -> None:
+    v = values[np.isfinite(values)]
+    if v.size and (v.max() - v.min()) <= 1e-9 * max(abs(v.max()), abs(v.min())):
+        raise DataError(f"target column {column!r} is constant ({v[0]:g} in every week): there is nothing "
+                        "for the model to explain", column=column)
 
 
 def _check_spend(values: np.ndarray, column, dates) -> None:
@@ -422,6 +466,7 @@ def validate_frame(
     min_length: int = 1,
     allow_extra_columns: bool = True,
     require_target: bool = True,
+    outlier_factor: float | None = OUTLIER_FACTOR,
 ) -> MMMData:
     """Validate a DataFrame and return checked float64 arrays.
 
@@ -454,6 +499,15 @@ def validate_frame(
         If False the target column may be absent (forecasting with future
         spend): the target is then an all-NaN array. If it is present, NaN
         is allowed (but not +-inf) and the all-zero check is skipped.
+    outlier_factor : float or None, optional
+        A spend week, or a target week in absolute value, more than this factor above the
+        column's next largest value is an error naming the column and row (a typing error such
+        as a missing decimal point; default :data:`OUTLIER_FACTOR` = 1e4). None turns the check
+        off (config key ``outlier_factor: null``).
+
+    Every numeric value must be finite and at most :data:`MAX_MAGNITUDE` (1e150) in absolute
+    value, and a target that does not vary (max - min <= 1e-9 x its magnitude) is refused:
+    there is nothing to explain.
 
     Returns
     -------
@@ -492,8 +546,11 @@ def validate_frame(
     if has_target:
         target_values = _numeric_values(df[target], target, idx)
         _check_finite(target_values, target, idx, allow_nan=not require_target)
+        _check_magnitude(target_values, target, idx, "target", outlier_factor)
         if require_target and not np.any(target_values != 0):
             raise DataError(f"target column {target!r} is all zero", column=target)
+        if require_target:
+            _check_varies(target_values, target)
     else:
         target_values = np.full(n_rows, np.nan, dtype=np.float64)
 
@@ -502,12 +559,14 @@ def validate_frame(
         values = _numeric_values(df[name], name, idx)
         _check_finite(values, name, idx)
         _check_spend(values, name, idx)
+        _check_magnitude(values, name, idx, "spend", outlier_factor)
         spend[:, j] = values
 
     control_values = np.empty((n_rows, len(controls_t)), dtype=np.float64)
     for j, name in enumerate(controls_t):
         values = _numeric_values(df[name], name, idx)
         _check_finite(values, name, idx)
+        _check_magnitude(values, name, idx, "value", None)
         control_values[:, j] = values
 
     return MMMData(

@@ -78,6 +78,7 @@ class MMM:
             controls=c.controls,
             min_length=c.adstock.l_max,
             require_target=require_target,
+            outlier_factor=c.outlier_factor,
         )
 
     def build(self, df: pd.DataFrame) -> None:
@@ -397,16 +398,19 @@ class MMM:
         return optimize_budget(self, total, horizon, **kwargs)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the fitted model to the directory ``path`` (atomically: temp dir + rename).
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the fitted model to the directory ``path`` (each file atomically).
 
         Contents (:mod:`mmm_jax.persist`): ``config.json``, ``scaling.json``, ``data.csv``
         (training data), ``idata.nc`` (InferenceData), ``meta.json`` (format version, versions,
-        sampler settings).
+        sampler settings, file sizes and hashes). ``path`` must be new, empty or an earlier
+        saved model; ``overwrite=True`` also writes into another folder (keeping its other
+        files). Else :class:`mmm_jax.persist.OutputDirError`.
         """
         self._require_fit()
         return save_run(path, kind="brand", config=self.config.to_dict(), scaling=self.scaling.to_dict(),
-                        frame=self.data.to_frame(), idata=self.idata, fit_settings=self.fit_settings)
+                        frame=self.data.to_frame(), idata=self.idata, fit_settings=self.fit_settings,
+                        overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MMM:

@@ -254,10 +254,19 @@ def test_changed_brand_data_is_refitted_and_force_resets(tmp_path):
 def test_store_writes_atomically_and_cleans_temp_files(tmp_path):
     store = ResultStore(tmp_path)
     store.open_job({"a": 1})
-    (store.brand_dir / ".half.abc.tmp").write_bytes(b"partial")
+    dead = store.brand_dir / ".half.nc.999999999.abc.tmp"  # a killed writer's (no such pid), an hour old
+    dead.write_bytes(b"partial")
+    os.utime(dead, (time.time() - 3600, time.time() - 3600))
+    live = store.brand_dir / f".other.nc.{os.getpid()}.abc.tmp"  # a live writer's: kept
+    live.write_bytes(b"in progress")
+    os.utime(live, (time.time() - 3600, time.time() - 3600))
+    fresh = store.brand_dir / ".fresh.nc.999999999.xyz.tmp"  # too recent to call stale
+    fresh.write_bytes(b"partial")
     store.close()
-    store = ResultStore(tmp_path)  # a rerun removes leftovers of a killed write
-    assert not list(store.brand_dir.glob(".*.tmp"))
+    store = ResultStore(tmp_path)  # a rerun removes leftovers of a killed write, and only those
+    assert sorted(store.brand_dir.glob(".*.tmp")) == sorted([live, fresh])
+    live.unlink()
+    fresh.unlink()
     idata = az.from_dict(posterior={"x": np.zeros((1, 3))})
     store.write_brand("a/b c", idata, {"config_hash": "h", "n_weeks": 3})
     store.write_failure("z", "bad data: column 'tv', row 2", {"config_hash": "h"})

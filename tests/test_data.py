@@ -102,11 +102,17 @@ def test_timezone_aware_dates_converted_to_naive_utc():
     assert data.dates[0] == pd.Timestamp("2023-01-01 10:00")
 
 
-def test_negative_controls_and_target_allowed_constant_target_allowed():
+def test_negative_controls_and_target_allowed_constant_target_refused():
     df = make_frame()
-    df["sales"] = -5.0
+    df["sales"] = -5.0 - np.arange(len(df)) % 3
     df["price"] = -1.0
     validate_frame(df, **CONFIG)
+    df["sales"] = -5.0  # a constant target leaves nothing to explain (it fitted with R-hat 2.4 before)
+    with pytest.raises(DataError, match="'sales' is constant"):
+        validate_frame(df, **CONFIG)
+    df["sales"] = 1e6 + 1e-5 * (np.arange(len(df)) % 2)  # near-constant: a spread of 1e-11 of its size
+    with pytest.raises(DataError, match="'sales' is constant"):
+        validate_frame(df, **CONFIG)
 
 
 def test_index_is_ignored_rows_are_positions():

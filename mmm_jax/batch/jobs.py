@@ -11,7 +11,8 @@ functions:
 
 The loop owns what every kind shares: per-brand keys (``brand_seed``), dispatching chunk ``i + 2``
 while the host post-processes chunk ``i``, a failing chunk recorded for its brands without
-sinking the batch, per-chunk timing, lock-step waste and the progress bar.
+sinking the batch, a failing disk stopping it (:class:`~mmm_jax.batch.store.StorageError`, what
+is finished kept), per-chunk timing, lock-step waste and the progress bar.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 from .engine import finish_chunk, lockstep_waste, start_chunk
 from .stack import brand_seed
+from .store import StorageError
 
 __all__ = ["Chunk", "run_chunks", "short_error", "brand_keys"]
 
@@ -144,7 +146,12 @@ def run_chunks(pending: list, *, sampler, seed: int, store, record: dict, stack:
                        lockstep_waste(by_depth, groups, sampler.vmap_chains), n_steps.sum()))
         done = Chunk(members, cur["filled"], rows, cur["arrays"], cur["context"], cur["k_pp"],
                      t_chunk / len(members))
-        written = postprocess(done)
+        try:
+            written = postprocess(done)
+        except StorageError as err:
+            raise StorageError(err.errno, f"batch stopped: {err.strerror}. Every brand finished so far is kept "
+                               f"({stats['fitted']} in this run); the rest stay pending: fix the storage (free space) "
+                               "and rerun the same command to continue") from err
         stats["fitted"] += written
         stats["failed_fit"] += len(done.mine) - written
         bar.advance(len(members))

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..compile import LogDensity, compile_logdensity
 from ..config import ModelConfig
+from ..data import DataError
 from ..features import Scaling
 from ..inference.base import SamplerConfig, checked
 from ..model import build_pymc_model
@@ -33,7 +34,8 @@ from ..results import RHAT_MAX, _dims_for, diagnostics, draw_quantities, package
 from .engine import brand_mesh, make_batch_sampler
 from .jobs import run_chunks, short_error
 from .stack import BrandData, BrandFailure, brand_seed, prepare_brand, split_brands, stack_brands
-from .store import ResultStore, read_manifest
+from ..persist import check_output_dir, is_storage_error, mark_output_dir, read_netcdf
+from .store import ResultStore, StorageError, read_manifest
 
 __all__ = ["fit_many", "BatchResult", "load_brand", "default_chunk_size", "CPU_VMAP_GROUP", "Progress",
            "pending_brands", "default_layout", "sampler_job_fields"]
@@ -63,6 +65,9 @@ class BatchResult:
     out: Path
     stats: dict
 
+    def __post_init__(self):
+        self.out = Path(self.out)
+
     def manifest(self) -> pd.DataFrame:
         """One row per brand (see :data:`mmm_jax.batch.store.MANIFEST_COLUMNS`)."""
         return read_manifest(self.out)
@@ -72,11 +77,11 @@ class BatchResult:
         return load_brand(self.out, brand)
 
     def idata(self, brand: str):
-        """The brand's InferenceData."""
-        import arviz as az
-
+        """The brand's InferenceData (read into memory; its file is checked against the size and
+        SHA-256 recorded when it was written: :class:`mmm_jax.persist.RunFormatError` if damaged)."""
         row = self.row(brand)
-        return az.from_netcdf(str(self.out / row["file"]))
+        expect = None if pd.isna(row.get("file_bytes")) else {"bytes": row["file_bytes"], "sha256": row["file_sha256"]}
+        return read_netcdf(self.out / row["file"], expect=expect)
 
     def row(self, brand: str) -> dict:
         """The brand's manifest row (KeyError if unknown, RuntimeError if it failed)."""
@@ -140,8 +145,13 @@ def pending_brands(store: ResultStore, ok: list, bad: list, job_hash: str, versi
         old = done.get(f.name)
         if store.is_lead and (old is None or old["status"] != "failed" or old["error"] != f.reason):
             store.write_failure(f.name, f.reason, {"config_hash": job_hash, "versions": versions})
+    if store.damaged:
+        warnings.warn(f"{store.root}: {len(store.damaged)} finished brand file(s) are missing, truncated or changed "
+                      f"and are refitted: {', '.join(store.damaged[:10])}{' ...' if len(store.damaged) > 10 else ''}",
+                      RuntimeWarning, stacklevel=3)
+    # a failure of the storage (an older manifest's full disk) is retried without being asked
     return [b for b in ok if (rec := done.get(b.name)) is None or rec["data_hash"] != b.data_hash
-            or (rec["status"] == "failed" and retry_failed)]
+            or (rec["status"] == "failed" and (retry_failed or is_storage_error(rec["error"] or "")))]
 
 
 def default_layout(devices: list, vmap_group: int | None, vmap_chains: bool | None) -> tuple[int | None, bool]:
@@ -303,6 +313,7 @@ def fit_many(
     vmap_chains: bool | None = None,
     template_weeks: int | None = None,
     force: bool = False,
+    overwrite: bool = False,
     retry_failed: bool = False,
     progress: bool = True,
     max_chunks: int | None = None,
@@ -337,8 +348,12 @@ def fit_many(
     force : bool
         Refit everything when ``out`` holds a job with a different configuration (else
         :class:`~mmm_jax.batch.store.ConfigChangedError`).
+    overwrite : bool
+        Also write into an existing folder that is not a batch output (its files are kept);
+        without it such a folder is refused (:class:`mmm_jax.persist.OutputDirError`).
     retry_failed : bool
-        Also refit brands that failed in an earlier run.
+        Also refit brands that failed in an earlier run (failures of the storage are always
+        retried).
     progress : bool
         Show a brands-done bar (with chunk, NUTS step and ETA).
     max_chunks : int, optional
@@ -347,15 +362,25 @@ def fit_many(
     Returns
     -------
     BatchResult
+
+    Raises
+    ------
+    StoreLockedError
+        Another process is writing to ``out``.
+    StorageError
+        The disk filled up (or failed) while writing: the batch stops, finished brands are
+        kept, a rerun continues.
     """
     t_start = time.perf_counter()
     if not isinstance(config, ModelConfig):
         config = ModelConfig.from_file(config) if isinstance(config, str | os.PathLike) else ModelConfig.from_dict(config)
     cfg = checked(SamplerConfig(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
                                 max_tree_depth=max_tree_depth, dense_mass=dense_mass, progress=False))
+    check_output_dir(out, "batch", overwrite=overwrite, inputs=[data] if isinstance(data, str | os.PathLike) else ())
     frames = split_brands(data, by)
     if not frames:
-        raise ValueError("no brands in the data")
+        raise DataError("no brands in the data")
+    mark_output_dir(out, "batch")
 
     store = ResultStore(out, jax.process_index(), jax.process_count())
     job = {
@@ -474,6 +499,8 @@ def _write_brand(store, b, q, stats, ld, cfg, free, seed, job_hash, versions, wa
         store.write_brand(b.name, idata, rec)
         return True
     except Exception as err:  # noqa: BLE001 - isolate the brand
+        if isinstance(err, StorageError) or is_storage_error(err):
+            raise  # the disk, not the brand: stop the batch, keep what is finished, retry on rerun
         store.write_failure(b.name, f"{type(err).__name__}: {err}", rec)
         traceback.print_exc() if os.environ.get("MMM_JAX_DEBUG") else None
         return False

@@ -109,11 +109,27 @@ def brand_seed(seed: int, name: str) -> int:
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file (by suffix)."""
+    """Read a CSV or Parquet file (by suffix); an empty, binary or malformed file raises
+    :class:`DataError` naming it, a missing one ``FileNotFoundError``."""
     path = Path(path)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    return pd.read_csv(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a CSV / Parquet file")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except ImportError as err:
+        raise DataError(f"{path}: reading Parquet needs pyarrow ({err}); pip install pyarrow, or use CSV") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty (no header row)") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text CSV file (binary or not UTF-8)") from None
+    except (pd.errors.ParserError, ValueError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path}: not a readable {'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'} "
+                        f"file ({first})") from None
 
 
 def split_brands(
@@ -146,7 +162,7 @@ def split_brands(
         files = [Path(p) for p in data]
         return {p.stem: read_table(p) for p in files}
     if by is None:
-        raise ValueError("a long-format table needs by=<brand column>")
+        raise DataError("a long-format table needs the brand column: by=<column> (CLI: --by COLUMN)")
     if by not in data.columns:
         raise DataError(f"missing brand column {by!r}; available: {list(data.columns)[:50]}", column=by)
     if data[by].isna().any():
@@ -207,6 +223,7 @@ def prepare_brand(name: str, frame: pd.DataFrame, config: ModelConfig) -> BrandD
             channels=chans,
             controls=config.controls,
             min_length=max(2, int(getattr(config.adstock, "l_max", 1) or 1)),
+            outlier_factor=config.outlier_factor,
         )
         brand_cfg = config.for_channels(chans)
         scaling = fit_model_scaling(brand_cfg, data)

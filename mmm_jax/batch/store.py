@@ -4,30 +4,45 @@ Layout of ``OUT/``::
 
     manifest.sqlite          job table (config, hash, settings) + one row per brand
     brands/<brand>.nc        the brand's InferenceData (written to a temp file, then renamed)
+    .lock (.lock.p<k>)       held by the process writing (``fcntl.flock``)
 
-A brand counts as finished only when its manifest row says so; the row is written after the
-file is renamed into place, in one SQLite transaction. A job killed at any instant therefore
-leaves every finished brand complete and every other brand pending: a rerun redoes only those
-(``os.replace`` overwrites a half-recorded file, so nothing appears twice). With several hosts,
-process ``k`` keeps its own ``manifest.p<k>.sqlite``; readers merge them.
+A brand counts as finished only when its manifest row says so; the row (with the file's size
+and SHA-256) is written after the file is renamed into place, in one SQLite transaction. A job
+killed at any instant therefore leaves every finished brand complete and every other brand
+pending: a rerun redoes only those (``os.replace`` overwrites a half-recorded file, so nothing
+appears twice). A rerun checks every finished brand's file against its recorded size and hash
+and refits a brand whose file is missing, truncated or changed.
+
+One writer per output folder: the store takes an exclusive lock on ``OUT/.lock`` and a second
+process on the same folder gets :class:`StoreLockedError` at once (it does not wait). With
+several hosts (``jax.distributed``), process ``k`` locks ``.lock.p<k>`` and keeps its own
+``manifest.p<k>.sqlite``; readers merge them. Temporary files carry the writer's process id and
+are removed only when stale (their process is gone and they are older than a minute).
+
+Storage failures (full disk, I/O error, read-only file system, SQLite "disk is full") raise
+:class:`StorageError` and are never recorded as a brand's failure: the batch stops with what it
+finished kept, and a rerun continues.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import re
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["ResultStore", "ConfigChangedError", "config_hash", "MANIFEST_COLUMNS", "brand_filename"]
+from ..persist import file_digest, is_storage_error, netcdf_bytes, atomic_write_bytes
+
+__all__ = ["ResultStore", "ConfigChangedError", "StoreLockedError", "StorageError", "config_hash",
+           "MANIFEST_COLUMNS", "brand_filename"]
 
 #: Manifest columns (in order).
 MANIFEST_COLUMNS = (
@@ -46,21 +61,49 @@ MANIFEST_COLUMNS = (
     "config_hash",
     "versions",  # JSON
     "finished_at",
+    "file_bytes",  # size of the brand's file as written
+    "file_sha256",  # its SHA-256 (checked on resume and on load)
 )
+#: Seconds after which an orphaned temp file (its process gone) is removed.
+STALE_TEMP_S = 60.0
 
-_SCHEMA = f"""
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS job (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS brands (
     brand TEXT PRIMARY KEY, status TEXT NOT NULL, converged INTEGER, max_rhat REAL,
     min_ess_bulk REAL, divergences INTEGER, n_weeks INTEGER, channels TEXT, wall_s REAL,
     error TEXT, file TEXT, data_hash TEXT, config_hash TEXT NOT NULL, versions TEXT,
-    finished_at TEXT NOT NULL
+    finished_at TEXT NOT NULL, file_bytes INTEGER, file_sha256 TEXT
 );
 """
 
 
 class ConfigChangedError(RuntimeError):
     """The output directory holds a job with a different configuration."""
+
+
+class StoreLockedError(RuntimeError):
+    """Another process is writing to the same batch output directory."""
+
+
+class StorageError(OSError):
+    """Writing results failed for a reason of the storage (full disk, I/O error): retry later."""
+
+
+def _storage_error(err: BaseException, what: str) -> StorageError:
+    e = StorageError(getattr(err, "errno", None) or 0, f"{what}: {type(err).__name__}: {err}")
+    e.__cause__ = err
+    return e
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def config_hash(job: Mapping) -> str:
@@ -92,16 +135,44 @@ class ResultStore:
         self.root = Path(root)
         self.brand_dir = self.root / "brands"
         self.brand_dir.mkdir(parents=True, exist_ok=True)
-        name = "manifest.sqlite" if process_count == 1 else f"manifest.p{process_index}.sqlite"
-        self.path = self.root / name
-        self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        self._clean_temp_files()
+        self._lock = self._acquire_lock()
+        self.damaged: list[str] = []  # brands whose recorded file failed verification (refitted)
+        try:
+            name = "manifest.sqlite" if process_count == 1 else f"manifest.p{process_index}.sqlite"
+            self.path = self.root / name
+            self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            have = {r[1] for r in self._db.execute("PRAGMA table_info(brands)").fetchall()}
+            for col in ("file_bytes", "file_sha256"):  # manifests written before these columns
+                if col not in have:
+                    self._db.execute(f"ALTER TABLE brands ADD COLUMN {col} {'INTEGER' if col == 'file_bytes' else 'TEXT'}")
+            self._clean_temp_files()
+        except BaseException:
+            self._lock.close()
+            raise
+
+    def _acquire_lock(self):
+        name = ".lock" if self.process_count == 1 else f".lock.p{self.process_index}"
+        fh = open(self.root / name, "a+")  # noqa: SIM115 - held for the store's lifetime
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise StoreLockedError(f"{self.root} is in use by another batch ({holder}); wait for it to finish "
+                                   "or use another output folder") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {os.uname().nodename} since {time.strftime('%Y-%m-%dT%H:%M:%S')}")
+        fh.flush()
+        return fh
 
     def close(self) -> None:
         self._db.close()
+        self._lock.close()  # releases the lock
 
     def __enter__(self):
         return self
@@ -110,9 +181,15 @@ class ResultStore:
         self.close()
 
     def _clean_temp_files(self) -> None:
+        """Remove temp files left by writers that died (``.<name>.<pid>.<random>.tmp``)."""
+        now = time.time()
         for p in self.brand_dir.glob(".*.tmp"):
+            m = re.search(r"\.(\d+)\.[^.]*\.tmp$", p.name)
             with contextlib.suppress(OSError):
-                p.unlink()
+                if m and _pid_alive(int(m.group(1))):
+                    continue
+                if now - p.stat().st_mtime > STALE_TEMP_S:
+                    p.unlink()
 
     # ------------------------------------------------------------------ job
     def job(self) -> dict | None:
@@ -170,15 +247,29 @@ class ResultStore:
         if self.process_count > 1:
             for p in others:
                 with contextlib.closing(sqlite3.connect(p, timeout=60)) as db:
-                    rows += db.execute(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM brands").fetchall()
-        rows += self._db.execute(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM brands").fetchall()
+                    rows += _records(db)
+        rows += _records(self._db)
         out = {}
-        for row in rows:
-            rec = dict(zip(MANIFEST_COLUMNS, row, strict=True))
-            if rec["status"] == "done" and not (self.root / rec["file"]).exists():
-                continue  # recorded but the file is gone: redo it
+        self.damaged = []
+        for rec in rows:
+            if rec["status"] == "done" and not self.verify(rec):
+                self.damaged.append(rec["brand"])
+                continue  # recorded but the file is gone, truncated or changed: redo it
             out[rec["brand"]] = rec
         return out
+
+    def verify(self, rec: Mapping) -> bool:
+        """Whether a done brand's file is there with its recorded size and SHA-256 (rows written
+        before hashes were recorded: the file exists)."""
+        path = self.root / rec["file"]
+        try:
+            if rec.get("file_bytes") is None:
+                return path.exists()
+            if path.stat().st_size != int(rec["file_bytes"]):
+                return False
+            return file_digest(path)["sha256"] == rec["file_sha256"]
+        except OSError:
+            return False
 
     @property
     def is_lead(self) -> bool:
@@ -186,23 +277,22 @@ class ResultStore:
         return self.process_index == 0
 
     def write_brand(self, name: str, idata, record: Mapping) -> Path:
-        """Write ``idata`` atomically and record the brand as done (one transaction)."""
+        """Write ``idata`` atomically and record the brand as done with the file's size and hash.
+
+        The NetCDF is built in memory and written with a plain write, so a full disk raises
+        :class:`StorageError` (and leaves no partial file) instead of failing inside HDF5.
+        """
         rel = Path("brands") / brand_filename(name)
         final = self.root / rel
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".tmp", dir=self.brand_dir)
-        os.close(fd)
+        data = netcdf_bytes(idata)
         try:
-            # no zlib: posterior draws barely compress (24.4 MB either way for 104 weeks x 5
-            # channels x 2000 draws) and compressing took 5x longer than the write itself
-            idata.to_netcdf(tmp, compress=False)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            atomic_write_bytes(final, data)
+        except OSError as err:
+            if is_storage_error(err):
+                raise _storage_error(err, f"writing {final}") from err
             raise
-        self._record({**record, "brand": name, "status": "done", "file": str(rel)})
+        self._record({**record, "brand": name, "status": "done", "file": str(rel), "file_bytes": len(data),
+                      "file_sha256": hashlib.sha256(data).hexdigest()})
         return final
 
     def write_failure(self, name: str, reason: str, record: Mapping | None = None) -> None:
@@ -216,17 +306,28 @@ class ResultStore:
             if k in rec and not isinstance(rec[k], str | type(None)):
                 rec[k] = json.dumps(rec[k])
         values = [rec.get(c) for c in MANIFEST_COLUMNS]
-        with self._tx():
-            self._db.execute(
-                f"INSERT OR REPLACE INTO brands ({', '.join(MANIFEST_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(MANIFEST_COLUMNS))})",
-                values,
-            )
+        try:
+            with self._tx():
+                self._db.execute(
+                    f"INSERT OR REPLACE INTO brands ({', '.join(MANIFEST_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(MANIFEST_COLUMNS))})",
+                    values,
+                )
+        except (sqlite3.Error, OSError) as err:
+            if is_storage_error(err):
+                raise _storage_error(err, f"recording {rec.get('brand')!r} in {self.path}") from err
+            raise
 
     def forget(self, names: Iterable[str]) -> None:
         """Drop brands from the manifest (they will be refitted)."""
         with self._tx():
             self._db.executemany("DELETE FROM brands WHERE brand = ?", [(n,) for n in names])
+
+
+def _records(db) -> list[dict]:
+    cur = db.execute("SELECT * FROM brands")
+    names = [d[0] for d in cur.description]
+    return [{c: dict(zip(names, row)).get(c) for c in MANIFEST_COLUMNS} for row in cur.fetchall()]
 
 
 def read_manifest(root: str | os.PathLike) -> pd.DataFrame:
@@ -238,7 +339,7 @@ def read_manifest(root: str | os.PathLike) -> pd.DataFrame:
     frames = []
     for p in paths:
         with contextlib.closing(sqlite3.connect(p)) as db:
-            frames.append(pd.read_sql_query(f"SELECT {', '.join(MANIFEST_COLUMNS)} FROM brands", db))
+            frames.append(pd.read_sql_query("SELECT * FROM brands", db).reindex(columns=list(MANIFEST_COLUMNS)))
     df = pd.concat(frames, ignore_index=True).sort_values(["brand", "finished_at"])
     return df.drop_duplicates("brand", keep="last").reset_index(drop=True)
 

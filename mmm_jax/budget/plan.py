@@ -26,6 +26,7 @@ __all__ = [
     "BudgetPlan",
     "build_problem",
     "allocation_bounds",
+    "check_risk",
     "optimize_budget",
     "minimum_budget_plan",
 ]
@@ -173,6 +174,7 @@ def build_problem(
     allows +-20% around the current allocation; ``locked`` fixes channels at a value;
     ``max_history_multiple=k`` caps each channel's weekly spend at k x its historical max.
     """
+    check_risk(alpha=alpha, risk_aversion=risk_aversion, min_mroas=min_mroas)
     channels = list(mmm.config.channels)
     lo, hi, current = allocation_bounds(channels, mmm.data.spend, total, horizon, bounds=bounds,
                                         bounds_pct=bounds_pct, locked=locked,
@@ -192,6 +194,17 @@ def build_problem(
     )
     meta = {"channels": channels, "current": current, "hist_max_week": hist_max, **static}
     return problem, meta
+
+
+def check_risk(*, alpha: float = 0.1, risk_aversion: float = 1.0, min_mroas: float | None = 0.0) -> None:
+    """Raise :class:`BudgetError` unless CVaR ``alpha`` is in (0, 1], ``risk_aversion`` is finite and
+    >= 0 and ``min_mroas`` (when given) is finite."""
+    if not (np.isfinite(alpha) and 0.0 < alpha <= 1.0):
+        raise BudgetError(f"alpha (the CVaR tail fraction) must be in (0, 1], got {alpha!r}")
+    if not (np.isfinite(risk_aversion) and risk_aversion >= 0):
+        raise BudgetError(f"risk_aversion must be a finite number >= 0, got {risk_aversion!r}")
+    if min_mroas is not None and not np.isfinite(min_mroas):
+        raise BudgetError(f"min_mroas must be finite, got {min_mroas!r}")
 
 
 def allocation_bounds(units, spend, total, horizon, *, bounds=None, bounds_pct=None, locked=None,
@@ -224,19 +237,21 @@ def allocation_bounds(units, spend, total, horizon, *, bounds=None, bounds_pct=N
     current = total * (recent / recent.sum() if recent.sum() > 0 else np.full(U, 1.0 / U))
     lo, hi = np.zeros(U), np.full(U, float(total))
     if bounds_pct is not None:
-        if bounds_pct < 0:
-            raise BudgetError(f"bounds_pct must be >= 0, got {bounds_pct}")
+        if not (np.isfinite(bounds_pct) and bounds_pct >= 0):
+            raise BudgetError(f"bounds_pct must be a finite number >= 0, got {bounds_pct}")
         lo, hi = current * (1 - bounds_pct), current * (1 + bounds_pct)
     for k, (a, b) in (bounds or {}).items():
-        if a > b or a < 0:
-            raise BudgetError(f"bounds[{k!r}] = ({a}, {b}): need 0 <= lower <= upper")
+        if not (np.isfinite(a) and np.isfinite(b)) or a > b or a < 0:
+            raise BudgetError(f"bounds[{k!r}] = ({a}, {b}): need finite 0 <= lower <= upper")
         i = keys[k if isinstance(k, str) else tuple(k)]
         lo[i], hi[i] = a, b
     if max_history_multiple is not None:
+        if not (np.isfinite(max_history_multiple) and max_history_multiple > 0):
+            raise BudgetError(f"max_history_multiple must be a finite number > 0, got {max_history_multiple}")
         hi = np.minimum(hi, max_history_multiple * spend.max(0) * horizon)
     for k, v in (locked or {}).items():
-        if v < 0:
-            raise BudgetError(f"locked[{k!r}] = {v}: spend must be >= 0")
+        if not np.isfinite(v) or v < 0:
+            raise BudgetError(f"locked[{k!r}] = {v}: spend must be a finite number >= 0")
         i = keys[k if isinstance(k, str) else tuple(k)]
         lo[i] = hi[i] = v
     lo = np.minimum(lo, hi)

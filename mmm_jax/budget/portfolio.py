@@ -19,6 +19,8 @@ total over the horizon, per-week caps, and locked channels.
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,12 +32,12 @@ import pandas as pd
 
 from ..adstock import adstock_weights_jax
 from .optimize import OBJECTIVES, BudgetProblem, objective_value, projected_adam
-from .plan import BudgetError, BudgetPlan, _jit_optimize, _make_plan, allocation_bounds
+from .plan import BudgetError, BudgetPlan, _jit_optimize, _make_plan, allocation_bounds, check_risk
 from .projection import project_budget
 from .response import (RECENT_MULTIPLIER_WEEKS, ResponseParams, ResponseSpec, plan_contributions, recent_parameter,
                        response_params_from_mmm, response_window)
 
-__all__ = ["hierarchical_units", "portfolio_units", "optimize_portfolio", "optimize_flighting", "FlightPlan", "rescale_saturation"]
+__all__ = ["hierarchical_units", "portfolio_units", "left_out_brands", "optimize_portfolio", "optimize_flighting", "FlightPlan", "rescale_saturation"]
 
 
 def rescale_saturation(kind: str, sat: Mapping, k):
@@ -185,6 +187,11 @@ def portfolio_units(source, max_draws: int | None = 2000, seed: int = 0, *, nati
             done = m[m["status"] == "done"]["brand"].tolist()
             if not done:
                 raise BudgetError(f"{out}: no finished brands to allocate over")
+            failed = m[m["status"] != "done"]["brand"].tolist()
+            if failed:
+                warnings.warn(f"{out}: {len(failed)} brand(s) failed to fit and are left out of the plan: "
+                              f"{', '.join(failed[:10])}{' ...' if len(failed) > 10 else ''}", RuntimeWarning,
+                              stacklevel=3)
             source = {b: load_brand(out, b) for b in done}
         params, labels, spend, spec = _units_from_mmms(source, max_draws, seed)
     L = max(p.weights.shape[-1] for p in params)
@@ -201,6 +208,19 @@ def portfolio_units(source, max_draws: int | None = 2000, seed: int = 0, *, nati
     T = max(s.shape[0] for s in spend)
     hist = np.concatenate([np.vstack([np.zeros((T - s.shape[0], s.shape[1])), s]) for s in spend], axis=1)
     return merged, labels, hist, spec
+
+
+def left_out_brands(source) -> list[str]:
+    """Brands of a batch output folder (path or ``BatchResult``) that failed to fit, so that a
+    plan over the folder does not include them; [] for other sources."""
+    from ..batch import BatchResult, read_manifest
+
+    if isinstance(source, BatchResult):
+        source = source.out
+    if not isinstance(source, str | os.PathLike):
+        return []
+    m = read_manifest(source)
+    return m[m["status"] != "done"]["brand"].tolist()
 
 
 def optimize_portfolio(
@@ -233,6 +253,7 @@ def optimize_portfolio(
         raise BudgetError("objective 'mroas' needs min_mroas")
     if not np.isfinite(total) or total < 0:
         raise BudgetError(f"total budget must be a finite number >= 0, got {total!r}")
+    check_risk(alpha=alpha, risk_aversion=risk_aversion, min_mroas=min_mroas)
     params, labels, hist, spec = portfolio_units(source, max_draws=max_draws, seed=seed)
     lo, hi, current = allocation_bounds(labels, hist, total, horizon, bounds=bounds, bounds_pct=bounds_pct,
                                         locked=locked, max_history_multiple=max_history_multiple)
@@ -248,7 +269,8 @@ def optimize_portfolio(
                 "bounds_pct": bounds_pct, "max_history_multiple": max_history_multiple, "alpha": alpha,
                 "risk_aversion": risk_aversion, "min_mroas": min_mroas, "steps": steps, "max_draws": max_draws,
                 "seed": seed, "locked": {f"{k[0]}/{k[1]}": v for k, v in (locked or {}).items()},
-                "bounds": {f"{k[0]}/{k[1]}": v for k, v in (bounds or {}).items()}}
+                "bounds": {f"{k[0]}/{k[1]}": v for k, v in (bounds or {}).items()},
+                "left_out": left_out_brands(source)}
     plan = _make_plan(problem, meta, np.asarray(res.x), float(res.value), objective, settings)
     plan.table.index = pd.MultiIndex.from_tuples(labels, names=["market", "channel"])
     return plan
@@ -288,6 +310,7 @@ def optimize_flighting(
         raise BudgetError(f"flighting supports objectives mean, mean_sd, cvar; got {objective!r}")
     if not np.isfinite(total) or total < 0:
         raise BudgetError(f"total budget must be a finite number >= 0, got {total!r}")
+    check_risk(alpha=alpha, risk_aversion=risk_aversion)
     H = int(horizon)
     if H != horizon or H < 1:
         raise BudgetError(f"horizon must be a positive number of weeks, got {horizon!r}")

@@ -45,7 +45,8 @@ from ..batch.engine import brand_mesh, make_batch_sampler
 from ..batch.jobs import run_chunks
 from ..batch.run import BatchResult, Progress, default_layout, pending_brands, sampler_job_fields
 from ..batch.stack import BrandFailure, brand_seed, split_brands
-from ..batch.store import ResultStore
+from ..batch.store import ResultStore, StorageError
+from ..persist import check_output_dir, is_storage_error, mark_output_dir
 from ..compile import compile_logdensity
 from ..config import ConfigError
 from ..data import DataError
@@ -192,6 +193,7 @@ def fit_many_hierarchical(
     vmap_group: int | None = None,
     vmap_chains: bool | None = None,
     force: bool = False,
+    overwrite: bool = False,
     retry_failed: bool = False,
     progress: bool = True,
     chunk_draws: int = 256,
@@ -224,9 +226,11 @@ def fit_many_hierarchical(
                           "fit nested hierarchies one brand at a time with HierarchicalMMM")
     cfg = checked(SamplerConfig(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
                                 max_tree_depth=max_tree_depth, progress=False))
+    check_output_dir(out, "batch", overwrite=overwrite, inputs=[data] if isinstance(data, str | os.PathLike) else ())
     frames = split_brands(data, by)
     if not frames:
-        raise ValueError("no brands in the data")
+        raise DataError("no brands in the data")
+    mark_output_dir(out, "batch")
     store = ResultStore(out, jax.process_index(), jax.process_count())
     job = {"format_version": _FORMAT_VERSION, "kind": "hierarchical", "config": config.to_dict(),
            "sampler": sampler_job_fields(cfg),
@@ -316,5 +320,7 @@ def _write_brand(store, b: PanelBrand, row, k_pp, cfg, seed, job_hash, versions,
         store.write_brand(b.name, idata, rec)
         return True
     except Exception as err:  # noqa: BLE001 - isolate the brand
+        if isinstance(err, StorageError) or is_storage_error(err):
+            raise  # the disk, not the brand: stop the batch, keep what is finished, retry on rerun
         store.write_failure(b.name, f"{type(err).__name__}: {err}", rec)
         return False

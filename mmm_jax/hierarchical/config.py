@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, ModelConfig
+from ..config import ConfigError, ModelConfig, read_mapping
 
 __all__ = ["HierarchicalConfig", "POOLING_CHOICES", "DEFAULT_POOLING", "MARKET_KEYS", "load_config"]
 
@@ -218,27 +218,7 @@ class HierarchicalConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> HierarchicalConfig:
-        return cls.from_dict(_read_mapping(path))
-
-
-def _read_mapping(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path}: no such file")
-    text = path.read_text()
-    if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            return yaml.safe_load(text) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {path.name}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if path.suffix.lower() == ".json":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"config file {path.name}: not valid JSON ({err})") from None
-    raise ConfigError(f"config file {path.name}: use a .yaml, .yml or .json file")
+        return cls.from_dict(read_mapping(path))
 
 
 def load_config(source: str | Path | Mapping | ModelConfig | HierarchicalConfig) -> ModelConfig | HierarchicalConfig:
@@ -246,7 +226,7 @@ def load_config(source: str | Path | Mapping | ModelConfig | HierarchicalConfig)
     under ``base``) a :class:`HierarchicalConfig`, else a single-market :class:`ModelConfig`."""
     if isinstance(source, ModelConfig | HierarchicalConfig):
         return source
-    d = _read_mapping(source) if isinstance(source, str | Path) else source
+    d = read_mapping(source) if isinstance(source, str | Path) else source
     if isinstance(d, Mapping) and ("market" in d or "base" in d):
         return HierarchicalConfig.from_dict(d)
     return ModelConfig.from_dict(d)

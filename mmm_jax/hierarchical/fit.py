@@ -354,12 +354,13 @@ class HierarchicalMMM:
         return optimize_portfolio(self, total, horizon, **kwargs)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path) -> Path:
-        """Write the fitted model to the directory ``path`` (atomically), in the layout of
-        :mod:`mmm_jax.persist` (kind ``"markets"``; ``data.csv`` is the long-format training data)."""
+    def save(self, path, *, overwrite: bool = False) -> Path:
+        """Write the fitted model to the directory ``path`` (each file atomically), in the layout of
+        :mod:`mmm_jax.persist` (kind ``"markets"``; ``data.csv`` is the long-format training data);
+        the folder rules of :meth:`mmm_jax.MMM.save`."""
         self._require_fit()
         return save_run(path, kind="markets", config=self.config.to_dict(), scaling=self.scaling.to_dict(),
-                        frame=self.frame, idata=self.idata, fit_settings=self.fit_settings)
+                        frame=self.frame, idata=self.idata, fit_settings=self.fit_settings, overwrite=overwrite)
 
     @classmethod
     def load(cls, path) -> HierarchicalMMM:

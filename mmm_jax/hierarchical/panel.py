@@ -145,7 +145,7 @@ def validate_panel(df: pd.DataFrame, config: HierarchicalConfig, *, require_targ
             data = validate_frame(
                 frame.drop(columns=[c for c in absent if c in frame.columns]).reset_index(drop=True),
                 date=b.date, target=b.target, channels=present or [b.channels[0]], controls=b.controls,
-                min_length=2, require_target=require_target,
+                min_length=2, require_target=require_target, outlier_factor=b.outlier_factor,
             ) if present else None
         except DataError as err:
             raise DataError(f"market {name!r}: {err}", column=err.column,
