@@ -399,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(exit_.code or 0)
     # PyTensor's C backend warns about BLAS at import; we run on JAX, so it is noise here.
     warnings.filterwarnings("ignore", message=".*BLAS.*")
+    shown = warnings.showwarning
     if not a.verbose:  # one line per warning, without the source line it came from
         warnings.showwarning = _show_warning
     try:
@@ -417,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mmm-jax {a.command}: internal error: {type(err).__name__}: {text[:500]} "
               "(rerun with --verbose for the traceback and report it)", file=sys.stderr)
         return 1
+    finally:
+        warnings.showwarning = shown
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

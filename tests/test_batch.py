@@ -329,11 +329,11 @@ def test_cli_optimize_one_total_over_a_batch(batch_run):
     from mmm_jax.cli import main
 
     long, out, res = batch_run
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with pytest.warns(RuntimeWarning, match="left out of the plan: b4"):  # never silently
         rc = main(["optimize", str(out), "--total", "90000", "--horizon", "6", "--draws", "200",
                    "--lock", "b0/tv=4000", "--out", str(out / "plan")])
     assert rc == 0
+    assert json.loads((out / "plan" / "plan.json").read_text())["settings"]["left_out"] == ["b4"]
     plan = pd.read_csv(out / "plan" / "plan.csv")
     assert len(plan) == 3 + 3 + 2 + 3  # b2 has no 'social'; b4 failed
     assert plan["optimal_spend"].sum() == pytest.approx(90000, rel=1e-6)

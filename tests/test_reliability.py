@@ -224,6 +224,16 @@ def _long(n: int, weeks: int = 40) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _batch_inputs(folder: Path, n: int) -> tuple[pd.DataFrame, Path, Path]:
+    """``n`` brands as a long table, written as ``long.csv``, and the config as ``cfg.json``."""
+    long = _long(n)
+    data = folder / "long.csv"
+    long.to_csv(data, index=False)
+    cfg = folder / "cfg.json"
+    cfg.write_text(CFG.to_json())
+    return long, data, cfg
+
+
 def _batch_cmd(data: Path, cfg: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "mmm_jax.cli", "batch", str(data), "--by", "brand", "--config", str(cfg),
             "--out", str(out), "--chains", "2", "--warmup", "40", "--draws", "30", "--chunk-size", "1",
@@ -240,11 +250,7 @@ def _all_groups_load(out: Path, brands) -> None:
 
 
 def test_second_writer_is_refused_and_the_first_keeps_its_files(tmp_path):
-    long = _long(2)
-    data = tmp_path / "long.csv"
-    long.to_csv(data, index=False)
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text(CFG.to_json())
+    long, data, cfg = _batch_inputs(tmp_path, 2)
     out = tmp_path / "out"
     out.mkdir()
     first = ResultStore(out)  # a running batch (this process) holds the folder
@@ -294,11 +300,7 @@ def _tmpfs(path: Path, size: str) -> None:
 def test_full_disk_stops_the_batch_cleanly_and_a_rerun_finishes(tmp_path):
     if shutil.which("mount") is None or os.geteuid() != 0:
         pytest.skip("filling a real disk needs a tmpfs mount (root)")
-    long = _long(4)
-    data = tmp_path / "long.csv"
-    long.to_csv(data, index=False)
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text(CFG.to_json())
+    long, data, cfg = _batch_inputs(tmp_path, 4)
     probe = tmp_path / "probe"  # the size of one brand's file on a normal disk
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -372,11 +374,7 @@ def test_two_processes_with_jax_distributed_fit_every_brand_once(tmp_path):
     one process with two devices."""
     import socket
 
-    long = _long(4)
-    data = tmp_path / "long.csv"
-    long.to_csv(data, index=False)
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text(CFG.to_json())
+    long, data, cfg = _batch_inputs(tmp_path, 4)
     worker = tmp_path / "worker.py"
     worker.write_text(_WORKER)
     with socket.socket() as s:

@@ -124,7 +124,7 @@ def test_summary_roas_contributions(fitted):
 def test_save_load_same_predictions(fitted, small_problem, tmp_path):
     df, truth, cfg = small_problem
     path = fitted.save(tmp_path / "model")
-    assert sorted(p.name for p in path.iterdir()) == ["config.json", "data.csv", "idata.nc", "meta.json", "scaling.json"]
+    assert sorted(p.name for p in path.iterdir()) == [".mmm_jax", "config.json", "data.csv", "idata.nc", "meta.json", "scaling.json"]
     loaded = MMM.load(path)
     assert loaded.config == fitted.config
     p1 = fitted.predict(df, seed=4)
