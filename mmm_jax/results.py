@@ -130,7 +130,8 @@ def draw_quantities(ld: LogDensity, params, data, key=None, *, target_scale, tot
     return out
 
 
-def _dims_for(name: str, ld: LogDensity, shape: tuple) -> list[str]:
+def dims_for(name: str, ld: LogDensity, shape: tuple) -> list[str]:
+    """InferenceData dims ``["chain", "draw", ...]`` for a quantity of trailing ``shape``."""
     base = {
         "channel_contribution_original": ("date", "channel"),
         "baseline_original": ("date",),
@@ -178,7 +179,7 @@ def to_inference_data(
     base_coords = {"chain": np.arange(n_chains), "draw": np.arange(n_draws), **{k: list(v) for k, v in coords.items()}}
     y_pp = q.pop("y")
     post = xr.Dataset(
-        {name: (_dims_for(name, ld, v.shape[2:]), v) for name, v in q.items()},
+        {name: (dims_for(name, ld, v.shape[2:]), v) for name, v in q.items()},
         coords={k: v for k, v in base_coords.items()},
     )
     post = post.drop_vars([c for c in post.coords if c not in set().union(*[set(d.dims) for d in post.values()])])

@@ -264,11 +264,27 @@ def test_chain_layout_spreads_chains_over_devices_and_cores():
 
 
 @pytest.mark.parametrize("sampler", ["numpyro", "blackjax"])
-@pytest.mark.parametrize("extra", ["double", "uneven"])
-def test_more_chains_than_devices_run_in_parallel_groups(small_problem, sampler, extra):
+def test_more_chains_than_devices_run_in_parallel_groups(sampler):
     """On CPU, chains beyond the device count still run over the devices (each device runs its
     share one after another), not in vmapped lock-step; an uneven split is padded and the padding
-    dropped; draws come back in chain order."""
+    dropped; draws come back in chain order.
+
+    Run in a fresh process: XLA's CPU compiler has crashed (SIGSEGV) compiling this pmap inside a
+    long-lived test worker that had compiled hundreds of programs before; alone it never has.
+    """
+    import os
+    import subprocess
+    import sys
+
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); import test_sampling as t; "
+            f"[t.check_parallel_groups({sampler!r}, e) for e in ('double', 'uneven')]")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert run.returncode == 0, run.stderr[-3000:]
+
+
+def check_parallel_groups(sampler: str, extra: str) -> None:
+    """The body of :func:`test_more_chains_than_devices_run_in_parallel_groups` for one case."""
     from mmm_jax.inference.base import SamplerConfig, resolve_chain_method
     from mmm_jax.inference.chunked import chain_layout
 
@@ -277,7 +293,8 @@ def test_more_chains_than_devices_run_in_parallel_groups(small_problem, sampler,
     assert resolve_chain_method(SamplerConfig(chains=n_chains)) == "parallel"
     d, per = chain_layout(n_chains)
     assert d > 1 and d * per >= n_chains
-    df, truth, cfg = small_problem
+    df, truth = simulate(80, 2, seed=3)
+    cfg = ModelConfig(date="date", target="sales", channels=tuple(truth.channels), controls=("price_index",))
     mmm = MMM(cfg)
     mmm.build(df)
     kw = dict(key=2, sampler=sampler, chains=n_chains, warmup=60, draws=30, progress=False)

@@ -30,7 +30,7 @@ from ..data import DataError
 from ..features import Scaling
 from ..inference.base import SamplerConfig, checked
 from ..model import build_pymc_model
-from ..results import RHAT_MAX, _dims_for, diagnostics, draw_quantities, package_versions, to_inference_data
+from ..results import RHAT_MAX, dims_for, diagnostics, draw_quantities, package_versions, to_inference_data
 from .engine import brand_mesh, make_batch_sampler
 from .jobs import run_chunks, short_error
 from .stack import BrandData, BrandFailure, brand_seed, prepare_brand, split_brands, stack_brands
@@ -238,7 +238,7 @@ def _slice_brand(q: Mapping, ld: LogDensity, n_weeks: int, present: np.ndarray, 
     for name, v in q.items():
         if name in dropped:
             continue
-        dims = _dims_for(name, ld, v.shape[2:])
+        dims = dims_for(name, ld, v.shape[2:])
         idx = [slice(None)] * v.ndim
         for ax, d in enumerate(dims):
             if d == "date":

@@ -41,7 +41,9 @@ class ExtrapolationWarning(UserWarning):
 
 
 _jit_minimum_budget = jax.jit(minimum_budget, static_argnames=("spec", "steps", "learning_rate", "n_bisect"))
-_jit_optimize = jax.jit(optimize_allocation, static_argnames=("objective", "spec", "steps", "learning_rate"))
+#: ``optimize_allocation`` compiled once per (objective, spec, steps, learning_rate); shared by the
+#: single-model planner here and the portfolio planner.
+jit_optimize = jax.jit(optimize_allocation, static_argnames=("objective", "spec", "steps", "learning_rate"))
 
 
 @dataclass
@@ -304,19 +306,23 @@ def optimize_budget(
         max_history_multiple=max_history_multiple, risk_aversion=risk_aversion, alpha=alpha,
         min_mroas=min_mroas or 0.0, max_draws=max_draws, seed=seed,
     )
-    res = _jit_optimize(problem, objective=objective, spec=meta["spec"], steps=steps, learning_rate=learning_rate)
+    res = jit_optimize(problem, objective=objective, spec=meta["spec"], steps=steps, learning_rate=learning_rate)
     settings = {
         "total": float(total), "horizon": int(horizon), "objective": objective, "bounds": dict(bounds or {}),
         "bounds_pct": bounds_pct, "locked": dict(locked or {}), "max_history_multiple": max_history_multiple,
         "risk_aversion": risk_aversion, "alpha": alpha, "min_mroas": min_mroas, "steps": steps,
         "learning_rate": learning_rate, "max_draws": max_draws, "seed": seed,
     }
-    return _make_plan(problem, meta, np.asarray(res.x), float(res.value), objective, settings)
+    return make_plan(problem, meta, np.asarray(res.x), float(res.value), objective, settings)
 
 
-def _make_plan(problem: BudgetProblem, meta: dict, x: np.ndarray, value: float, objective: str,
+def make_plan(problem: BudgetProblem, meta: dict, x: np.ndarray, value: float, objective: str,
                settings: dict) -> BudgetPlan:
-    """Tables, response draws and summary for allocation ``x``."""
+    """Tables, response draws and summary for allocation ``x`` (shape ``(C,)``, currency per week).
+
+    ``meta`` is the dict ``build_problem`` returns (channels, current weekly spend, hist_max_week, spec);
+    ``value`` the objective at ``x``; ``settings`` the request, recorded on the plan.
+    """
     total = float(problem.total)
     horizon = int(problem.pattern.shape[0])
     cur = meta["current"]
@@ -406,4 +412,4 @@ def minimum_budget_plan(
     settings = {"target_response": float(target_response), "max_total": float(max_total), "horizon": int(horizon),
                 "bounds": dict(bounds or {}), "locked": dict(locked or {}),
                 "max_history_multiple": max_history_multiple, "max_draws": max_draws, "seed": seed}
-    return _make_plan(problem, meta, np.asarray(res.x), float(res.value), "min_spend", settings)
+    return make_plan(problem, meta, np.asarray(res.x), float(res.value), "min_spend", settings)

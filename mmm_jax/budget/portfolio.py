@@ -32,7 +32,7 @@ import pandas as pd
 
 from ..adstock import adstock_weights_jax
 from .optimize import OBJECTIVES, BudgetProblem, objective_value, projected_adam
-from .plan import BudgetError, BudgetPlan, _jit_optimize, _make_plan, allocation_bounds, check_risk
+from .plan import BudgetError, BudgetPlan, jit_optimize, make_plan, allocation_bounds, check_risk
 from .projection import project_budget
 from .response import (RECENT_MULTIPLIER_WEEKS, ResponseParams, ResponseSpec, plan_contributions, recent_parameter,
                        response_params_from_mmm, response_window)
@@ -262,7 +262,7 @@ def optimize_portfolio(
                             pattern=jnp.full((int(horizon), U), 1.0 / horizon),
                             risk_aversion=jnp.asarray(float(risk_aversion)), alpha=jnp.asarray(float(alpha)),
                             min_mroas=jnp.asarray(float(min_mroas or 0.0)))
-    res = _jit_optimize(problem, objective=objective, spec=spec, steps=steps, learning_rate=learning_rate)
+    res = jit_optimize(problem, objective=objective, spec=spec, steps=steps, learning_rate=learning_rate)
     meta = {"channels": [f"{m}/{c}" for m, c in labels], "current": current, "hist_max_week": hist.max(0),
             "spec": spec, "l_max": int(params.weights.shape[-1])}
     settings = {"total": float(total), "horizon": int(horizon), "objective": objective, "units": len(labels),
@@ -271,7 +271,7 @@ def optimize_portfolio(
                 "seed": seed, "locked": {f"{k[0]}/{k[1]}": v for k, v in (locked or {}).items()},
                 "bounds": {f"{k[0]}/{k[1]}": v for k, v in (bounds or {}).items()},
                 "left_out": left_out_brands(source)}
-    plan = _make_plan(problem, meta, np.asarray(res.x), float(res.value), objective, settings)
+    plan = make_plan(problem, meta, np.asarray(res.x), float(res.value), objective, settings)
     plan.table.index = pd.MultiIndex.from_tuples(labels, names=["market", "channel"])
     return plan
 
@@ -335,7 +335,7 @@ def optimize_flighting(
     problem = BudgetProblem(params=params, lo=jnp.asarray(lo), hi=jnp.asarray(hi), total=jnp.asarray(float(total)),
                             pattern=jnp.full((H, C), 1.0 / H), risk_aversion=jnp.asarray(float(risk_aversion)),
                             alpha=jnp.asarray(float(alpha)), min_mroas=jnp.asarray(0.0))
-    flat = _jit_optimize(problem._replace(lo=jnp.asarray(lo.sum(0)), hi=jnp.asarray(hi.sum(0))),
+    flat = jit_optimize(problem._replace(lo=jnp.asarray(lo.sum(0)), hi=jnp.asarray(hi.sum(0))),
                          objective=objective, spec=spec, steps=steps, learning_rate=learning_rate)
     X, value, r = _jit_flight(problem, jnp.asarray(np.broadcast_to(np.asarray(flat.x)[None, :] / H, (H, C))), objective=objective,
                               spec=spec, steps=steps, learning_rate=learning_rate)

@@ -297,8 +297,7 @@ def _write_brand(store, b: PanelBrand, row, k_pp, cfg, seed, job_hash, versions,
            "channels": list(b.mmm.channels), "wall_s": wall}
     h = b.mmm
     try:
-        h.model = build_hierarchical_model(h.config, h.arrays, h.panel)
-        h.logdensity = compile_logdensity(h.model)
+        h.build_model()
         positions, stats, _ = row
         samples = _slice_to(positions, h.logdensity.param_shapes)
         bad = [k for k, v in samples.items() if not np.all(np.isfinite(v))]
@@ -307,10 +306,9 @@ def _write_brand(store, b: PanelBrand, row, k_pp, cfg, seed, job_hash, versions,
             return False
         stats = {k: np.asarray(v) for k, v in stats.items()}
         stats["diverging"] = stats["diverging"].astype(bool)
-        h.fit_settings = {"sampler": "blackjax", "seed": brand_seed(seed, b.name), **cfg._asdict()}
         result = SampleResult(samples=samples, stats=stats, timings={"sampling_share": wall}, sampler="blackjax",
                               config=cfg)
-        idata = h._to_idata(result, k_pp, chunk_draws)
+        idata = h.attach(result, key=k_pp, seed=brand_seed(seed, b.name), chunk_draws=chunk_draws)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             d = diagnostics(idata)

@@ -70,6 +70,12 @@ class HierarchicalMMM:
     def build(self, df: pd.DataFrame) -> None:
         """Validate, scale, build the joint ``pm.Model`` and compile it."""
         self.prepare(df)
+        self.build_model()
+
+    def build_model(self) -> None:
+        """Build the joint ``pm.Model`` from the prepared inputs (see :meth:`prepare`) and compile it."""
+        if self.panel is None:
+            raise RuntimeError("prepare the data first (HierarchicalMMM.prepare or build)")
         self.model = build_hierarchical_model(self.config, self.arrays, self.panel)
         self.logdensity = compile_logdensity(self.model)
 
@@ -92,8 +98,7 @@ class HierarchicalMMM:
         result = sample(self.logdensity, self.arrays, key=k_sample, sampler=sampler, chains=chains, warmup=warmup,
                         draws=draws, target_accept=target_accept, progress=progress, **sampler_kwargs)
         t1 = time.perf_counter()
-        self.fit_settings = {"sampler": sampler, "seed": seed, **result.config._asdict()}
-        self.idata = self._to_idata(result, k_pp, chunk_draws)
+        self.attach(result, key=k_pp, seed=seed, chunk_draws=chunk_draws)
         self.timings = {"build_compile": t_build, **result.timings, "postprocess": time.perf_counter() - t1,
                         "wall": time.perf_counter() - t0}
         for g in self.idata.groups():
@@ -188,6 +193,20 @@ class HierarchicalMMM:
         if len(dims) != len(shape):
             dims = tuple(f"{name}_dim_{i}" for i in range(len(shape)))
         return ["chain", "draw", *dims]
+
+    def attach(self, result, *, key, seed: int, chunk_draws: int = 256) -> az.InferenceData:
+        """Post-process a run of this model's sampler into ``self.idata`` (also returned).
+
+        ``result``: a :class:`~mmm_jax.sampling.SampleResult` whose samples are shaped
+        ``(chains, draws, *param_shape)`` for :attr:`logdensity`'s parameters (unpadded); ``key``:
+        the JAX key for the posterior-predictive draws; ``seed``: recorded as the fit's seed.
+        Used by :meth:`fit` and by the batch engine, which samples many brands in one program.
+        """
+        if getattr(self, "logdensity", None) is None:
+            raise RuntimeError("build the model first (HierarchicalMMM.build or build_model)")
+        self.fit_settings = {"sampler": result.sampler, "seed": int(seed), **result.config._asdict()}
+        self.idata = self._to_idata(result, key, chunk_draws)
+        return self.idata
 
     def _to_idata(self, result, key, chunk_draws: int) -> az.InferenceData:
         q, mean, sd = self._quantities(result.samples, self.arrays, self.panel, key, chunk_draws)
