@@ -130,17 +130,24 @@ def draw_quantities(ld: LogDensity, params, data, key=None, *, target_scale, tot
     return out
 
 
-def dims_for(name: str, ld: LogDensity, shape: tuple) -> list[str]:
-    """InferenceData dims ``["chain", "draw", ...]`` for a quantity of trailing ``shape``."""
-    base = {
-        "channel_contribution_original": ("date", "channel"),
-        "baseline_original": ("date",),
-        "mu_original": ("date",),
-        "total_contribution": ("channel",),
-        "roas": ("channel",),
-        "y": ("date",),
-    }
-    dims = base.get(name) or ld.dims.get(name) or ()
+#: dims of the post-processed quantities of the single-brand model (the rest come from the model)
+BRAND_DIMS = {
+    "channel_contribution_original": ("date", "channel"),
+    "baseline_original": ("date",),
+    "mu_original": ("date",),
+    "total_contribution": ("channel",),
+    "roas": ("channel",),
+    "y": ("date",),
+}
+
+
+def dims_for(name: str, ld: LogDensity, shape: tuple, fixed: dict = BRAND_DIMS) -> list[str]:
+    """InferenceData dims ``["chain", "draw", ...]`` for a quantity of trailing ``shape``.
+
+    ``fixed`` names the dims of quantities computed after sampling; others take the model's
+    dims, and a shape that matches neither gets ``<name>_dim_<i>``.
+    """
+    dims = fixed.get(name) or ld.dims.get(name) or ()
     if len(dims) != len(shape):
         dims = tuple(f"{name}_dim_{i}" for i in range(len(shape)))
     return ["chain", "draw", *dims]

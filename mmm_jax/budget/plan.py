@@ -317,7 +317,7 @@ def optimize_budget(
 
 
 def make_plan(problem: BudgetProblem, meta: dict, x: np.ndarray, value: float, objective: str,
-               settings: dict) -> BudgetPlan:
+              settings: dict) -> BudgetPlan:
     """Tables, response draws and summary for allocation ``x`` (shape ``(C,)``, currency per week).
 
     ``meta`` is the dict ``build_problem`` returns (channels, current weekly spend, hist_max_week, spec);

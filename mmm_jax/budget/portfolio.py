@@ -32,7 +32,7 @@ import pandas as pd
 
 from ..adstock import adstock_weights_jax
 from .optimize import OBJECTIVES, BudgetProblem, objective_value, projected_adam
-from .plan import BudgetError, BudgetPlan, jit_optimize, make_plan, allocation_bounds, check_risk
+from .plan import BudgetError, BudgetPlan, allocation_bounds, check_risk, jit_optimize, make_plan
 from .projection import project_budget
 from .response import (RECENT_MULTIPLIER_WEEKS, ResponseParams, ResponseSpec, plan_contributions, recent_parameter,
                        response_params_from_mmm, response_window)
@@ -336,7 +336,7 @@ def optimize_flighting(
                             pattern=jnp.full((H, C), 1.0 / H), risk_aversion=jnp.asarray(float(risk_aversion)),
                             alpha=jnp.asarray(float(alpha)), min_mroas=jnp.asarray(0.0))
     flat = jit_optimize(problem._replace(lo=jnp.asarray(lo.sum(0)), hi=jnp.asarray(hi.sum(0))),
-                         objective=objective, spec=spec, steps=steps, learning_rate=learning_rate)
+                        objective=objective, spec=spec, steps=steps, learning_rate=learning_rate)
     X, value, r = _jit_flight(problem, jnp.asarray(np.broadcast_to(np.asarray(flat.x)[None, :] / H, (H, C))), objective=objective,
                               spec=spec, steps=steps, learning_rate=learning_rate)
     X = np.asarray(X)

@@ -20,7 +20,7 @@ import json
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import arviz as az
 import jax
@@ -29,17 +29,24 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..compile import compile_logdensity, unconstrained_draws
+from ..compile import LogDensity, compile_logdensity, unconstrained_draws
 from ..inference import sample
 from ..likelihood import COUNT_LIKELIHOODS, predictive_draw
 from ..model import nb_alpha
 from ..metrics import crps_samples
 from ..persist import read_run, save_run
-from ..results import check_convergence, diagnostics, package_versions
+from ..results import check_convergence, diagnostics, dims_for, package_versions
 from .config import HierarchicalConfig
 from .analysis import marginal_frame, response_curve_frames
 from .model import build_hierarchical_model
 from .panel import PanelData, PanelScaling, fit_panel_scaling, panel_arrays, training_copies, validate_panel
+
+if TYPE_CHECKING:
+    import pymc as pm
+
+#: dims of the post-processed quantities of the markets model (the rest come from the model)
+MARKET_DIMS = {"total_contribution": ("market", "channel"), "roas": ("market", "channel"),
+               "roas_national": ("channel",), "y": ("market", "date"), "mu_original": ("market", "date")}
 
 __all__ = ["HierarchicalMMM"]
 
@@ -58,6 +65,8 @@ class HierarchicalMMM:
         self.panel: PanelData | None = None
         self.frame: pd.DataFrame | None = None
         self.fit_settings: dict[str, Any] = {}
+        self.model: pm.Model | None = None  # set by build_model
+        self.logdensity: LogDensity | None = None
 
     # ------------------------------------------------------------------ build / fit
     def prepare(self, df: pd.DataFrame) -> None:
@@ -186,23 +195,15 @@ class HierarchicalMMM:
         q["_free"] = free
         return q, mean, sd
 
-    def _dims(self, name: str, shape: tuple) -> list[str]:
-        fixed = {"total_contribution": ("market", "channel"), "roas": ("market", "channel"),
-                 "roas_national": ("channel",), "y": ("market", "date"), "mu_original": ("market", "date")}
-        dims = fixed.get(name) or self.logdensity.dims.get(name) or ()
-        if len(dims) != len(shape):
-            dims = tuple(f"{name}_dim_{i}" for i in range(len(shape)))
-        return ["chain", "draw", *dims]
-
     def attach(self, result, *, key, seed: int, chunk_draws: int = 256) -> az.InferenceData:
         """Post-process a run of this model's sampler into ``self.idata`` (also returned).
 
-        ``result``: a :class:`~mmm_jax.sampling.SampleResult` whose samples are shaped
+        ``result``: a :class:`~mmm_jax.inference.base.SampleResult` whose samples are shaped
         ``(chains, draws, *param_shape)`` for :attr:`logdensity`'s parameters (unpadded); ``key``:
         the JAX key for the posterior-predictive draws; ``seed``: recorded as the fit's seed.
         Used by :meth:`fit` and by the batch engine, which samples many brands in one program.
         """
-        if getattr(self, "logdensity", None) is None:
+        if self.logdensity is None:
             raise RuntimeError("build the model first (HierarchicalMMM.build or build_model)")
         self.fit_settings = {"sampler": result.sampler, "seed": int(seed), **result.config._asdict()}
         self.idata = self._to_idata(result, key, chunk_draws)
@@ -215,7 +216,7 @@ class HierarchicalMMM:
         n_chains, n_draws = y.shape[:2]
         coords = {"chain": np.arange(n_chains), "draw": np.arange(n_draws), **self.logdensity.coords,
                   "channel": self.channels, "market": self.panel.markets, "date": self.panel.dates}
-        post = xr.Dataset({k: (self._dims(k, v.shape[2:]), v) for k, v in q.items()})
+        post = xr.Dataset({k: (dims_for(k, self.logdensity, v.shape[2:], MARKET_DIMS), v) for k, v in q.items()})
         post = post.assign_coords({d: coords[d] for d in post.dims if d in coords})
         pp = xr.Dataset({"y": (("chain", "draw", "market", "date"), y)},
                         coords={d: coords[d] for d in ("chain", "draw", "market", "date")})
