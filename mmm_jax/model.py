@@ -44,6 +44,7 @@ import pytensor.tensor as pt
 
 from .adstock import apply_adstock
 from .config import COUNT_LIKELIHOODS, ModelConfig, Prior
+from .pooling import Markets, hyper_location, link_of, mode_of, parameter, to_link
 from .saturation import media_response
 
 __all__ = [
@@ -60,6 +61,8 @@ __all__ = [
 
 #: Basis coordinate names of the HSGP terms.
 _BASIS_DIM = {"intercept_tv": "intercept_tv_basis", "media_tv": "media_tv_basis"}
+#: Prior of the per-market deviations' amplitude of a pooled HSGP intercept (scaled target units).
+INTERCEPT_TV_DELTA_ETA = Prior("HalfNormal", sigma=0.1)
 #: Largest negative-binomial alpha used (alpha = overdispersion**-2; beyond it NB == Poisson).
 _NB_ALPHA_MAX = 1e10
 
@@ -189,13 +192,6 @@ def solve_beta(kind: str, rv, spend_total, unit_total, *, empty: float):
     return pt.switch(has, rv * per_unit if kind == "roas" else per_unit / rv, empty)
 
 
-def _media_contribution(x, config: ModelConfig, ad_params: dict, sat_params: dict):
-    ad, sat = config.adstock, config.saturation
-    if config.adstock_first:
-        return media_response(sat.type, apply_adstock(x, ad, ad_params), sat_params)
-    return apply_adstock(media_response(sat.type, x, sat_params), ad, ad_params)
-
-
 def media_log_multiplier(config: ModelConfig, arrays):
     """The HSGP ``f`` of the media multiplier: (T, C) (hierarchical) or (T, 1) (shared), plus a
     function evaluating the same process on another basis (the training one). Call inside the
@@ -235,26 +231,112 @@ def media_log_multiplier(config: ModelConfig, arrays):
     return f[:, None], on_basis
 
 
+def _media_columns(x, x_nat, config: ModelConfig, ad_p, sat_p, mult, G: int, n_nat: int):
+    """Media contributions (T, C * G), channel-major columns, of local spend ``x`` (G, T, C_local;
+    one brand: (T, C)) and national spend ``x_nat`` (T, C_nat, or None when ``n_nat == 0``);
+    ``ad_p`` / ``sat_p`` flat (C * G,) channel-major; ``mult`` (T, C) the HSGP media multiplier
+    of the varying parameter, or None. ``G`` and ``n_nat`` are static (the reshapes need
+    concrete sizes)."""
+    if x.ndim == 2:  # one brand: the columns are the channels
+        cols = x
+    else:
+        T, C = x.shape[1], len(config.channels)
+        # all (channel, market) series as columns of one (T, C * G) matrix, channel-major: the sum
+        # over channels is then a sum of contiguous (T, G) blocks (a reduction over a short minor
+        # axis, market-major, measured 4x slower on CPU)
+        xa = pt.concatenate([x, pt.broadcast_to(x_nat[None], (G, T, n_nat))], axis=-1) if n_nat else x
+        cols = xa.dimshuffle(1, 2, 0).reshape((T, C * G))
+    ad, sat = config.adstock, config.saturation
+    sat_p = dict(sat_p)
+    if mult is not None:
+        p = config.time_varying_media.varying_param(sat)
+        sat_p[p] = sat_p[p][None, :] * (pt.repeat(mult, G, axis=1) if G > 1 else mult)  # (T, C * G)
+    if config.adstock_first:
+        return media_response(sat.type, apply_adstock(cols, ad, ad_p), sat_p)
+    return apply_adstock(media_response(sat.type, cols, sat_p), ad, ad_p)
+
+
+def _business_beta(config: ModelConfig, channels: tuple, markets: Markets | None, G: int, unit_total, spend_total):
+    """``beta`` (G, C) under ROAS / CAC priors ((C,) for one brand).
+
+    ``roas_<c>`` (``cac_<c>``) is the (national) ROAS (CAC) of channel ``c`` over the training
+    weeks when every market has the location ``b_c`` of ``beta``: ``b_c = roas_c * spend_total[c]
+    / unit_total[c]`` (``unit_total``: the contribution in original units at ``beta = 1``, summed
+    over markets; contribution is linear in ``beta``). ``b_c`` is ``beta[c]`` itself (shared: one
+    brand, or markets sharing beta) or replaces ``beta_mu[c]`` (pooled: the markets' betas vary
+    around it). Channels without a ROAS / CAC prior keep their ``beta`` prior (``beta_free`` /
+    ``beta_mu`` over ``beta_free_channel``). A channel without spend in the training weeks has
+    ``b_c = 0`` (shared; its ROAS / CAC is then sampled from its prior alone) or ``1`` (pooled).
+    """
+    business = config.business_priors
+    model = pm.modelcontext(None)
+    free = [i for i, ch in enumerate(channels) if ch not in business]
+    prior = config.prior("beta")
+    mode = mode_of(markets, "beta")
+    if free:
+        model.add_coord("beta_free_channel", [channels[i] for i in free])
+    if mode == "pooled" and free:
+        m, s = hyper_location(prior)
+        free_loc = pm.Normal("beta_mu", m, s, dims="beta_free_channel")
+    elif free:  # shared
+        base_idx = [config.channels.index(channels[i]) for i in free]
+        free_loc = prior.subset(base_idx, len(config.channels)).create("beta_free", dims="beta_free_channel")
+    link = link_of(prior) if mode == "pooled" else "identity"
+    loc, j = [], 0
+    for i, ch in enumerate(channels):
+        if ch in business:
+            kind, p = business[ch]
+            rv = p.create(f"{kind}_{ch}")
+            empty = 1.0 if mode == "pooled" else 0.0
+            loc.append(to_link(link, solve_beta(kind, rv, spend_total[i], unit_total[i], empty=empty)))
+        else:
+            loc.append(free_loc[j])
+            j += 1
+    loc = pt.stack(loc)
+    if mode == "shared":
+        beta = pm.Deterministic("beta", loc, dims="channel")
+        return beta if markets is None else pt.broadcast_to(beta[None, :], (G, len(channels)))
+    beta, _ = parameter("beta", prior, markets, ("channel",), mu=loc)
+    return beta
+
+
+def _media_prior(config: ModelConfig, name: str, order: list[int]) -> Prior:
+    """The prior of media parameter ``name`` with per-channel values in the model's channel order."""
+    prior = config.prior(name)
+    return prior if order == list(range(len(order))) else prior.subset(order, len(order))
+
+
 def build_pymc_model(
     config: ModelConfig,
     arrays: dict[str, np.ndarray],
     *,
     dates: Sequence | None = None,
+    markets: Markets | None = None,
 ) -> pm.Model:
-    """Build the PyMC model for one brand.
+    """Build the PyMC model: one brand (``markets=None``) or several markets.
+
+    One brand is the one-market case of the same model: every parameter ``"shared"``, no
+    national channels; its data keep the brand's shapes (no market axis) and dims.
 
     Parameters
     ----------
     config : ModelConfig
     arrays : dict
-        Scaled inputs from :func:`mmm_jax.features.design_arrays`: spend (T, C),
-        controls (T, K), fourier (T, 2n), time (T,), target (T,), mask (T,); plus, when the
-        config uses them, the extras of :func:`mmm_jax.features.model_arrays`
-        (``target_scale``, ``spend_scale``, HSGP bases ``*_phi`` / ``*_sqrt_eig``, training
-        copies ``spend_train``, ``mask_train``, ``media_tv_phi_train``). A missing HSGP basis
-        is computed from ``time`` on the domain of the unmasked weeks.
+        Scaled inputs. One brand (:func:`mmm_jax.features.design_arrays` /
+        :func:`~mmm_jax.features.model_arrays`): spend (T, C), controls (T, K), fourier
+        (T, 2n), time (T,), target (T,), mask (T,). Markets
+        (:func:`mmm_jax.hierarchical.panel.panel_arrays`): spend (G, T, C_local),
+        national_spend (T, C_nat), controls (G, T, K), target (G, T), mask (G, T), fourier,
+        time. Plus, when the config uses them: ``target_scale`` (() / (G,)), ``spend_scale``
+        ((C,) / (G, C), model channel order), HSGP bases ``*_phi`` (T, m) / ``*_sqrt_eig``
+        (m,), training copies ``spend_train``, [``national_spend_train``], ``mask_train``,
+        ``media_tv_phi_train``. A missing HSGP basis is computed from ``time`` on the domain of
+        the unmasked weeks.
     dates : sequence, optional
         Labels for the ``date`` dimension (defaults to ``0..T-1``).
+    markets : Markets, optional
+        Market labels, hierarchy and pooling (:mod:`mmm_jax.pooling`); the model's channel
+        order is then the local channels, then the national ones.
 
     Returns
     -------
@@ -264,154 +346,190 @@ def build_pymc_model(
         chosen families (``config.media_params``, each per channel; e.g. beta, alpha, lam;
         under ROAS / CAC priors ``roas_<channel>`` / ``cac_<channel>`` and ``beta_free`` replace
         ``beta``), [media_tv_* HSGP variables], sigma, [nu] (Normal / StudentT) or
-        [overdispersion] (negative binomial). Deterministics: channel_contribution (date,
-        channel), baseline (date), mu (date) — all in scaled units — and, when used,
-        intercept_tv (date), media_multiplier (date, channel), ``<p>_t`` (date, channel),
-        beta (channel).
+        [overdispersion] (negative binomial); with markets, pooled parameters add their
+        ``_mu`` / ``_sd_<level>`` / ``_z_<level>`` variables. Deterministics (with markets, a
+        leading ``market`` dim): channel_contribution (date, channel), baseline (date), mu
+        (date) — all in scaled units — and, when used, intercept_tv (date), media_multiplier
+        (date, channel), ``<p>_t`` (date, channel; one brand), beta (channel), pooled parameters
+        (market, ...). A pooled HSGP intercept (markets, ``pooling: {intercept_tv: pooled}``) is
+        ``intercept_tv[t, g] = intercept_tv_global(t) + delta_g(t)`` (date, market), the
+        deviations' amplitude ~ :data:`INTERCEPT_TV_DELTA_ETA`.
     """
+    one = markets is None
+    national = () if one else tuple(markets.national)
+    channels = (*(c for c in config.channels if c not in national), *national)
+    order = [config.channels.index(c) for c in channels]
+    C, n_nat = len(channels), len(national)
     spend = np.asarray(arrays["spend"], dtype=float)
-    T, C = spend.shape
-    if C != len(config.channels):
-        raise ValueError(f"spend has {C} columns but the config lists {len(config.channels)} channels")
+    if one and (spend.ndim != 2 or spend.shape[1] != C):
+        raise ValueError(f"spend has shape {spend.shape}; the config lists {C} channels (expected (T, {C}))")
+    G = 1 if one else markets.size
+    T = spend.shape[-2]
     K = len(config.controls)
     n_four = 2 * config.seasonality
-    coords = {
-        "date": list(dates) if dates is not None else list(range(T)),
-        "channel": list(config.channels),
-    }
+    coords = {"date": list(dates) if dates is not None else list(range(T)), "channel": list(channels)}
+    if not one:
+        coords["market"] = list(markets.labels)
+        for level in markets.levels:
+            coords[f"{level}_group"] = list(markets.group_labels[level])
     if K:
         coords["control"] = list(config.controls)
     if n_four:
         coords["fourier_mode"] = [f"{f}{k}" for k in range(1, config.seasonality + 1) for f in ("sin", "cos")]
     business = config.business_priors
     tv = config.time_varying_media
+    # one brand: data with dims (date, ...); markets: no dims, so that the lengths stay free (forecasts)
+    dims = (lambda *d: d) if one else (lambda *d: None)
+
+    def data(name, why=None, *d):
+        value = _need(arrays, name, why) if why else np.asarray(arrays[name], dtype=float)
+        return pm.Data(name, value, dims=dims(*d) if d else None)
+
+    def per_market(v, per):  # (G, ...) view of a parameter
+        return v if per else pt.shape_padleft(v)
+
+    def create(name, d=()):
+        prior = _media_prior(config, name, order) if d == ("channel",) else config.prior(name)
+        return parameter(name, prior, markets, d)
 
     with pm.Model(coords=coords) as model:
-        x = pm.Data("spend", spend, dims=("date", "channel"))
-        y = pm.Data("target", np.asarray(arrays["target"], dtype=float), dims="date")
-        mask = pm.Data("mask", np.asarray(arrays["mask"], dtype=float), dims="date")
-        if config.is_count or business:
-            target_scale = pm.Data("target_scale", _need(arrays, "target_scale", "count likelihoods / ROAS priors"))
+        # one brand: baseline (T,), media columns (T, C); markets: baseline (G, T), columns (T, C * G)
+        x = data("spend", None, "date", "channel")
+        y = data("target", None, "date")
+        mask = data("mask", None, "date")
+        x_nat = None if one else data("national_spend")
+        if not one:  # the market -> group indices are inputs too (a batch pads them)
+            def index(name, default):
+                return pm.Data(name, np.asarray(arrays.get(name, default), dtype=np.int64))
 
-        intercept = config.prior("intercept").create("intercept")
-        baseline = intercept * pt.ones_like(y)
+            centred = markets.centered and markets.parents
+            markets = markets._replace(
+                groups={lvl: index(f"group_index_{lvl}", markets.groups[lvl]) for lvl in markets.levels},
+                parents={lvl: index(f"group_parent_{lvl}", v) for lvl, v in markets.parents.items()} if centred else {},
+            )
+
+        def scaled(v, per, t):  # coefficient v (scalar per market) times a (T,) series
+            return v * t if one else per_market(v, per)[:, None] * t[None, :]
+
+        icpt, per = create("intercept")
+        baseline = scaled(icpt, per, pt.ones_like(y if one else y[0]))
         if config.trend:
-            time = pm.Data("time", np.asarray(arrays["time"], dtype=float), dims="date")
-            trend = config.prior("trend").create("trend")
-            baseline = baseline + trend * time
+            time = data("time", None, "date")
+            tr, per = create("trend")
+            baseline = baseline + scaled(tr, per, time)
         if n_four:
-            fourier = pm.Data("fourier", np.asarray(arrays["fourier"], dtype=float), dims=("date", "fourier_mode"))
-            gamma_f = config.prior("gamma_fourier").create("gamma_fourier", dims="fourier_mode")
-            baseline = baseline + pt.dot(fourier, gamma_f)
+            fourier = data("fourier", None, "date", "fourier_mode")
+            gf, per = create("gamma_fourier", ("fourier_mode",))
+            baseline = baseline + (pt.dot(fourier, gf) if one else pt.dot(per_market(gf, per), fourier.T))
         if K:
-            controls = pm.Data("controls", np.asarray(arrays["controls"], dtype=float), dims=("date", "control"))
-            gamma_c = config.prior("gamma_control").create("gamma_control", dims="control")
-            baseline = baseline + pt.dot(controls, gamma_c)
+            ctl = data("controls", None, "date", "control")  # (T, K) / (G, T, K)
+            gc, per = create("gamma_control", ("control",))
+            baseline = baseline + ((ctl * gc[:, None, :]).sum(axis=-1) if per else pt.dot(ctl, gc))
         if config.time_varying_intercept is not None:
             from .hsgp import hsgp_process
 
             spec = config.time_varying_intercept
             phi, sqrt_eig = term_basis_data("intercept_tv", spec, arrays)
-            baseline = baseline + hsgp_process(
-                "intercept_tv", phi, sqrt_eig, spec.eta_prior, spec.ell_prior, kernel=spec.kernel,
-                dims="date", basis_dim=_BASIS_DIM["intercept_tv"],
-            )
+            if mode_of(markets, "intercept_tv") == "pooled":  # a shared path plus one deviation per market
+                from .hsgp import hsgp_hierarchical
+
+                f = hsgp_hierarchical(
+                    "intercept_tv", phi, sqrt_eig, eta_global=spec.eta_prior, ell_global=spec.ell_prior,
+                    eta_delta=INTERCEPT_TV_DELTA_ETA, kernel=spec.kernel, group_dim="market", dims=("date", "market"),
+                    basis_dim=_BASIS_DIM["intercept_tv"])
+                baseline = baseline + f.T
+            else:  # one process for all markets
+                f = hsgp_process("intercept_tv", phi, sqrt_eig, spec.eta_prior, spec.ell_prior, kernel=spec.kernel,
+                                 dims="date", basis_dim=_BASIS_DIM["intercept_tv"])
+                baseline = baseline + (f if one else f[None, :])
         if config.is_count:
             baseline = pt.exp(baseline)  # log link: a positive baseline, media stay additive
 
-        # media parameters, in config.media_params order (ROAS / CAC RVs take beta's place)
-        media = {}
+        ts = None
+        if config.is_count or business:
+            ts = data("target_scale", "count likelihoods / ROAS priors")
+        media = {}  # (C,) or (G, C) per media parameter, model channel order
         for name in config.media_params:
             if name == "beta" and business:
-                for ch, (kind, prior) in business.items():
-                    media[f"{kind}_{ch}"] = prior.create(f"{kind}_{ch}")
-                free_idx = [i for i, ch in enumerate(config.channels) if ch not in business]
-                if free_idx:
-                    model.add_coord("beta_free_channel", [config.channels[i] for i in free_idx])
-                    media["beta_free"] = config.prior("beta").subset(free_idx, C).create(
-                        "beta_free", dims="beta_free_channel")
-                continue
-            media[name] = config.prior(name).create(name, dims="channel")
+                continue  # solved from the ROAS / CAC priors below, once the unit contribution is known
+            v, per = create(name, ("channel",))
+            media[name] = v if per or one else v[None, :]
+        # flat (C * G,) channel-major columns
+        flat = {k: (v if one else pt.broadcast_to(v, (G, C)).T.reshape((C * G,))) for k, v in media.items()}
         ad, sat = config.adstock, config.saturation
-        ad_params = {name: media[name] for name in ad.param_names}
-        sat_params = {name: media[name] for name in sat.param_names if name in media}
-
+        ad_p = {n: flat[n] for n in ad.param_names}
         mult = None
         if tv is not None:
             from .hsgp import positive_multiplier
 
             f, f_on_basis = media_log_multiplier(config, arrays)
-            mult = pm.Deterministic("media_multiplier", positive_multiplier(f, tv.link) * pt.ones_like(x),
+            mult = pm.Deterministic("media_multiplier", positive_multiplier(f, tv.link) * pt.ones((x.shape[-2], C)),
                                     dims=("date", "channel"))
-            p = tv.varying_param(sat)
         if business:
-            # contribution = beta_c * g[t, c], g = the contribution at beta = 1 (adstock is linear)
-            unit = {**sat_params, "beta": pt.ones((C,))}
-            g = _media_contribution(x, config, ad_params, {**unit, "beta": unit["beta"] * mult} if mult is not None
-                                    else unit)
-            x_tr = pm.Data("spend_train", _need(arrays, "spend_train", "ROAS / CAC priors"))
-            m_tr = pm.Data("mask_train", _need(arrays, "mask_train", "ROAS / CAC priors"))
-            spend_scale = pm.Data("spend_scale", _need(arrays, "spend_scale", "ROAS / CAC priors"), dims="channel")
-            beta_tr = unit["beta"]
-            if mult is not None:
+            # contribution = beta[g, c] * unit[g, t, c] (adstock is linear): the unit response on the
+            # training weeks fixes beta's location from the ROAS / CAC priors
+            why = "ROAS / CAC priors"
+            flat["beta"] = pt.ones((C * G,))
+            x_tr = data("spend_train", why)  # (T0, C) / (G, T0, C_local)
+            m_tr = data("mask_train", why)  # (T0,) / (G, T0)
+            s_scale = pm.Data("spend_scale", _need(arrays, "spend_scale", why), dims="channel" if one else None)
+            xn_tr = None if one else data("national_spend_train", why)
+            mult_tr = None
+            if tv is not None:
                 phi_tr, _ = term_basis_data("media_tv", tv.hsgp, arrays, suffix="_train")
-                beta_tr = positive_multiplier(f_on_basis(phi_tr), tv.link) * pt.ones_like(x_tr)
-            g_tr = _media_contribution(x_tr, config, ad_params, {**unit, "beta": beta_tr})
-            g_sum = pt.sum(g_tr * m_tr[:, None], axis=0)  # (C,) scaled contribution at beta = 1
-            spend_tot = pt.sum(x_tr * m_tr[:, None], axis=0) * spend_scale  # (C,) original currency
-            per_channel = []
-            j = 0
-            for i, ch in enumerate(config.channels):
-                if ch in business:
-                    kind = business[ch][0]
-                    rv = media[f"{kind}_{ch}"]
-                    # beta per unit of ROAS; 0 for a channel without spend (a brand of a batch that
-                    # lacks it: its ROAS / CAC is then sampled from its prior alone)
-                    per_channel.append(solve_beta(kind, rv, spend_tot[i], target_scale * g_sum[i], empty=0.0))
-                else:
-                    per_channel.append(media["beta_free"][j])
-                    j += 1
-            beta = pm.Deterministic("beta", pt.stack(per_channel), dims="channel")
-            if mult is not None:
-                pm.Deterministic("beta_t", beta * mult, dims=("date", "channel"))
-            contribution = beta * g
+                mult_tr = positive_multiplier(f_on_basis(phi_tr), tv.link) * pt.ones((x_tr.shape[-2], C))
+            unit_tr = _media_columns(x_tr, xn_tr, config, ad_p, {n: flat[n] for n in sat.param_names}, mult_tr, G,
+                                     n_nat)
+            if one:
+                unit_total = (unit_tr * m_tr[:, None]).sum(axis=0) * ts  # (C,) original units, at beta = 1
+                spend_tot = (x_tr * m_tr[:, None]).sum(axis=0) * s_scale  # (C,) original currency
+            else:
+                unit_sum = (unit_tr.reshape((-1, C, G)) * m_tr.T[:, None, :]).sum(axis=0)  # (C, G) scaled
+                unit_total = (unit_sum * ts[None, :]).sum(axis=1)
+                n_loc = C - n_nat
+                spend_tot = (x_tr * m_tr[:, :, None] * s_scale[:, None, :n_loc]).sum(axis=(0, 1))
+                if n_nat:
+                    nat_tot = (xn_tr * m_tr.max(axis=0)[:, None] * s_scale[0, n_loc:][None, :]).sum(axis=0)
+                    spend_tot = pt.concatenate([spend_tot, nat_tot])
+            beta = _business_beta(config, channels, markets, G, unit_total, spend_tot)
+            media["beta"] = beta
+        if mult is not None and one:  # the varying parameter over time, for reporting (markets: p and the
+            p = tv.varying_param(sat)  # multiplier; a (market, date, channel) copy per draw would be large)
+            pm.Deterministic(f"{p}_t", media[p] * mult, dims=("date", "channel"))
+        out = _media_columns(x, x_nat, config, ad_p, {n: flat[n] for n in sat.param_names}, mult, G, n_nat)
+        if one:
+            if business:
+                out = out * beta
+            contribution = pm.Deterministic("channel_contribution", out, dims=("date", "channel"))
+            baseline = pm.Deterministic("baseline", baseline, dims="date")
+            mu = pm.Deterministic("mu", baseline + contribution.sum(axis=-1), dims="date")
+            y_dims = "date"
         else:
-            if mult is not None:
-                sat_params[p] = pm.Deterministic(f"{p}_t", sat_params[p] * mult, dims=("date", "channel"))
-            contribution = _media_contribution(x, config, ad_params, sat_params)
+            out = out.reshape((out.shape[0], C, G))
+            if business:
+                out = out * beta.T[None, :, :]
+            pm.Deterministic("channel_contribution", out.dimshuffle(2, 0, 1), dims=("market", "date", "channel"))
+            baseline = pm.Deterministic("baseline", baseline, dims=("market", "date"))
+            summed = out[:, 0]  # (T, G); unrolled: one fused add on CPU (a Sum over axis 1 became a slower reduction)
+            for j in range(1, C):
+                summed = summed + out[:, j]
+            mu = pm.Deterministic("mu", baseline + summed.T, dims=("market", "date"))
+            y_dims = ("market", "date")
 
-        contribution = pm.Deterministic("channel_contribution", contribution, dims=("date", "channel"))
-        baseline = pm.Deterministic("baseline", baseline, dims="date")
-        mu = pm.Deterministic("mu", baseline + contribution.sum(axis=-1), dims="date")
+        def lik_param(name):  # scalar (one brand) or (G, T)
+            v, per = create(name)
+            return v if one else per_market(v, per)[:, None] * pt.ones_like(y)
 
         if config.is_count:
             if config.likelihood == "negative_binomial":
-                overdispersion = config.prior("overdispersion").create("overdispersion")
+                od = lik_param("overdispersion")
             else:
-                overdispersion = pt.constant(0.0)
-            pm.CustomDist(
-                "y",
-                mu,
-                overdispersion,
-                target_scale,
-                mask,
-                dist=count_likelihood_dist(config),
-                logp=count_masked_logp(config),
-                observed=y,
-                dims="date",
-            )
+                od = pt.constant(0.0)
+            pm.CustomDist("y", mu, od, ts if one else ts[:, None], mask, dist=count_likelihood_dist(config),
+                          logp=count_masked_logp(config), observed=y, dims=y_dims)
             return model
-        sigma = config.prior("sigma").create("sigma")
-        nu = config.prior("nu").create("nu") if config.likelihood == "studentt" else pt.constant(np.inf)
-        pm.CustomDist(
-            "y",
-            mu,
-            sigma,
-            nu,
-            mask,
-            dist=likelihood_dist(config),
-            logp=masked_logp(config),
-            observed=y,
-            dims="date",
-        )
+        sigma = lik_param("sigma")
+        nu = lik_param("nu") if config.likelihood == "studentt" else pt.constant(np.inf)
+        pm.CustomDist("y", mu, sigma, nu, mask, dist=likelihood_dist(config), logp=masked_logp(config), observed=y,
+                      dims=y_dims)
     return model

@@ -49,6 +49,7 @@ VARIANTS = {
                                            saturation=HillSaturation())),
     "population": dict(population="pop"),
     "centered+nested": dict(market=("region", "market"), centered=("intercept", "beta", "gamma_fourier")),
+    "hsgp_intercept_pooled": dict(base_kw=dict(time_varying_intercept={"m": 6}), pooling={"intercept_tv": "pooled"}),
 }
 
 
@@ -74,6 +75,10 @@ def test_compiled_logp_equals_pymc(variant, rng):
     if variant == "nested+national":
         assert ld.default_data["national_spend"].shape == (panel.dates.size, 1)
         assert "beta_z_region" in ld.param_names and "beta_z_market" in ld.param_names
+    if variant == "hsgp_intercept_pooled":  # a shared path plus one deviation process per market
+        assert {"intercept_tv_global_z", "intercept_tv_delta_z", "intercept_tv_delta_eta_log__"} <= set(ld.param_names)
+        assert ld.param_shapes["intercept_tv_delta_z"] == (6, panel.n_markets)
+        assert ld.dims["intercept_tv"] == ("date", "market")
     if variant == "centered+nested":
         assert {"beta_region", "beta_market", "intercept_market"} <= set(ld.param_names)
         assert "beta_z_market" not in ld.param_names and "alpha_z_market" in ld.param_names
@@ -85,8 +90,35 @@ def test_centered_only_for_pooled_parameters():
         HierarchicalConfig(base, market="market", centered=("sigma",))
     with pytest.raises(ConfigError, match="centered: 'bogus' is not a parameter"):
         HierarchicalConfig(base, market="market", centered=("bogus",))
+    tvi = base.__class__.from_dict({**base.to_dict(), "time_varying_intercept": {"m": 6}})
+    with pytest.raises(ConfigError, match="pooling.intercept_tv: 'independent' is not available"):
+        HierarchicalConfig(tvi, market="market", pooling={"intercept_tv": "independent"})
+    with pytest.raises(ConfigError, match="centered: 'intercept_tv' is an HSGP"):
+        HierarchicalConfig(tvi, market="market", pooling={"intercept_tv": "pooled"}, centered=("intercept_tv",))
+    with pytest.raises(ConfigError, match="pooling.intercept_tv: not a parameter"):
+        HierarchicalConfig(base, market="market", pooling={"intercept_tv": "pooled"})
     cfg = HierarchicalConfig(base, market="market", centered="beta")
     assert cfg.centered == ("beta",) and HierarchicalConfig.from_dict(cfg.to_dict()).centered == ("beta",)
+
+
+def test_pooled_hsgp_intercept_fits_and_forecasts():
+    """pooling.intercept_tv: pooled gives each market its own path (date, market) around a shared
+    one; the fit carries it and a forecast evaluates the same processes on new weeks."""
+    df, truth = _panel_df(n=4, weeks=40)
+    base = ModelConfig(date="date", target="sales", channels=truth.channels, controls=["price_index"],
+                       time_varying_intercept={"m": 6})
+    h = HierarchicalMMM(HierarchicalConfig(base, market="market", pooling={"intercept_tv": "pooled"}))
+    cut = sorted(df["date"].unique())[-6]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a tiny fit
+        h.fit(df[df["date"] < cut], chains=2, warmup=40, draws=30, seed=1, progress=False)
+    tv = h.idata.posterior["intercept_tv"]
+    assert tv.dims == ("chain", "draw", "date", "market") and tv.sizes["market"] == 4
+    assert float(tv.std("market").mean()) > 0  # the markets' paths differ
+    future = df.copy()
+    future.loc[future["date"] >= cut, "sales"] = np.nan
+    pred = h.predict(future)
+    assert pred["mu"].sizes["date"] == df["date"].nunique() and np.isfinite(pred["mu"].values).all()
 
 
 def test_data_are_inputs_and_masks_hide_missing_weeks(rng):

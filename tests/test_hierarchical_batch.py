@@ -11,7 +11,6 @@ import pytest
 
 from mmm_jax import ModelConfig
 from mmm_jax.compile import compile_logdensity
-from mmm_jax.config import ConfigError
 from mmm_jax.hierarchical import HierarchicalConfig, build_hierarchical_model, simulate_panel
 from mmm_jax.hierarchical.batch import (
     _template_panel,
@@ -21,9 +20,9 @@ from mmm_jax.hierarchical.batch import (
 )
 
 
-def _config(**kw):
+def _config(base_kw=None, **kw):
     base = ModelConfig(date="date", target="sales", channels=("tv", "search"), controls=["price_index"],
-                       saturation="tanh")
+                       saturation="tanh", **(base_kw or {}))
     return HierarchicalConfig(base, market="market", **kw)
 
 
@@ -32,7 +31,7 @@ def _brand(n_markets, weeks, seed):
     return df
 
 
-@pytest.mark.parametrize("pooling", [{}, {"intercept": "independent", "sigma": "pooled"}])
+@pytest.mark.parametrize("pooling", [{}, {"intercept": "independent", "sigma": "pooled"}, {"intercept_tv": "pooled"}])
 def test_padding_adds_only_prior_terms_of_padded_markets(pooling, rng):
     """Padded log-density = the brand's own log-density + terms of the padded entries alone.
 
@@ -41,7 +40,7 @@ def test_padding_adds_only_prior_terms_of_padded_markets(pooling, rng):
     equals the prior log-density of the padded entries, written out by hand.
     """
     from scipy import stats
-    cfg = _config(pooling=pooling)
+    cfg = _config(pooling=pooling, base_kw={"time_varying_intercept": {"m": 5}} if "intercept_tv" in pooling else None)
     b = prepare_panel_brand("b", _brand(3, 40, seed=1), cfg)
     G, T = 5, 52
     big = compile_logdensity(build_hierarchical_model(cfg, pad_panel_arrays(b, G, T), _template_panel(cfg, G, T)))
@@ -66,7 +65,7 @@ def test_padding_adds_only_prior_terms_of_padded_markets(pooling, rng):
         v = pad_vals[k][~keep]
         if not v.size:
             continue
-        if k.endswith("_z_market"):  # non-centred pooled parameters
+        if k.endswith("_z_market") or k == "intercept_tv_delta_z":  # non-centred pooled parameters
             expected += stats.norm.logpdf(v).sum()
         elif k == "intercept":  # independent: its base prior Normal(0, 1)
             expected += stats.norm.logpdf(v).sum()
@@ -133,12 +132,73 @@ def test_accelerator_layout_vmapped_brands_and_chains(tmp_path):
     np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-8)
 
 
-def test_nested_hierarchy_is_refused(tmp_path):
-    df = _brand(4, 40, seed=1)
-    df["region"] = np.where(df["market"].str[-1].astype(int) % 2 == 0, "east", "west")
+def _levels_brand(n_markets, weeks, seed, crossed):
+    df = _brand(n_markets, weeks, seed)
+    idx = df["market"].map({m: i for i, m in enumerate(sorted(df["market"].unique()))})
+    if crossed:  # geo x product: a market is one combination
+        df["geo"], df["product"] = "g" + (idx // 2).astype(str), "p" + (idx % 2).astype(str)
+    else:
+        df["region"] = np.where(idx < 2, "east", "west")
+    return df
+
+
+@pytest.mark.parametrize("crossed", [False, True], ids=["nested", "crossed"])
+def test_padding_of_hierarchy_levels_adds_only_prior_terms(crossed, rng):
+    """Multi-level brands in a batch: markets *and* groups of every level padded. The padded
+    log-density minus the brand's own does not move with the brand's parameters, and equals the
+    prior terms of the padded entries: Normal(0, 1) group deviations, the padded markets' sigma."""
+    from scipy import stats
+
+    from mmm_jax.hierarchical.batch import template_groups
+
+    levels = ("geo", "product") if crossed else ("region", "market")
+    cfg = _config().__class__(_config().base, market=levels, crossed=crossed)
+    small = prepare_panel_brand("s", _levels_brand(2, 30, 1, crossed), cfg)
+    large = prepare_panel_brand("l", _levels_brand(5, 40, 2, crossed), cfg)
+    n_groups = template_groups([small, large])
+    assert all(n_groups[lv] > len(small.mmm.panel.group_labels[lv]) for lv in levels[:1])
+    G, T = large.n_markets, large.n_weeks
+    data_big = pad_panel_arrays(small, G, T, n_groups)
+    assert data_big[f"group_index_{levels[0]}"].dtype == np.int64
+    big = compile_logdensity(build_hierarchical_model(cfg, data_big, _template_panel(cfg, G, T, n_groups)))
+    own = compile_logdensity(build_hierarchical_model(cfg, small.mmm.arrays, small.mmm.panel))
+    pad_vals = {k: np.asarray(rng.normal(size=s) * 0.5) for k, s in big.param_shapes.items()}
+    diffs, expected = [], 0.0
+    for _ in range(4):
+        p_own = {k: rng.normal(size=s) * 0.5 for k, s in own.param_shapes.items()}
+        p_big = {}
+        for k, s in big.param_shapes.items():
+            v = pad_vals[k].copy()
+            v[tuple(slice(0, n) for n in own.param_shapes[k])] = p_own[k]
+            p_big[k] = v
+        diffs.append(float(big.logp(p_big, data_big)) - float(own.logp(p_own, small.mmm.arrays)))
+    assert np.ptp(diffs) < 1e-8 * max(1.0, abs(diffs[0])), diffs
+    for k, s in big.param_shapes.items():
+        keep = np.zeros(s, bool)
+        keep[tuple(slice(0, n) for n in own.param_shapes[k])] = True
+        v = pad_vals[k][~keep]
+        if not v.size:
+            continue
+        if k == "sigma_log__":  # independent: HalfNormal(0.5) on the log scale, with the Jacobian
+            expected += (stats.halfnorm.logpdf(np.exp(v), scale=0.5) + v).sum()
+        else:
+            assert "_z_" in k, f"unexpected padded parameter {k}"
+            expected += stats.norm.logpdf(v).sum()
+    assert diffs[0] == pytest.approx(expected, rel=1e-9, abs=1e-8)
+
+
+def test_batch_of_nested_panels_fits_each_brand_with_its_own_groups(tmp_path):
     cfg = _config().__class__(_config().base, market=("region", "market"))
-    with pytest.raises(ConfigError, match="one hierarchy level"):
-        fit_many_hierarchical(df.assign(brand="x"), by="brand", config=cfg, out=tmp_path / "r", progress=False)
+    df = pd.concat([_levels_brand(2, 30, 1, False).assign(brand="s"), _levels_brand(5, 40, 2, False).assign(brand="l")])
+    res = fit_many_hierarchical(df, by="brand", config=cfg, out=tmp_path / "b", chains=2, warmup=40, draws=30,
+                                seed=3, progress=False)
+    m = res.manifest().set_index("brand")
+    assert (m["status"] == "done").all(), m["error"].tolist()
+    assert res.stats["template"]["groups"] == {"region": 2, "market": 5}
+    for brand, n in (("s", 2), ("l", 5)):
+        post = res.load(brand).idata.posterior
+        assert post.sizes["market"] == n and post.sizes["market_group"] == n
+        assert post["intercept"].shape[2:] == (n,) and np.isfinite(post["roas"].values).all()
 
 
 @pytest.mark.parametrize("bad", [{"target_accept": 1.5}, {"chains": 0}, {"warmup": -1}])

@@ -1,7 +1,7 @@
 """Option x path matrix: every model-library option on every way to run the model.
 
 Paths: one brand (``MMM``), markets nested (``region/market``) and crossed (``geo x product``)
-(``HierarchicalMMM``), a batch of brands (``fit_many``) and a batch of market panels
+(``HierarchicalMMM``), a batch of brands (``fit_many``) and a batch of nested market panels
 (``fit_many_hierarchical``). For each (option, path) a tiny fit runs and its outputs carry the
 option's variables (every cell runs; the combinations the code refuses are tested at the end with
 the ``ConfigError`` that names them). The compiled
@@ -113,8 +113,11 @@ def _fit(option: str, path: str, tmp_path):
         assert list(idata.posterior["channel"].values) == (list(CHANNELS) if option == "hsgp_media_hierarchical"
                                                            else ["tv", "search"])
         return idata
-    frames = {"b0": _counts(_panel(0, path, 3, 36), option), "b1": _counts(_panel(1, path, 2, 30), option)}
-    res = fit_many_hierarchical(frames, config=_market_config(option, path), out=tmp_path / "panels", **FIT)
+    # nested region/market panels of different sizes: padded in weeks, markets and groups
+    frames = {"b0": _counts(_panel(0, "markets_nested", 3, 36), option),
+              "b1": _counts(_panel(1, "markets_nested", 2, 30), option)}
+    res = fit_many_hierarchical(frames, config=_market_config(option, "markets_nested"), out=tmp_path / "panels",
+                                **FIT)
     m = res.manifest().set_index("brand")
     assert (m["status"] == "done").all(), m["error"].tolist()
     return res.load("b1").idata

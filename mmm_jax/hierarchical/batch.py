@@ -48,7 +48,6 @@ from ..batch.stack import BrandFailure, brand_seed, split_brands
 from ..batch.store import ResultStore, StorageError
 from ..persist import check_output_dir, is_storage_error, mark_output_dir
 from ..compile import compile_logdensity
-from ..config import ConfigError
 from ..data import DataError
 from ..features import fourier_features
 from ..inference.base import SampleResult, SamplerConfig, checked
@@ -59,7 +58,7 @@ from .model import build_hierarchical_model
 from .panel import PanelScaling
 
 __all__ = ["fit_many_hierarchical", "PanelBrand", "prepare_panel_brand", "pad_panel_arrays",
-           "HierarchicalBatchResult", "load_hierarchical_brand"]
+           "HierarchicalBatchResult", "load_hierarchical_brand", "template_groups"]
 
 _FORMAT_VERSION = 1
 
@@ -100,8 +99,13 @@ def _panel_hash(p) -> str:
     return digest.hexdigest()[:16]
 
 
-def pad_panel_arrays(b: PanelBrand, n_markets: int, n_weeks: int) -> dict[str, np.ndarray]:
-    """``b``'s model inputs padded to ``n_markets`` x ``n_weeks`` (padding masked, calendar continued)."""
+def pad_panel_arrays(b: PanelBrand, n_markets: int, n_weeks: int, n_groups: Mapping[str, int] | None = None
+                     ) -> dict[str, np.ndarray]:
+    """``b``'s model inputs padded to ``n_markets`` x ``n_weeks`` (padding masked, calendar continued).
+
+    ``n_groups``: the template's number of groups per hierarchy level (default: the brand's own).
+    Padded markets belong to group 0 of every level (their weeks are masked, so only the prior
+    terms of padded groups and markets remain); padded groups' parent is group 0."""
     a, p, s, cfg = b.mmm.arrays, b.mmm.panel, b.mmm.scaling, b.mmm.config
     G, T = a["target"].shape
     if G > n_markets or T > n_weeks:
@@ -131,8 +135,14 @@ def pad_panel_arrays(b: PanelBrand, n_markets: int, n_weeks: int) -> dict[str, n
         out["spend_train"] = pad(a["spend_train"], (n_markets, n_weeks, a["spend_train"].shape[2]))
         out["national_spend_train"] = pad(a["national_spend_train"], (n_weeks, a["national_spend_train"].shape[1]))
         out["mask_train"] = pad(a["mask_train"], (n_markets, n_weeks))
+    n_groups = n_groups or {}
     for k in a:
-        if k.endswith("_phi") or k.endswith("_phi_train"):  # HSGP basis rows of the padded weeks: zero (masked)
+        if k.startswith("group_index_"):
+            out[k] = np.concatenate([a[k], np.zeros(n_markets - G, dtype=np.int64)])
+        elif k.startswith("group_parent_"):
+            n = n_groups.get(k[len("group_parent_"):], len(a[k]))
+            out[k] = np.concatenate([a[k], np.zeros(n - len(a[k]), dtype=np.int64)])
+        elif k.endswith("_phi") or k.endswith("_phi_train"):  # HSGP basis rows of the padded weeks: zero (masked)
             out[k] = pad(a[k], (n_weeks, a[k].shape[1]))
         elif k.endswith("_sqrt_eig"):
             out[k] = a[k]
@@ -142,12 +152,21 @@ def pad_panel_arrays(b: PanelBrand, n_markets: int, n_weeks: int) -> dict[str, n
     return {k: out[k] for k in a}
 
 
-def _template_panel(config: HierarchicalConfig, n_markets: int, n_weeks: int):
-    """Labels and groups of a template panel (one hierarchy level: the markets)."""
-    markets = [f"market_{i}" for i in range(n_markets)]
-    level = config.levels[0]
-    return SimpleNamespace(markets=markets, dates=list(range(n_weeks)), group_labels={level: markets},
-                           groups={level: np.arange(n_markets)})
+def template_groups(brands) -> dict[str, int]:
+    """The number of groups per hierarchy level of a template that holds every brand."""
+    levels = brands[0].mmm.config.levels
+    return {lv: max(len(b.mmm.panel.group_labels[lv]) for b in brands) for lv in levels}
+
+
+def _template_panel(config: HierarchicalConfig, n_markets: int, n_weeks: int,
+                    n_groups: Mapping[str, int] | None = None):
+    """Labels and groups of a template panel: ``n_markets`` markets, ``n_groups[level]`` groups per
+    level (default: one level, its groups the markets)."""
+    n_groups = n_groups or {config.levels[0]: n_markets}
+    return SimpleNamespace(
+        markets=[f"market_{i}" for i in range(n_markets)], dates=list(range(n_weeks)),
+        group_labels={lv: [f"{lv}_{i}" for i in range(n)] for lv, n in n_groups.items()},
+        groups={lv: np.minimum(np.arange(n_markets), n - 1) for lv, n in n_groups.items()})
 
 
 def _slice_to(samples: Mapping, shapes: Mapping) -> dict:
@@ -221,9 +240,6 @@ def fit_many_hierarchical(
     if not isinstance(config, HierarchicalConfig):
         config = (HierarchicalConfig.from_file(config) if isinstance(config, str | os.PathLike)
                   else HierarchicalConfig.from_dict(config))
-    if len(config.levels) != 1:
-        raise ConfigError(f"market: batch fits take one hierarchy level (the market column), got {list(config.levels)}; "
-                          "fit nested hierarchies one brand at a time with HierarchicalMMM")
     cfg = checked(SamplerConfig(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
                                 max_tree_depth=max_tree_depth, progress=False))
     check_output_dir(out, "batch", overwrite=overwrite, inputs=[data] if isinstance(data, str | os.PathLike) else ())
@@ -259,8 +275,10 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
 
     G = max(b.n_markets for b in pending)
     T = max(b.n_weeks for b in pending)
+    n_groups = template_groups(pending)
     t0 = time.perf_counter()
-    template = build_hierarchical_model(config, pad_panel_arrays(pending[0], G, T), _template_panel(config, G, T))
+    template = build_hierarchical_model(config, pad_panel_arrays(pending[0], G, T, n_groups),
+                                        _template_panel(config, G, T, n_groups))
     ld = compile_logdensity(template)
     devices = list(jax.devices() if devices is None else devices)
     vmap_group, vmap_chains = default_layout(devices, vmap_group, vmap_chains)
@@ -270,11 +288,11 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
                                  vmap_group=vmap_group, vmap_chains=vmap_chains)
     chunk = sampler.chunk_size
     stats.update(chunk_size=chunk, devices=mesh.devices.size, compile_s=time.perf_counter() - t0,
-                 template={"markets": G, "weeks": T})
+                 template={"markets": G, "weeks": T, "groups": n_groups})
     record = {"config_hash": job_hash, "versions": versions}
 
     def stack(filled):
-        padded = [pad_panel_arrays(b, G, T) for b in filled]  # once per brand, not once per input
+        padded = [pad_panel_arrays(b, G, T, n_groups) for b in filled]  # once per brand, not once per input
         return {k: np.stack([a[k] for a in padded]) for k in ld.data_names}, None
 
     def postprocess(c) -> int:

@@ -48,6 +48,7 @@ DEFAULT_POOLING: dict[str, str] = {
     "nu": "shared",
     "overdispersion": "shared",
     "sat_level": "shared",
+    "intercept_tv": "shared",
 }
 
 #: Keys of a config file that describe the markets (next to the model's own keys, or with the
@@ -122,10 +123,17 @@ class HierarchicalConfig:
             if v not in POOLING_CHOICES:
                 raise ConfigError(f"pooling.{k}: {v!r} is not allowed; allowed: {list(POOLING_CHOICES)}")
         object.__setattr__(self, "pooling", pooling)
+        if self.pooling_of("intercept_tv") == "independent":
+            raise ConfigError("pooling.intercept_tv: 'independent' is not available for the HSGP intercept; use "
+                              "'shared' (one process for all markets) or 'pooled' (a shared process plus one "
+                              "deviation process per market)")
         centered = (self.centered,) if isinstance(self.centered, str) else tuple(self.centered)
         for k in centered:
             if k not in allowed:
                 raise ConfigError(f"centered: {k!r} is not a parameter of this model; parameters: {sorted(allowed)}")
+            if k == "intercept_tv":
+                raise ConfigError("centered: 'intercept_tv' is an HSGP, its per-market deviations are non-centred "
+                                  "basis weights; drop it from 'centered'")
             if self.pooling_of(k) != "pooled":
                 raise ConfigError(f"centered: {k!r} is {self.pooling_of(k)!r}, only 'pooled' parameters have a "
                                   "centred/non-centred choice")
@@ -159,6 +167,8 @@ class HierarchicalConfig:
     def parameter_names(self) -> tuple[str, ...]:
         b = self.base
         names = ["intercept"]
+        if b.time_varying_intercept is not None:
+            names.append("intercept_tv")
         if b.trend:
             names.append("trend")
         if b.seasonality:

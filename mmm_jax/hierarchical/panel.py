@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..data import DataError, check_counts, validate_frame
 from ..features import fourier_features, hsgp_arrays, hsgp_domains, hsgp_terms
+from ..pooling import parent_index
 from .config import HierarchicalConfig
 
 __all__ = ["PanelData", "PanelScaling", "validate_panel", "fit_panel_scaling", "panel_arrays", "market_keys",
@@ -271,7 +272,9 @@ def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalCon
     priors: target_scale (G,); ROAS / CAC priors: spend_scale (G, C) in model channel order
     (local, then national) and the training copies of :func:`training_copies`;
     HSGP terms: ``{term}_phi`` (T, m) and ``{term}_sqrt_eig`` (m,) on ``scaling.hsgp``'s domains
-    (one time axis for all markets)."""
+    (one time axis for all markets); the hierarchy: ``group_index_{level}`` (G,) int, each
+    market's group at every level, and with centred parameters on nested levels
+    ``group_parent_{level}`` (groups of the level,) int, each group's parent group."""
     b = config.base
     loc_idx = [b.channels.index(c) for c in config.local_channels]
     nat_idx = [b.channels.index(c) for c in config.national_channels]
@@ -297,6 +300,10 @@ def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalCon
         "target": np.where(known, data.target, 0.0) / scaling.target_scale[:, None],
         "mask": known.astype(float),
     }
+    for k, level in enumerate(config.levels):
+        out[f"group_index_{level}"] = np.asarray(data.groups[level], dtype=np.int64)
+        if k and config.centered and not config.crossed:
+            out[f"group_parent_{level}"] = parent_index(data.groups, config.levels, k)
     if b.is_count or b.business_priors:
         out["target_scale"] = np.asarray(scaling.target_scale, dtype=float)
     if hsgp_terms(b):
