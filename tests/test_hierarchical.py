@@ -84,6 +84,25 @@ def test_compiled_logp_equals_pymc(variant, rng):
         assert "beta_z_market" not in ld.param_names and "alpha_z_market" in ld.param_names
 
 
+def test_per_channel_priors_follow_the_model_channel_order():
+    """The model orders channels local first, then national: a per-channel prior list given in
+    the config's channel order must follow its channels."""
+    import pymc as pm
+
+    df, truth = _panel_df()
+    df[truth.channels[0]] = df.groupby("date")[truth.channels[0]].transform("first")  # national
+    sds = [0.01, 1.0, 3.0][: len(truth.channels)]
+    base = ModelConfig(date="date", target="sales", channels=truth.channels,
+                       priors={"beta": {"dist": "HalfNormal", "sigma": sds}})
+    cfg = HierarchicalConfig(base, market="market", national_channels=(truth.channels[0],),
+                             pooling={"beta": "shared"})
+    model, _, _ = _build(cfg, df)
+    assert list(model.coords["channel"]) == [*truth.channels[1:], truth.channels[0]]
+    draws = pm.draw(model["beta"], draws=4000, random_seed=1)
+    want = np.array([*sds[1:], sds[0]]) * np.sqrt(1 - 2 / np.pi)  # HalfNormal sd
+    np.testing.assert_allclose(draws.std(axis=0), want, rtol=0.1)
+
+
 def test_centered_only_for_pooled_parameters():
     base = ModelConfig(date="date", target="sales", channels=("tv", "search"))
     with pytest.raises(ConfigError, match="centered: 'sigma' is 'independent'"):
