@@ -256,8 +256,29 @@ def _media_columns(x, x_nat, config: ModelConfig, ad_p, sat_p, mult, G: int, n_n
     return apply_adstock(media_response(sat.type, cols, sat_p), ad, ad_p)
 
 
-def _business_beta(config: ModelConfig, channels: tuple, markets: Markets | None, G: int, unit_total, spend_total):
-    """``beta`` (G, C) under ROAS / CAC priors ((C,) for one brand).
+def _business_variables(config: ModelConfig, channels: tuple, markets: Markets | None) -> tuple[dict, object]:
+    """The free variables of ROAS / CAC priors, created in the model's variable order (at ``beta``'s
+    place): ``roas_<c>`` / ``cac_<c>`` per channel with such a prior (in the config's order), then
+    the location of the other channels' ``beta`` (``beta_free``, shared; ``beta_mu``, pooled) over
+    ``beta_free_channel``, or None. Returns ``({channel: rv}, free_location)``."""
+    business = config.business_priors
+    rvs = {ch: p.create(f"{kind}_{ch}") for ch, (kind, p) in business.items()}
+    free = [i for i, ch in enumerate(channels) if ch not in business]
+    if not free:
+        return rvs, None
+    pm.modelcontext(None).add_coord("beta_free_channel", [channels[i] for i in free])
+    prior = config.prior("beta")
+    if mode_of(markets, "beta") == "pooled":
+        m, s = hyper_location(prior)
+        return rvs, pm.Normal("beta_mu", m, s, dims="beta_free_channel")
+    base_idx = [config.channels.index(channels[i]) for i in free]
+    return rvs, prior.subset(base_idx, len(config.channels)).create("beta_free", dims="beta_free_channel")
+
+
+def _business_beta(config: ModelConfig, channels: tuple, markets: Markets | None, G: int, variables,
+                   unit_total, spend_total):
+    """``beta`` (G, C) under ROAS / CAC priors ((C,) for one brand), from the variables of
+    :func:`_business_variables`.
 
     ``roas_<c>`` (``cac_<c>``) is the (national) ROAS (CAC) of channel ``c`` over the training
     weeks when every market has the location ``b_c`` of ``beta``: ``b_c = roas_c * spend_total[c]
@@ -269,26 +290,15 @@ def _business_beta(config: ModelConfig, channels: tuple, markets: Markets | None
     ``b_c = 0`` (shared; its ROAS / CAC is then sampled from its prior alone) or ``1`` (pooled).
     """
     business = config.business_priors
-    model = pm.modelcontext(None)
-    free = [i for i, ch in enumerate(channels) if ch not in business]
+    rvs, free_loc = variables
     prior = config.prior("beta")
     mode = mode_of(markets, "beta")
-    if free:
-        model.add_coord("beta_free_channel", [channels[i] for i in free])
-    if mode == "pooled" and free:
-        m, s = hyper_location(prior)
-        free_loc = pm.Normal("beta_mu", m, s, dims="beta_free_channel")
-    elif free:  # shared
-        base_idx = [config.channels.index(channels[i]) for i in free]
-        free_loc = prior.subset(base_idx, len(config.channels)).create("beta_free", dims="beta_free_channel")
     link = link_of(prior) if mode == "pooled" else "identity"
     loc, j = [], 0
     for i, ch in enumerate(channels):
         if ch in business:
-            kind, p = business[ch]
-            rv = p.create(f"{kind}_{ch}")
             empty = 1.0 if mode == "pooled" else 0.0
-            loc.append(to_link(link, solve_beta(kind, rv, spend_total[i], unit_total[i], empty=empty)))
+            loc.append(to_link(link, solve_beta(business[ch][0], rvs[ch], spend_total[i], unit_total[i], empty=empty)))
         else:
             loc.append(free_loc[j])
             j += 1
@@ -424,7 +434,7 @@ def build_pymc_model(
         if K:
             ctl = data("controls", None, "date", "control")  # (T, K) / (G, T, K)
             gc, per = create("gamma_control", ("control",))
-            baseline = baseline + ((ctl * gc[:, None, :]).sum(axis=-1) if per else pt.dot(ctl, gc))
+            baseline = baseline + (pt.dot(ctl, gc) if one else (ctl * per_market(gc, per)[:, None, :]).sum(axis=-1))
         if config.time_varying_intercept is not None:
             from .hsgp import hsgp_process
 
@@ -450,8 +460,9 @@ def build_pymc_model(
             ts = data("target_scale", "count likelihoods / ROAS priors")
         media = {}  # (C,) or (G, C) per media parameter, model channel order
         for name in config.media_params:
-            if name == "beta" and business:
-                continue  # solved from the ROAS / CAC priors below, once the unit contribution is known
+            if name == "beta" and business:  # beta is solved below, once the unit contribution is known
+                business_vars = _business_variables(config, channels, markets)
+                continue
             v, per = create(name, ("channel",))
             media[name] = v if per or one else v[None, :]
         # flat (C * G,) channel-major columns
@@ -491,7 +502,7 @@ def build_pymc_model(
                 if n_nat:
                     nat_tot = (xn_tr * m_tr.max(axis=0)[:, None] * s_scale[0, n_loc:][None, :]).sum(axis=0)
                     spend_tot = pt.concatenate([spend_tot, nat_tot])
-            beta = _business_beta(config, channels, markets, G, unit_total, spend_tot)
+            beta = _business_beta(config, channels, markets, G, business_vars, unit_total, spend_tot)
             media["beta"] = beta
         if mult is not None and one:  # the varying parameter over time, for reporting (markets: p and the
             p = tv.varying_param(sat)  # multiplier; a (market, date, channel) copy per draw would be large)

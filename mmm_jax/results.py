@@ -167,14 +167,21 @@ def to_inference_data(
     constant_data: Mapping[str, tuple[tuple[str, ...], np.ndarray]] | None = None,
     attrs: Mapping[str, object] | None = None,
     quantities: Mapping[str, np.ndarray] | None = None,
+    fixed_dims: Mapping[str, tuple[str, ...]] = BRAND_DIMS,
+    y_dims: tuple[str, ...] = ("date",),
+    extra_groups: Mapping[str, xr.Dataset] | None = None,
 ) -> az.InferenceData:
-    """Labelled InferenceData with posterior, posterior_predictive, sample_stats, data groups.
+    """Labelled InferenceData with posterior, posterior_predictive, sample_stats, data groups:
+    the one builder for one brand, markets and batches.
 
     Scaled-unit deterministics keep their model names (``channel_contribution``,
     ``baseline``, ``mu``); original-unit ones end in ``_original``; ``roas`` and
     ``total_contribution`` are per channel over the fitted (unmasked) weeks. ``quantities``
-    (the output of :func:`posterior_quantities`, incl. ``y``) skips computing them here (the
-    batch engine computes them for many brands at once).
+    (per-draw arrays with leading (chains, draws), incl. ``y``: the output of
+    :func:`posterior_quantities`, or the markets' own) skips computing them here (the batch
+    engine computes them for many brands at once). ``fixed_dims``: dims of the quantities
+    computed after sampling (:func:`dims_for`); ``y_dims``: dims of the target (markets:
+    ``("market", "date")``); ``extra_groups``: further groups (e.g. contribution summaries).
     """
     if quantities is None:
         q = posterior_quantities(
@@ -185,28 +192,19 @@ def to_inference_data(
     n_chains, n_draws = next(iter(q.values())).shape[:2]
     base_coords = {"chain": np.arange(n_chains), "draw": np.arange(n_draws), **{k: list(v) for k, v in coords.items()}}
     y_pp = q.pop("y")
-    post = xr.Dataset(
-        {name: (dims_for(name, ld, v.shape[2:]), v) for name, v in q.items()},
-        coords={k: v for k, v in base_coords.items()},
-    )
-    post = post.drop_vars([c for c in post.coords if c not in set().union(*[set(d.dims) for d in post.values()])])
-    pp = xr.Dataset({"y": (("chain", "draw", "date"), y_pp)}, coords={k: base_coords[k] for k in ("chain", "draw", "date")})
-    stats = {
-        "diverging": result.stats["diverging"],
-        "energy": result.stats["energy"],
-        "tree_depth": result.stats["tree_depth"],
-        "n_steps": result.stats["n_steps"],
-        "step_size": result.stats["step_size"],
-        "acceptance_rate": result.stats["acceptance_rate"],
-        "lp": result.stats["lp"],
-    }
+    post = xr.Dataset({name: (dims_for(name, ld, v.shape[2:], fixed_dims), v) for name, v in q.items()})
+    post = post.assign_coords({d: base_coords[d] for d in post.dims if d in base_coords})
+    y_dims = tuple(y_dims)
+    pp = xr.Dataset({"y": (("chain", "draw", *y_dims), y_pp)},
+                    coords={k: base_coords[k] for k in ("chain", "draw", *y_dims)})
     ss = xr.Dataset(
-        {k: (("chain", "draw"), np.asarray(v)) for k, v in stats.items()},
+        {k: (("chain", "draw"), np.asarray(v)) for k, v in result.stats.items()},
         coords={"chain": base_coords["chain"], "draw": base_coords["draw"]},
     )
     groups = {"posterior": post, "posterior_predictive": pp, "sample_stats": ss}
     if target is not None:
-        groups["observed_data"] = xr.Dataset({"y": (("date",), np.asarray(target))}, coords={"date": base_coords["date"]})
+        groups["observed_data"] = xr.Dataset({"y": (y_dims, np.asarray(target))},
+                                             coords={k: base_coords[k] for k in y_dims})
     if constant_data:
         cd = xr.Dataset(
             {k: (dims, np.asarray(v)) for k, (dims, v) in constant_data.items()},
@@ -223,7 +221,12 @@ def to_inference_data(
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (attrs or {}).items()})
     for g in groups.values():
         g.attrs.update(meta)
-    return az.InferenceData(**groups)
+    idata = az.InferenceData(**groups)
+    if extra_groups:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ArviZ warns about groups outside its schema
+            idata.add_groups(dict(extra_groups))
+    return idata
 
 
 def diagnostics(idata: az.InferenceData, var_names: list[str] | None = None) -> dict[str, float]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +34,7 @@ from ..likelihood import COUNT_LIKELIHOODS, predictive_draw
 from ..model import nb_alpha
 from ..metrics import crps_samples
 from ..persist import read_run, save_run
-from ..results import check_convergence, diagnostics, dims_for, package_versions
+from ..results import check_convergence, diagnostics, to_inference_data
 from .config import HierarchicalConfig
 from .analysis import marginal_frame, response_curve_frames
 from .model import build_hierarchical_model
@@ -212,35 +211,21 @@ class HierarchicalMMM:
     def _to_idata(self, result, key, chunk_draws: int) -> az.InferenceData:
         q, mean, sd = self._quantities(result.samples, self.arrays, self.panel, key, chunk_draws)
         free = q.pop("_free")
-        y = q.pop("y")
-        n_chains, n_draws = y.shape[:2]
-        coords = {"chain": np.arange(n_chains), "draw": np.arange(n_draws), **self.logdensity.coords,
-                  "channel": self.channels, "market": self.panel.markets, "date": self.panel.dates}
-        post = xr.Dataset({k: (dims_for(k, self.logdensity, v.shape[2:], MARKET_DIMS), v) for k, v in q.items()})
-        post = post.assign_coords({d: coords[d] for d in post.dims if d in coords})
-        pp = xr.Dataset({"y": (("chain", "draw", "market", "date"), y)},
-                        coords={d: coords[d] for d in ("chain", "draw", "market", "date")})
-        ss = xr.Dataset({k: (("chain", "draw"), np.asarray(v)) for k, v in result.stats.items()},
-                        coords={"chain": coords["chain"], "draw": coords["draw"]})
-        obs = xr.Dataset({"y": (("market", "date"), self.panel.target)},
-                         coords={"market": self.panel.markets, "date": self.panel.dates})
+        coords = {**self.logdensity.coords, "channel": self.channels, "market": self.panel.markets,
+                  "date": self.panel.dates}
         summ = xr.Dataset(
             {"contribution_mean": (("market", "date", "channel"), mean),
              "contribution_sd": (("market", "date", "channel"), sd)},
             coords={"market": self.panel.markets, "date": self.panel.dates, "channel": self.channels},
         )
-        meta = {"created_by": "mmm_jax.hierarchical", "config": self.config.to_json(),
-                "scaling": json.dumps(self.scaling.to_dict()), "free_parameters": json.dumps(free),
-                "sampler": result.sampler, "sampler_config": json.dumps(result.config._asdict()),
-                "versions": json.dumps(package_versions()), "seed": int(self.fit_settings.get("seed", 0))}
-        groups = {"posterior": post, "posterior_predictive": pp, "sample_stats": ss, "observed_data": obs}
-        for g in groups.values():
-            g.attrs.update(meta)
-        idata = az.InferenceData(**groups)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            idata.add_groups({"contribution_summary": summ})
-        return idata
+        return to_inference_data(
+            result, self.logdensity, self.arrays, coords=coords, target_scale=None, spend=None,
+            target=self.panel.target, likelihood=self.config.base.likelihood, key=key, quantities=q,
+            fixed_dims=MARKET_DIMS, y_dims=("market", "date"), extra_groups={"contribution_summary": summ},
+            attrs={"created_by": "mmm_jax.hierarchical", "config": self.config.to_json(),
+                   "scaling": json.dumps(self.scaling.to_dict()), "free_parameters": json.dumps(free),
+                   "seed": int(self.fit_settings.get("seed", 0))},
+        )
 
     # ------------------------------------------------------------------ results
     def _require_fit(self):
