@@ -516,7 +516,7 @@ def build_pymc_model(
             mu = pm.Deterministic("mu", baseline + contribution.sum(axis=-1), dims="date")
             y_dims = "date"
         else:
-            out = out.reshape((out.shape[0], C, G))
+            out = out.reshape((-1, C, G))
             if business:
                 out = out * beta.T[None, :, :]
             pm.Deterministic("channel_contribution", out.dimshuffle(2, 0, 1), dims=("market", "date", "channel"))
