@@ -31,22 +31,14 @@ def _brand(n_markets, weeks, seed):
     return df
 
 
-@pytest.mark.parametrize("pooling", [{}, {"intercept": "independent", "sigma": "pooled"}, {"intercept_tv": "pooled"}])
-def test_padding_adds_only_prior_terms_of_padded_markets(pooling, rng):
-    """Padded log-density = the brand's own log-density + terms of the padded entries alone.
-
-    With the padded entries held fixed, the difference must not change when the brand's own
-    parameters change (any leak of padded weeks/markets into the likelihood would show), and it
-    equals the prior log-density of the padded entries, written out by hand.
-    """
+def _check_padding(cfg, b, G, T, n_groups, rng):
+    """Padded log-density - the brand's own: constant in the brand's parameters (padded entries
+    held fixed), and equal to the prior terms of the padded entries written out by hand."""
     from scipy import stats
-    cfg = _config(pooling=pooling, base_kw={"time_varying_intercept": {"m": 5}} if "intercept_tv" in pooling else None)
-    b = prepare_panel_brand("b", _brand(3, 40, seed=1), cfg)
-    G, T = 5, 52
-    big = compile_logdensity(build_hierarchical_model(cfg, pad_panel_arrays(b, G, T), _template_panel(cfg, G, T)))
+
+    data_big = pad_panel_arrays(b, G, T, n_groups)
+    big = compile_logdensity(build_hierarchical_model(cfg, data_big, _template_panel(cfg, G, T, n_groups)))
     own = compile_logdensity(build_hierarchical_model(cfg, b.mmm.arrays, b.mmm.panel))
-    data_big = pad_panel_arrays(b, G, T)
-    data_own = b.mmm.arrays
     pad_vals = {k: np.asarray(rng.normal(size=s) * 0.5) for k, s in big.param_shapes.items()}
     diffs = []
     for _ in range(4):
@@ -56,7 +48,7 @@ def test_padding_adds_only_prior_terms_of_padded_markets(pooling, rng):
             v = pad_vals[k].copy()
             v[tuple(slice(0, n) for n in own.param_shapes[k])] = p_own[k]
             p_big[k] = v
-        diffs.append(float(big.logp(p_big, data_big)) - float(own.logp(p_own, data_own)))
+        diffs.append(float(big.logp(p_big, data_big)) - float(own.logp(p_own, b.mmm.arrays)))
     assert np.ptp(diffs) < 1e-8 * max(1.0, abs(diffs[0])), diffs
     expected = 0.0
     for k, s in big.param_shapes.items():
@@ -65,15 +57,25 @@ def test_padding_adds_only_prior_terms_of_padded_markets(pooling, rng):
         v = pad_vals[k][~keep]
         if not v.size:
             continue
-        if k.endswith("_z_market") or k == "intercept_tv_delta_z":  # non-centred pooled parameters
-            expected += stats.norm.logpdf(v).sum()
-        elif k == "intercept":  # independent: its base prior Normal(0, 1)
+        if "_z_" in k or k == "intercept_tv_delta_z" or k == "intercept":  # N(0, 1): deviations, independent intercept
             expected += stats.norm.logpdf(v).sum()
         elif k == "sigma_log__":  # independent: HalfNormal(0.5) on the log scale, with the Jacobian
             expected += (stats.halfnorm.logpdf(np.exp(v), scale=0.5) + v).sum()
         else:
             raise AssertionError(f"unexpected padded parameter {k}")
     assert diffs[0] == pytest.approx(expected, rel=1e-9, abs=1e-8)
+
+
+@pytest.mark.parametrize("pooling", [{}, {"intercept": "independent", "sigma": "pooled"}, {"intercept_tv": "pooled"}])
+def test_padding_adds_only_prior_terms_of_padded_markets(pooling, rng):
+    """Padded log-density = the brand's own log-density + terms of the padded entries alone.
+
+    With the padded entries held fixed, the difference must not change when the brand's own
+    parameters change (any leak of padded weeks/markets into the likelihood would show), and it
+    equals the prior log-density of the padded entries, written out by hand.
+    """
+    cfg = _config(pooling=pooling, base_kw={"time_varying_intercept": {"m": 5}} if "intercept_tv" in pooling else None)
+    _check_padding(cfg, prepare_panel_brand("b", _brand(3, 40, seed=1), cfg), 5, 52, None, rng)
 
 
 def test_batch_of_panels_isolates_bad_brand_and_resumes(tmp_path):
@@ -147,8 +149,6 @@ def test_padding_of_hierarchy_levels_adds_only_prior_terms(crossed, rng):
     """Multi-level brands in a batch: markets *and* groups of every level padded. The padded
     log-density minus the brand's own does not move with the brand's parameters, and equals the
     prior terms of the padded entries: Normal(0, 1) group deviations, the padded markets' sigma."""
-    from scipy import stats
-
     from mmm_jax.hierarchical.batch import template_groups
 
     levels = ("geo", "product") if crossed else ("region", "market")
@@ -156,35 +156,9 @@ def test_padding_of_hierarchy_levels_adds_only_prior_terms(crossed, rng):
     small = prepare_panel_brand("s", _levels_brand(2, 30, 1, crossed), cfg)
     large = prepare_panel_brand("l", _levels_brand(5, 40, 2, crossed), cfg)
     n_groups = template_groups([small, large])
-    assert all(n_groups[lv] > len(small.mmm.panel.group_labels[lv]) for lv in levels[:1])
-    G, T = large.n_markets, large.n_weeks
-    data_big = pad_panel_arrays(small, G, T, n_groups)
-    assert data_big[f"group_index_{levels[0]}"].dtype == np.int64
-    big = compile_logdensity(build_hierarchical_model(cfg, data_big, _template_panel(cfg, G, T, n_groups)))
-    own = compile_logdensity(build_hierarchical_model(cfg, small.mmm.arrays, small.mmm.panel))
-    pad_vals = {k: np.asarray(rng.normal(size=s) * 0.5) for k, s in big.param_shapes.items()}
-    diffs, expected = [], 0.0
-    for _ in range(4):
-        p_own = {k: rng.normal(size=s) * 0.5 for k, s in own.param_shapes.items()}
-        p_big = {}
-        for k, s in big.param_shapes.items():
-            v = pad_vals[k].copy()
-            v[tuple(slice(0, n) for n in own.param_shapes[k])] = p_own[k]
-            p_big[k] = v
-        diffs.append(float(big.logp(p_big, data_big)) - float(own.logp(p_own, small.mmm.arrays)))
-    assert np.ptp(diffs) < 1e-8 * max(1.0, abs(diffs[0])), diffs
-    for k, s in big.param_shapes.items():
-        keep = np.zeros(s, bool)
-        keep[tuple(slice(0, n) for n in own.param_shapes[k])] = True
-        v = pad_vals[k][~keep]
-        if not v.size:
-            continue
-        if k == "sigma_log__":  # independent: HalfNormal(0.5) on the log scale, with the Jacobian
-            expected += (stats.halfnorm.logpdf(np.exp(v), scale=0.5) + v).sum()
-        else:
-            assert "_z_" in k, f"unexpected padded parameter {k}"
-            expected += stats.norm.logpdf(v).sum()
-    assert diffs[0] == pytest.approx(expected, rel=1e-9, abs=1e-8)
+    assert n_groups[levels[0]] > len(small.mmm.panel.group_labels[levels[0]])
+    assert pad_panel_arrays(small, 5, 40, n_groups)[f"group_index_{levels[0]}"].dtype == np.int64
+    _check_padding(cfg, small, large.n_markets, large.n_weeks, n_groups, rng)
 
 
 def test_batch_of_nested_panels_fits_each_brand_with_its_own_groups(tmp_path):
