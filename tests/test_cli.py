@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -84,18 +85,19 @@ def test_optimize_on_a_fitted_run(tmp_path, capsys):
 
 
 def _market_inputs(tmp_path):
-    """Two brands of market panels with a count target, and a flat config with market keys, an
-    HSGP intercept, a Poisson likelihood and a ROAS prior."""
+    """Two brands of nested (region / market) panels with a count target, and a flat config with
+    market keys, an HSGP intercept, a Poisson likelihood and a ROAS prior."""
     from mmm_jax.hierarchical import simulate_panel
 
     frames = []
     for i in range(2):
         df, _ = simulate_panel(3, 40, 3, seed=i, n_short=1, short_weeks=20)
         df["sales"] = (df["sales"] / df["sales"].max() * 400).round().astype(int)
+        df["region"] = np.where(df["market"] == sorted(df["market"].unique())[0], "north", "south")
         frames.append(df.assign(brand=f"b{i}"))
     long = pd.concat(frames, ignore_index=True)
     config = {"channels": ["tv", "search", "social"], "controls": ["price_index"], "seasonality": 1,
-              "market": "market", "likelihood": "poisson", "time_varying_intercept": {"m": 6},
+              "market": ["region", "market"], "likelihood": "poisson", "time_varying_intercept": {"m": 6},
               "roas_prior": {"tv": {"dist": "LogNormal", "mu": 0.0, "sigma": 0.5}}}
     data, cfg = write_inputs(tmp_path, long[long["brand"] == "b0"].drop(columns="brand"), config)
     both = tmp_path / "brands.csv"
