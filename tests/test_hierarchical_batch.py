@@ -90,7 +90,7 @@ def test_batch_of_panels_isolates_bad_brand_and_resumes(tmp_path):
     m = res.manifest().set_index("brand")
     assert m.loc["a", "status"] == "done" and m.loc["b", "status"] == "done"
     assert m.loc["bad", "status"] == "failed" and "tv" in m.loc["bad", "error"]
-    assert res.stats["template"] == {"markets": 4, "weeks": 52}
+    assert res.stats["template"] == {"markets": 4, "weeks": 52, "groups": {"market": 4}}
     h = res.load("a")
     roas = h.roas("market")
     assert set(roas.index.get_level_values("market")) == set(a["market"].unique())  # padding dropped
