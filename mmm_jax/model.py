@@ -408,15 +408,13 @@ def build_pymc_model(
         y = data("target", None, "date")
         mask = data("mask", None, "date")
         x_nat = None if one else data("national_spend")
-        if not one:  # the market -> group indices are inputs too (a batch pads them)
-            def index(name, default):
-                return pm.Data(name, np.asarray(arrays.get(name, default), dtype=np.int64))
+        if not one:  # the market -> group indices are inputs (panel_arrays makes them; a batch pads them)
+            def index(name):
+                return pm.Data(name, np.asarray(_need(arrays, name, "the market hierarchy"), dtype=np.int64))
 
-            centred = markets.centered and markets.parents
-            markets = markets._replace(
-                groups={lvl: index(f"group_index_{lvl}", markets.groups[lvl]) for lvl in markets.levels},
-                parents={lvl: index(f"group_parent_{lvl}", v) for lvl, v in markets.parents.items()} if centred else {},
-            )
+            parents = [lvl for lvl in markets.levels[1:] if f"group_parent_{lvl}" in arrays] if markets.centered else []
+            markets = markets._replace(groups={lvl: index(f"group_index_{lvl}") for lvl in markets.levels},
+                                       parents={lvl: index(f"group_parent_{lvl}") for lvl in parents})
 
         def scaled(v, per, t):  # coefficient v (scalar per market) times a (T,) series
             return v * t if one else per_market(v, per)[:, None] * t[None, :]

@@ -33,25 +33,26 @@ _UNIT = {"Beta", "Kumaraswamy", "LogitNormal"}
 class Markets(NamedTuple):
     """The market structure of a model.
 
-    labels : (G,) market labels; levels : hierarchy levels, outermost first; groups : level ->
-    (G,) int index of each market's group; group_labels : level -> labels of the groups;
+    labels : (G,) market labels; levels : hierarchy levels, outermost first; group_labels :
+    level -> labels of the groups; groups : level -> (G,) int index of each market's group;
     pooling : parameter -> "shared" | "pooled" | "independent" (every parameter of the model);
     centered : pooled parameters in the centred form; pooling_scale : HalfNormal scale of each
     level's between-group sd; national : channels with one spend series for all markets (the
     model's channel order is the local channels, then these); parents : level -> index of each
     of its groups' parent group at the level above (nested levels after the first; used by
-    centred parameters). ``groups`` / ``parents`` may be NumPy arrays or model inputs (the
-    model builder makes them ``pm.Data``, so that a batch can pad them).
+    centred parameters). :func:`mmm_jax.model.build_pymc_model` fills ``groups`` / ``parents``
+    with ``pm.Data`` inputs from the model's arrays (``group_index_<level>``,
+    ``group_parent_<level>``), so that a batch can pad them.
     """
 
     labels: tuple
     levels: tuple
-    groups: Mapping[str, np.ndarray]
     group_labels: Mapping[str, tuple]
     pooling: Mapping[str, str]
     centered: tuple = ()
     pooling_scale: float = 0.5
     national: tuple = ()
+    groups: Mapping[str, np.ndarray] = {}
     parents: Mapping[str, np.ndarray] = {}
 
     @property

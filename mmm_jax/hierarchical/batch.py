@@ -160,13 +160,11 @@ def template_groups(brands) -> dict[str, int]:
 
 def _template_panel(config: HierarchicalConfig, n_markets: int, n_weeks: int,
                     n_groups: Mapping[str, int] | None = None):
-    """Labels and groups of a template panel: ``n_markets`` markets, ``n_groups[level]`` groups per
-    level (default: one level, its groups the markets)."""
+    """Labels of a template panel: ``n_markets`` markets, ``n_groups[level]`` groups per level
+    (default: one level, its groups the markets); the group indices are the padded inputs."""
     n_groups = n_groups or {config.levels[0]: n_markets}
-    return SimpleNamespace(
-        markets=[f"market_{i}" for i in range(n_markets)], dates=list(range(n_weeks)),
-        group_labels={lv: [f"{lv}_{i}" for i in range(n)] for lv, n in n_groups.items()},
-        groups={lv: np.minimum(np.arange(n_markets), n - 1) for lv, n in n_groups.items()})
+    return SimpleNamespace(markets=[f"market_{i}" for i in range(n_markets)], dates=list(range(n_weeks)),
+                           group_labels={lv: [f"{lv}_{i}" for i in range(n)] for lv, n in n_groups.items()})
 
 
 def _slice_to(samples: Mapping, shapes: Mapping) -> dict:

@@ -28,22 +28,21 @@ from __future__ import annotations
 import pymc as pm
 
 from ..model import build_pymc_model
-from ..pooling import Markets, hyper_location, link_of, parent_index
+from ..pooling import Markets, hyper_location, link_of
 from .config import HierarchicalConfig
 
 __all__ = ["build_hierarchical_model", "markets_of", "link_of", "hyper_location"]
 
 
 def markets_of(config: HierarchicalConfig, panel) -> Markets:
-    """The market structure of ``config`` on ``panel`` (labels and hierarchy groups)."""
+    """The market structure of ``config`` on ``panel`` (labels and hierarchy groups; the group
+    indices themselves are model inputs, :func:`~mmm_jax.hierarchical.panel.panel_arrays`)."""
     return Markets(
-        labels=tuple(panel.markets), levels=tuple(config.levels), groups=dict(panel.groups),
+        labels=tuple(panel.markets), levels=tuple(config.levels),
         group_labels={k: tuple(v) for k, v in panel.group_labels.items()},
         pooling={name: config.pooling_of(name) for name in config.parameter_names},
         centered=tuple(config.centered), pooling_scale=float(config.pooling_scale),
         national=tuple(config.national_channels),
-        parents={} if config.crossed else {level: parent_index(panel.groups, config.levels, k)
-                                           for k, level in enumerate(config.levels) if k},
     )
 
 
@@ -54,6 +53,6 @@ def build_hierarchical_model(config: HierarchicalConfig, arrays: dict, panel) ->
     ----------
     config : HierarchicalConfig
     arrays : dict from :func:`mmm_jax.hierarchical.panel.panel_arrays`
-    panel : PanelData (labels and hierarchy groups)
+    panel : PanelData (market and group labels)
     """
     return build_pymc_model(config.base, arrays, dates=list(panel.dates), markets=markets_of(config, panel))
