@@ -202,55 +202,44 @@ def cmd_fit(a) -> int:
 
 def cmd_optimize(a) -> int:
     from .budget import BudgetError
-    from . import MMM
+    from .fitted import load
 
     found = output_kind(a.run_dir) if Path(a.run_dir).is_dir() else None
-    if found not in ("brand", "batch"):
-        what = {None: "not an mmm_jax output", "markets": "a multi-market model (optimise it with "
-                "HierarchicalMMM.optimize_budget)"}.get(found, f"an mmm_jax {found} output")
+    if found not in ("brand", "batch", "markets"):
+        what = "not an mmm_jax output" if found is None else f"an mmm_jax {found} output"
         raise RunFormatError(f"{a.run_dir}: {what}; give a folder written by `mmm-jax fit` or `mmm-jax batch`")
     batch = found == "batch"
-    locked = dict(a.lock or [])
-    bounds = dict(a.bound or [])
-    if a.flighting and batch:
-        raise BudgetError("--flighting plans one fitted model (a directory from `mmm-jax fit`)")
+    units = found != "brand"  # constraints keyed BRAND/CHANNEL or MARKET/CHANNEL
+    if a.flighting and units:
+        raise BudgetError("--flighting plans one single-market model (a directory from `mmm-jax fit` "
+                          f"without market keys); {a.run_dir} is a {found} output")
+    locked, bounds = dict(a.lock or []), dict(a.bound or [])
+    if units:
+        unit = "BRAND" if batch else "MARKET"
+
+        def key(name):
+            if "/" not in name:
+                raise BudgetError(f"in a {found} directory, name units as {unit}/CHANNEL, got {name!r}")
+            return tuple(name.rsplit("/", 1))
+
+        locked = {key(k): v for k, v in locked.items()}
+        bounds = {key(k): v for k, v in bounds.items()}
     out_path = Path(a.out) if a.out else Path(a.run_dir) / "budget"
     check_output_dir(out_path, "budget", overwrite=a.overwrite)
-    mmm = None if batch else MMM.load(a.run_dir)  # checked (format, file hashes) before anything is written
+    mmm = None if batch else load(a.run_dir)  # checked (format, file hashes) before anything is written
     out = mark_output_dir(out_path, "budget")
-    if a.flighting:
-        from .budget.portfolio import optimize_flighting
-
-        fp = optimize_flighting(mmm, a.total, a.horizon, objective=a.objective, alpha=a.alpha,
-                                risk_aversion=a.risk_aversion, locked=locked or None,
-                                max_history_multiple=a.max_history_multiple, max_draws=a.draws, seed=a.seed)
-        fp.plan.to_csv(out / "flighting.csv")
-        (out / "flighting.json").write_text(fp.to_json())
-        fp.plot(out / "flighting.png")
-        print(fp.plan.round(2).to_string())
-        s = fp.summary
-        print(f"\nexpected response {s['expected_response']:,.0f} vs best flat plan {s['flat_expected_response']:,.0f} "
-              f"(gain {s['gain_over_flat']:,.0f}, P(gain > 0) = {s['p_gain_positive']:.2f})")
-        print(f"wrote {out / 'flighting.csv'}, {out / 'flighting.json'}, {out / 'flighting.png'}")
-        return 0
     kw = dict(objective=a.objective, alpha=a.alpha, risk_aversion=a.risk_aversion, min_mroas=a.min_mroas,
               bounds_pct=a.bounds_pct, max_history_multiple=a.max_history_multiple, max_draws=a.draws, seed=a.seed)
     if batch:  # one total over every brand x channel of a `mmm-jax batch` directory
         from .budget.portfolio import optimize_portfolio
 
-        def key(name):
-            if "/" not in name:
-                raise BudgetError(f"in a batch directory, name units as BRAND/CHANNEL, got {name!r}")
-            return tuple(name.rsplit("/", 1))
-
-        plan = optimize_portfolio(a.run_dir, a.total, a.horizon, bounds={key(k): v for k, v in bounds.items()} or None,
-                                  locked={key(k): v for k, v in locked.items()} or None, **kw)
-    else:
+        plan = optimize_portfolio(a.run_dir, a.total, a.horizon, bounds=bounds or None, locked=locked or None, **kw)
+    else:  # one brand, or every market x local channel of a multi-market model
         plan = mmm.optimize_budget(a.total, a.horizon, bounds=bounds or None, locked=locked or None, **kw)
     plan.table.to_csv(out / "plan.csv")
     (out / "plan.json").write_text(plan.to_json())
     plan.plot(out / "plan.png")
-    if not batch:
+    if not units:
         plan.plot_response_curves(out / "response_curves.png")
     import pandas as pd
 
@@ -263,7 +252,7 @@ def cmd_optimize(a) -> int:
         f"uplift {s['uplift_mean']:,.0f}, P(uplift > 0) = {s['p_uplift_positive']:.2f}"
     )
     print(f"wrote {out / 'plan.csv'}, {out / 'plan.json'}, {out / 'plan.png'}"
-          + ("" if batch else f", {out / 'response_curves.png'}"))
+          + ("" if units else f", {out / 'response_curves.png'}"))
     return 0
 
 
@@ -361,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     p.add_argument("--retry-failed", action="store_true", help="also refit brands that failed before")
     p.set_defaults(func=cmd_batch)
-    p = sub.add_parser("optimize", help="optimise the budget split for a fitted model (a directory from `fit`), "
-                                        "or one total over every brand x channel of a `batch` directory")
+    p = sub.add_parser("optimize", help="optimise the budget split for a fitted model (a directory from `fit`; "
+                                        "with markets, over every market x local channel), or one total over "
+                                        "every brand x channel of a `batch` directory")
     p.add_argument("run_dir", help="directory written by `mmm-jax fit` or `mmm-jax batch`")
     p.add_argument("--total", type=_float_in(0.0, math.inf, lo_open=False, hi_open=True), required=True, help="budget over the horizon (currency)")
     p.add_argument("--horizon", type=_int_at_least(1), default=13, help="weeks (default 13)")
@@ -373,10 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-mroas", type=_float_in(-math.inf, math.inf, hi_open=True), default=None,
                    help="minimum marginal ROAS for objective mroas")
     p.add_argument("--bound", action="append", metavar="CH=LO:HI", type=_bound,
-                   help="spend bounds over the horizon (BRAND/CH=LO:HI for a batch)")
+                   help="spend bounds over the horizon (BRAND/CH=LO:HI for a batch, MARKET/CH=LO:HI with markets)")
     p.add_argument("--bounds-pct", type=_positive_float, default=None, help="allow +-this fraction around current spend")
     p.add_argument("--lock", action="append", metavar="CH=VALUE", type=_pair,
-                   help="fix a channel's spend (BRAND/CH=VALUE for a batch)")
+                   help="fix a channel's spend (BRAND/CH=VALUE for a batch, MARKET/CH=VALUE with markets)")
     p.add_argument("--max-history-multiple", type=_positive_float, default=None,
                    help="cap weekly spend at this multiple of the channel's historical max")
     p.add_argument("--draws", type=_int_at_least(1), default=2000, help="posterior draws used (default 2000)")

@@ -105,29 +105,47 @@ def posterior_quantities(
     return {k: np.asarray(v).reshape((n_chains, n_draws, *v.shape[1:])) for k, v in res.items()}
 
 
-def draw_quantities(ld: LogDensity, params, data, key=None, *, target_scale, total_spend, likelihood: str) -> dict:
+def draw_quantities(ld: LogDensity, params, data, key=None, *, target_scale, total_spend, likelihood: str,
+                    national_spend=None) -> dict:
     """:func:`posterior_quantities` for ONE draw (pure JAX; ``vmap``/``lax.map`` it).
 
-    ``params``: unconstrained values of one draw; ``data``: scaled inputs; ``total_spend``
-    (C,) original-unit spend over the unmasked weeks; ``key``: draws ``y`` when given.
+    The same function serves one brand and markets; shapes are ``[G]``-prefixed for markets:
+
+    ``params``: unconstrained values of one draw; ``data``: scaled inputs (``mask`` (T,) or
+    (G, T)); ``target_scale``: () or (G,) original units per scaled unit; ``total_spend``:
+    (C,) or (G, C) original-unit spend over the unmasked weeks; ``national_spend``: (C,)
+    national spend (markets only), adds ``roas_national`` (C,); ``key``: draws ``y`` when given.
+
+    Returns every output of ``ld.constrain`` (less the ``__`` transformed parameters) plus
+    ``channel_contribution_original`` ([G,] T, C), ``baseline_original`` / ``mu_original``
+    ([G,] T), ``total_contribution`` / ``roas`` ([G,] C) and ``y`` ([G,] T).
     """
+    ts = jnp.asarray(target_scale)
     mask = data["mask"]
     out = ld.constrain(params, data)
-    contrib = out["channel_contribution"] * target_scale
-    out = {n: v for n, v in out.items() if not (n in ld.param_names and n.endswith("__"))}
-    out["channel_contribution_original"] = contrib
-    out["baseline_original"] = out["baseline"] * target_scale
-    out["mu_original"] = out["mu"] * target_scale
-    tot = jnp.sum(contrib * mask[:, None], axis=0)
-    out["total_contribution"] = tot
-    out["roas"] = tot / jnp.where(total_spend > 0, total_spend, jnp.nan)
+    contrib = out["channel_contribution"] * ts[..., None, None]
+    q = {n: v for n, v in out.items() if not (n in ld.param_names and n.endswith("__"))}
+    q["channel_contribution_original"] = contrib
+    q["baseline_original"] = out["baseline"] * ts[..., None]
+    q["mu_original"] = out["mu"] * ts[..., None]
+    tot = jnp.sum(contrib * mask[..., None], axis=-2)
+    q["total_contribution"] = tot
+    q["roas"] = tot / jnp.where(total_spend > 0, total_spend, jnp.nan)
+    if national_spend is not None:
+        q["roas_national"] = tot.sum(axis=0) / jnp.where(national_spend > 0, national_spend, jnp.nan)
     if key is not None:
         if likelihood in COUNT_LIKELIHOODS:
-            alpha = nb_alpha(out["overdispersion"]) if "overdispersion" in out else None
-            out["y"] = predictive_draw(key, likelihood, out["mu"] * target_scale, alpha=alpha)
+            alpha = None
+            if "overdispersion" in out:
+                alpha = jnp.broadcast_to(nb_alpha(out["overdispersion"]), ts.shape)
+            q["y"] = predictive_draw(key, likelihood, out["mu"] * ts[..., None], alpha=alpha)
         else:
-            out["y"] = predictive_draw(key, likelihood, out["mu"], out["sigma"], out.get("nu")) * target_scale
-    return out
+            sigma = jnp.broadcast_to(out["sigma"], ts.shape)
+            nu = out.get("nu")
+            if nu is not None:
+                nu = jnp.broadcast_to(nu, ts.shape)
+            q["y"] = predictive_draw(key, likelihood, out["mu"], sigma, nu) * ts[..., None]
+    return q
 
 
 #: dims of the post-processed quantities of the single-brand model (the rest come from the model)

@@ -113,12 +113,22 @@ def test_fit_and_batch_with_market_keys_hsgp_counts_and_a_roas_prior(tmp_path, c
     roas = pd.read_csv(out / "roas_national.csv", index_col=0)
     assert list(roas.index) == ["tv", "search", "social"] and roas["mean"].gt(0).all()
     assert len(pd.read_csv(out / "roas_market.csv")) == 3 * 3
+    import mmm_jax
     from mmm_jax.hierarchical import HierarchicalMMM
 
-    h = HierarchicalMMM.load(out)
+    h = mmm_jax.load(out)  # the saved kind picks the facade
+    assert isinstance(h, HierarchicalMMM)
     assert {"roas_tv", "intercept_tv"} <= set(h.idata.posterior.data_vars)
     y = h.idata.posterior_predictive["y"].values
     assert (y == y.round()).all()
+    market = pd.read_csv(out / "roas_market.csv")["market"].iloc[0]  # "north/<market>": nested labels
+    assert main(["optimize", str(out), "--total", "30000", "--horizon", "4", "--lock", f"{market}/tv=5000",
+                 "--draws", "40"]) == 0
+    plan = pd.read_csv(out / "budget" / "plan.csv", index_col=[0, 1])
+    assert abs(plan["optimal_spend"].sum() - 30000) < 1e-3 and len(plan) == 3 * 3
+    assert plan.loc[(market, "tv"), "optimal_spend"] == pytest.approx(5000)
+    assert main(["optimize", str(out), "--total", "1", "--lock", "tv=1", "--out", str(tmp_path / "b2")]) == 2
+    assert "name units as MARKET/CHANNEL" in capsys.readouterr().err and not (tmp_path / "b2").exists()
     batch = tmp_path / "batch"
     assert main(["batch", str(both), "--by", "brand", "--config", str(cfg), "--out", str(batch), *small]) == 0
     m = pd.read_csv(batch / "manifest.csv")

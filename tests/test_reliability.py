@@ -141,6 +141,26 @@ def test_damaged_run_is_reported_by_name(fitted, capsys):
         MMM.load(run)
 
 
+def test_load_and_model_for_pick_the_facade(fitted, tmp_path):
+    import mmm_jax
+    from mmm_jax.hierarchical import HierarchicalMMM
+    from mmm_jax.persist import mark_output_dir
+
+    root, mmm, _, _ = fitted
+    run = root / "any_kind"
+    mmm.save(run)
+    loaded = mmm_jax.load(run)
+    assert type(loaded) is MMM
+    pd.testing.assert_frame_equal(loaded.roas(), mmm.roas())
+    with pytest.raises(RunFormatError, match="not an mmm_jax output"):
+        mmm_jax.load(root / "mine")
+    mark_output_dir(tmp_path / "runs", "batch")
+    with pytest.raises(RunFormatError, match=r"batch output, not a fitted model.*load_brand"):
+        mmm_jax.load(tmp_path / "runs")
+    assert type(mmm_jax.model_for(CFG)) is MMM
+    assert type(mmm_jax.model_for({**CFG.to_dict(), "market": "geo"})) is HierarchicalMMM
+
+
 def test_optimize_on_a_folder_that_is_not_a_run_writes_nothing(fitted, capsys):
     root = fitted[0]
     mine = root / "mine"

@@ -30,11 +30,9 @@ import xarray as xr
 
 from ..compile import LogDensity, compile_logdensity, unconstrained_draws
 from ..inference import sample
-from ..likelihood import COUNT_LIKELIHOODS, predictive_draw
-from ..model import nb_alpha
 from ..metrics import crps_samples
 from ..persist import read_run, save_run
-from ..results import check_convergence, diagnostics, to_inference_data
+from ..results import check_convergence, diagnostics, draw_quantities, to_inference_data
 from .config import HierarchicalConfig
 from .analysis import marginal_frame, response_curve_frames
 from .model import build_hierarchical_model
@@ -120,11 +118,7 @@ class HierarchicalMMM:
         """Per-draw small quantities + streamed mean/sd of weekly contributions."""
         ld, cfg = self.logdensity, self.config
         ts = jnp.asarray(self.scaling.target_scale)
-        lik = cfg.base.likelihood
         free = [rv.name for rv in self.model.free_RVs]
-        keep = [n for n in ld.output_names if n not in ("channel_contribution", "baseline", "mu")
-                and not (n in ld.param_names and n.endswith("__"))]
-        G = data.n_markets
         loc_idx = [cfg.base.channels.index(c) for c in cfg.local_channels]
         nat_idx = [cfg.base.channels.index(c) for c in cfg.national_channels]
         order = loc_idx + nat_idx
@@ -140,30 +134,14 @@ class HierarchicalMMM:
         spend_tot_j = jnp.asarray(spend_tot)
         nat_tot_j = jnp.asarray(nat_tot)
         data_j = {k: jnp.asarray(arrays[k]) for k in ld.data_names}
-        mask = data_j["mask"]
+        weekly = ("channel_contribution", "baseline", "mu", "channel_contribution_original", "baseline_original")
+        drop = weekly if keep_mu else (*weekly, "mu_original")
 
         def per_draw(params, k):
-            out = ld.constrain(params, data_j)
-            contrib = out["channel_contribution"] * ts[:, None, None]
-            tot = (contrib * mask[:, :, None]).sum(axis=1)
-            res = {n: out[n] for n in keep}
-            res["total_contribution"] = tot
-            res["roas"] = tot / jnp.where(spend_tot_j > 0, spend_tot_j, jnp.nan)
-            res["roas_national"] = tot.sum(axis=0) / jnp.where(nat_tot_j > 0, nat_tot_j, jnp.nan)
-            if lik in COUNT_LIKELIHOODS:
-                alpha = None
-                if "overdispersion" in out:
-                    alpha = jnp.broadcast_to(nb_alpha(out["overdispersion"]), (G,))
-                res["y"] = predictive_draw(k, lik, out["mu"] * ts[:, None], alpha=alpha)
-            else:
-                sigma = out["sigma"] if out["sigma"].ndim else jnp.broadcast_to(out["sigma"], (G,))
-                nu = out.get("nu")
-                if nu is not None and nu.ndim == 0:
-                    nu = jnp.broadcast_to(nu, (G,))
-                res["y"] = predictive_draw(k, lik, out["mu"], sigma, nu) * ts[:, None]
-            if keep_mu:
-                res["mu_original"] = out["mu"] * ts[:, None]
-            return res, contrib
+            q = draw_quantities(ld, params, data_j, k, target_scale=ts, total_spend=spend_tot_j,
+                                likelihood=cfg.base.likelihood, national_spend=nat_tot_j)
+            # weekly contributions are streamed (mean / sd), not kept per draw
+            return {n: v for n, v in q.items() if n not in drop}, q["channel_contribution_original"]
 
         @jax.jit
         def chunk(params, keys, w):

@@ -3,7 +3,11 @@
 PyMC 5.28's ``nuts_sampler="blackjax"`` path breaks on BlackJAX 1.7, so we compose the
 warm-up from BlackJAX's own pieces — ``dual_averaging_adaptation`` (step size),
 ``mass_matrix_adaptation`` (Welford, diagonal or dense) and Stan's window ``build_schedule``
-— as an ``(init, update, final)`` triple run in the same loop as the sampling phase.
+— as an ``(init, update, final)`` triple run in the same loop as the sampling phase. These are
+the pieces ``blackjax.adaptation.window_adaptation.base`` composes; ``base`` itself is deprecated
+in BlackJAX 1.7.1, and its successors (``blackjax.window_adaptation``,
+``blackjax.staged_adaptation``) run the whole warm-up in one ``run`` call, which cannot be
+resumed in chunks, report progress, or share one loop (and one compiled program) with sampling.
 :func:`nuts_init` / :func:`nuts_steps` are written for one chain and run it in chunks of
 iterations (:mod:`mmm_jax.inference.chunked`: memory stays bounded on CPU devices); chains
 come from ``pmap`` (one per device, no lock-step) or ``vmap``, each with its own step size and
