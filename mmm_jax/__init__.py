@@ -20,7 +20,7 @@ from .config import (  # noqa: E402
     WeibullAdstock,
 )
 from .data import DataError, MMMData, validate_frame  # noqa: E402
-from .fitted import load, model_for  # noqa: E402
+from .fitted import FittedModel, load, model_for  # noqa: E402
 from .hierarchical.config import HierarchicalConfig, load_config  # noqa: E402
 from .hsgp import HSGPSpec  # noqa: E402
 from .inference import SampleResult, SamplerConfig, sample  # noqa: E402
@@ -32,6 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MMM",
+    "FittedModel",
     "model_for",
     "load",
     "ModelConfig",

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import arviz as az
@@ -33,24 +32,20 @@ from .compile import LogDensity, compile_logdensity, unconstrained_draws
 from .config import ModelConfig
 from .data import MMMData, validate_frame
 from .features import Scaling, fit_model_scaling, model_arrays
+from .fitted import FittedModel, NotFittedError
 from .inference import sample
 from .model import build_pymc_model
-from .persist import read_run, save_run
+from .persist import read_run
 from .results import (
     check_convergence,
-    diagnostics,
     posterior_quantities,
     to_inference_data,
 )
 
 __all__ = ["MMM", "NotFittedError"]
 
-class NotFittedError(RuntimeError):
-    """The model has not been fitted (or loaded) yet."""
-
-
-class MMM:
-    """A single-brand marketing mix model.
+class MMM(FittedModel):
+    """A single-brand marketing mix model (the one-market case of the model).
 
     Parameters
     ----------
@@ -187,23 +182,6 @@ class MMM:
         )
 
     # ------------------------------------------------------------------ results
-    def _require_fit(self):
-        if self.idata is None:
-            raise NotFittedError("fit the model (MMM.fit) or load one (MMM.load) first")
-
-    def diagnostics(self) -> dict[str, float]:
-        """``{max_rhat, min_ess_bulk, min_ess_tail, divergences, draws}`` over free parameters."""
-        self._require_fit()
-        return diagnostics(self.idata)
-
-    def summary(self, var_names: list[str] | None = None, hdi_prob: float = 0.94) -> pd.DataFrame:
-        """ArviZ summary (mean, sd, HDI, R-hat, bulk/tail ESS) of the free parameters and ROAS."""
-        self._require_fit()
-        from .results import free_parameter_names
-
-        names = var_names or [*free_parameter_names(self.idata), "roas"]
-        return az.summary(self.idata, var_names=names, hdi_prob=hdi_prob)
-
     def roas(self, hdi_prob: float = 0.9) -> pd.DataFrame:
         """ROAS per channel (total contribution / total spend): mean, median, HDI."""
         return self._channel_table("roas", hdi_prob)
@@ -398,19 +376,12 @@ class MMM:
         return optimize_budget(self, total, horizon, **kwargs)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write the fitted model to the directory ``path`` (each file atomically).
+    kind = "brand"
 
-        Contents (:mod:`mmm_jax.persist`): ``config.json``, ``scaling.json``, ``data.csv``
-        (training data), ``idata.nc`` (InferenceData), ``meta.json`` (format version, versions,
-        sampler settings, file sizes and hashes). ``path`` must be new, empty or an earlier
-        saved model; ``overwrite=True`` also writes into another folder (keeping its other
-        files). Else :class:`mmm_jax.persist.OutputDirError`.
-        """
+    def training_frame(self) -> pd.DataFrame:
+        """The validated training data (date, target, channel and control columns)."""
         self._require_fit()
-        return save_run(path, kind="brand", config=self.config.to_dict(), scaling=self.scaling.to_dict(),
-                        frame=self.data.to_frame(), idata=self.idata, fit_settings=self.fit_settings,
-                        overwrite=overwrite)
+        return self.data.to_frame()
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MMM:

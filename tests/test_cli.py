@@ -117,7 +117,9 @@ def test_fit_and_batch_with_market_keys_hsgp_counts_and_a_roas_prior(tmp_path, c
     from mmm_jax.hierarchical import HierarchicalMMM
 
     h = mmm_jax.load(out)  # the saved kind picks the facade
-    assert isinstance(h, HierarchicalMMM)
+    assert isinstance(h, HierarchicalMMM) and isinstance(h, mmm_jax.FittedModel)
+    rows = h.summary().index
+    assert any(r.startswith("roas_national[") for r in rows) and any(r.startswith("roas_tv") for r in rows)
     assert {"roas_tv", "intercept_tv"} <= set(h.idata.posterior.data_vars)
     y = h.idata.posterior_predictive["y"].values
     assert (y == y.round()).all()

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import arviz as az
@@ -29,10 +28,11 @@ import pandas as pd
 import xarray as xr
 
 from ..compile import LogDensity, compile_logdensity, unconstrained_draws
+from ..fitted import FittedModel
 from ..inference import sample
 from ..metrics import crps_samples
-from ..persist import read_run, save_run
-from ..results import check_convergence, diagnostics, draw_quantities, to_inference_data
+from ..persist import read_run
+from ..results import check_convergence, draw_quantities, to_inference_data
 from .config import HierarchicalConfig
 from .analysis import marginal_frame, response_curve_frames
 from .model import build_hierarchical_model
@@ -48,8 +48,8 @@ MARKET_DIMS = {"total_contribution": ("market", "channel"), "roas": ("market", "
 __all__ = ["HierarchicalMMM"]
 
 
-class HierarchicalMMM:
-    """A multi-market MMM with partial pooling.
+class HierarchicalMMM(FittedModel):
+    """A multi-market MMM with partial pooling (the same model as :class:`mmm_jax.MMM`, with markets).
 
     Parameters
     ----------
@@ -206,9 +206,8 @@ class HierarchicalMMM:
         )
 
     # ------------------------------------------------------------------ results
-    def _require_fit(self):
-        if self.idata is None:
-            raise RuntimeError("fit the model first (HierarchicalMMM.fit)")
+    kind = "markets"
+    summary_quantities = ("roas", "roas_national")
 
     def _require_data(self, what: str):
         """``what`` needs the training panel (absent for a brand loaded from a batch's draws)."""
@@ -216,11 +215,6 @@ class HierarchicalMMM:
         if self.panel is None:
             raise RuntimeError(f"{what} needs the training data: this model holds only its draws (a batch brand); "
                                "fit it with HierarchicalMMM.fit, or load a run written by HierarchicalMMM.save")
-
-    def diagnostics(self) -> dict:
-        """Max R-hat, min bulk/tail ESS over the free parameters, divergences."""
-        self._require_fit()
-        return diagnostics(self.idata)
 
     def roas(self, level: str = "market", hdi_prob: float = 0.9) -> pd.DataFrame:
         """ROAS per market and channel (``level="market"``) or rolled up nationally (total
@@ -337,13 +331,10 @@ class HierarchicalMMM:
         return optimize_portfolio(self, total, horizon, **kwargs)
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path, *, overwrite: bool = False) -> Path:
-        """Write the fitted model to the directory ``path`` (each file atomically), in the layout of
-        :mod:`mmm_jax.persist` (kind ``"markets"``; ``data.csv`` is the long-format training data);
-        the folder rules of :meth:`mmm_jax.MMM.save`."""
-        self._require_fit()
-        return save_run(path, kind="markets", config=self.config.to_dict(), scaling=self.scaling.to_dict(),
-                        frame=self.frame, idata=self.idata, fit_settings=self.fit_settings, overwrite=overwrite)
+    def training_frame(self) -> pd.DataFrame:
+        """The long-format training data (levels, population, date, target, channels, controls)."""
+        self._require_data("save")
+        return self.frame
 
     @classmethod
     def load(cls, path) -> HierarchicalMMM:
