@@ -339,3 +339,45 @@ def test_cli_optimize_one_total_over_a_batch(batch_run, capsys):
     assert len(plan) == 3 + 3 + 2 + 3  # b2 has no 'social'; b4 failed
     assert plan["optimal_spend"].sum() == pytest.approx(90000, rel=1e-6)
     assert plan.set_index(["market", "channel"]).loc[("b0", "tv"), "optimal_spend"] == pytest.approx(4000)
+
+
+def test_write_brand_result_isolates_the_brand_and_stops_on_the_disk():
+    """The one brand writer of both batch kinds: a bad brand is recorded failed (message kept), a
+    full disk raises, a good brand is written with its convergence."""
+    import errno
+
+    from mmm_jax.batch.jobs import nonfinite_draws, write_brand_result
+
+    class Store:
+        def __init__(self):
+            self.failed, self.written = {}, {}
+
+        def write_failure(self, name, msg, rec):
+            self.failed[name] = msg
+
+        def write_brand(self, name, idata, rec):
+            self.written[name] = dict(rec)
+
+    draws = {"a": np.ones((2, 3)), "b": np.array([[1.0, np.nan]])}
+    assert nonfinite_draws(draws, ["a", "b", "c"]) == "sampler produced non-finite draws for ['b'] (log-density NaN/inf?)"
+    assert nonfinite_draws(draws, ["a"]) is None
+    s = Store()
+    assert not write_brand_result(s, "x", {}, lambda: nonfinite_draws(draws, ["b"]))
+    assert s.failed["x"].startswith("sampler produced non-finite draws for ['b']")
+
+    def broken():
+        raise ValueError("shapes do not match")
+
+    assert not write_brand_result(s, "y", {}, broken) and s.failed["y"] == "ValueError: shapes do not match"
+
+    def full_disk():
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        write_brand_result(s, "z", {}, full_disk)
+    assert "z" not in s.failed  # the disk's failure is not the brand's
+    rng = np.random.default_rng(0)
+    idata = az.from_dict(posterior={"a": rng.normal(size=(2, 200))}, sample_stats={"diverging": np.zeros((2, 200), bool)})
+    assert write_brand_result(s, "w", {"wall_s": 1.0}, lambda: idata)
+    rec = s.written["w"]
+    assert rec["divergences"] == 0 and rec["converged"] == 1 and rec["wall_s"] == 1.0 and rec["max_rhat"] < 1.05

@@ -18,18 +18,23 @@ is finished kept), per-chunk timing, lock-step waste and the progress bar.
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Callable
+import traceback
+import warnings
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
+from ..persist import is_storage_error
+from ..results import RHAT_MAX, diagnostics
 from .engine import finish_chunk, lockstep_waste, start_chunk
 from .stack import brand_seed
 from .store import StorageError
 
-__all__ = ["Chunk", "run_chunks", "short_error", "brand_keys"]
+__all__ = ["Chunk", "run_chunks", "short_error", "brand_keys", "write_brand_result", "nonfinite_draws"]
 
 
 class Chunk(NamedTuple):
@@ -158,3 +163,36 @@ def run_chunks(pending: list, *, sampler, seed: int, store, record: dict, stack:
     total = sum(w[-1] for w in wastes)
     stats["lockstep_waste"] = float(sum(w[0] * w[-1] for w in wastes) / total) if total else float("nan")
     stats["lockstep_waste_if_sorted"] = float(sum(w[1] * w[-1] for w in wastes) / total) if total else float("nan")
+
+
+def nonfinite_draws(draws: Mapping[str, np.ndarray], names) -> str | None:
+    """The failure message for draws of ``names`` that hold NaN / inf (None when all are finite)."""
+    bad = [n for n in names if n in draws and not np.all(np.isfinite(draws[n]))]
+    return f"sampler produced non-finite draws for {bad} (log-density NaN/inf?)" if bad else None
+
+
+def write_brand_result(store, name: str, rec: dict, build: Callable[[], Any]) -> bool:
+    """Write one brand of a chunk: ``build()`` returns its InferenceData (or a failure message);
+    its convergence goes into the manifest record ``rec``. A problem of the brand marks it failed
+    and returns False (never raises); a failing disk raises :class:`StorageError` (the batch stops,
+    what is finished is kept, a rerun retries)."""
+    try:
+        idata = build()
+        if isinstance(idata, str):
+            store.write_failure(name, idata, rec)
+            return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            d = diagnostics(idata)
+        converged = bool(np.isfinite(d["max_rhat"]) and d["max_rhat"] < RHAT_MAX and d["divergences"] == 0)
+        rec.update(max_rhat=d["max_rhat"], min_ess_bulk=d["min_ess_bulk"], divergences=d["divergences"],
+                   converged=int(converged))
+        store.write_brand(name, idata, rec)
+        return True
+    except Exception as err:  # noqa: BLE001 - isolate the brand
+        if isinstance(err, StorageError) or is_storage_error(err):
+            raise  # the disk, not the brand: stop the batch, keep what is finished, retry on rerun
+        store.write_failure(name, f"{type(err).__name__}: {err}", rec)
+        if os.environ.get("MMM_JAX_DEBUG"):
+            traceback.print_exc()
+        return False

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import traceback
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,12 +29,12 @@ from ..data import DataError
 from ..features import Scaling
 from ..inference.base import SamplerConfig, checked
 from ..model import build_pymc_model
-from ..results import RHAT_MAX, dims_for, diagnostics, draw_quantities, package_versions, to_inference_data
+from ..results import RHAT_MAX, dims_for, draw_quantities, package_versions, to_inference_data
 from .engine import brand_mesh, make_batch_sampler
-from .jobs import run_chunks, short_error
+from .jobs import nonfinite_draws, run_chunks, short_error, write_brand_result
 from .stack import BrandData, BrandFailure, brand_seed, prepare_brand, split_brands, stack_brands
 from ..persist import check_output_dir, is_storage_error, mark_output_dir, read_netcdf
-from .store import ResultStore, StorageError, read_manifest
+from .store import ResultStore, read_manifest
 
 __all__ = ["fit_many", "BatchResult", "load_brand", "default_chunk_size", "CPU_VMAP_GROUP", "Progress",
            "pending_brands", "default_layout", "sampler_job_fields"]
@@ -482,28 +481,13 @@ def _write_brand(store, b, q, stats, ld, cfg, free, seed, job_hash, versions, wa
     """Label, check and write one brand; any problem marks it failed (never raises)."""
     rec = {"config_hash": job_hash, "versions": versions, "n_weeks": b.n_weeks, "data_hash": b.data_hash,
            "channels": list(b.config.channels), "wall_s": wall}
-    try:
-        q = _slice_brand(q, ld, b.n_weeks, b.present, config)
-        params = [q[n] for n in free if n in q]
-        if not all(np.all(np.isfinite(p)) for p in params):
-            bad = [n for n in free if n in q and not np.all(np.isfinite(q[n]))]
-            store.write_failure(b.name, f"sampler produced non-finite draws for {bad} (log-density NaN/inf?)", rec)
-            return False
-        idata = _brand_idata(b, q, stats, ld, cfg, free, seed, job_hash, {"sampling_share": wall}, config)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            d = diagnostics(idata)
-        converged = bool(np.isfinite(d["max_rhat"]) and d["max_rhat"] < RHAT_MAX and d["divergences"] == 0)
-        rec.update(max_rhat=d["max_rhat"], min_ess_bulk=d["min_ess_bulk"], divergences=d["divergences"],
-                   converged=int(converged))
-        store.write_brand(b.name, idata, rec)
-        return True
-    except Exception as err:  # noqa: BLE001 - isolate the brand
-        if isinstance(err, StorageError) or is_storage_error(err):
-            raise  # the disk, not the brand: stop the batch, keep what is finished, retry on rerun
-        store.write_failure(b.name, f"{type(err).__name__}: {err}", rec)
-        traceback.print_exc() if os.environ.get("MMM_JAX_DEBUG") else None
-        return False
+
+    def build():
+        sliced = _slice_brand(q, ld, b.n_weeks, b.present, config)
+        return (nonfinite_draws(sliced, free)
+                or _brand_idata(b, sliced, stats, ld, cfg, free, seed, job_hash, {"sampling_share": wall}, config))
+
+    return write_brand_result(store, b.name, rec, build)
 
 
 class Progress:

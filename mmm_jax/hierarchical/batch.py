@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,16 +41,16 @@ import numpy as np
 import pandas as pd
 
 from ..batch.engine import brand_mesh, make_batch_sampler
-from ..batch.jobs import run_chunks
+from ..batch.jobs import nonfinite_draws, run_chunks, write_brand_result
 from ..batch.run import BatchResult, Progress, default_layout, pending_brands, sampler_job_fields
 from ..batch.stack import BrandFailure, brand_seed, split_brands
-from ..batch.store import ResultStore, StorageError
-from ..persist import check_output_dir, is_storage_error, mark_output_dir
+from ..batch.store import ResultStore
+from ..persist import check_output_dir, mark_output_dir
 from ..compile import compile_logdensity
 from ..data import DataError
 from ..features import fourier_features
 from ..inference.base import SampleResult, SamplerConfig, checked
-from ..results import RHAT_MAX, diagnostics, package_versions
+from ..results import package_versions
 from .config import HierarchicalConfig
 from .fit import HierarchicalMMM
 from .model import build_hierarchical_model
@@ -312,29 +311,18 @@ def _write_brand(store, b: PanelBrand, row, k_pp, cfg, seed, job_hash, versions,
     rec = {"config_hash": job_hash, "versions": versions, "n_weeks": b.n_weeks, "data_hash": b.data_hash,
            "channels": list(b.mmm.channels), "wall_s": wall}
     h = b.mmm
-    try:
+
+    def build():
         h.build_model()
         positions, stats, _ = row
         samples = _slice_to(positions, h.logdensity.param_shapes)
-        bad = [k for k, v in samples.items() if not np.all(np.isfinite(v))]
+        bad = nonfinite_draws(samples, list(samples))
         if bad:
-            store.write_failure(b.name, f"sampler produced non-finite draws for {bad} (log-density NaN/inf?)", rec)
-            return False
+            return bad
         stats = {k: np.asarray(v) for k, v in stats.items()}
         stats["diverging"] = stats["diverging"].astype(bool)
         result = SampleResult(samples=samples, stats=stats, timings={"sampling_share": wall}, sampler="blackjax",
                               config=cfg)
-        idata = h.attach(result, key=k_pp, seed=brand_seed(seed, b.name), chunk_draws=chunk_draws)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            d = diagnostics(idata)
-        converged = bool(np.isfinite(d["max_rhat"]) and d["max_rhat"] < RHAT_MAX and d["divergences"] == 0)
-        rec.update(max_rhat=d["max_rhat"], min_ess_bulk=d["min_ess_bulk"], divergences=d["divergences"],
-                   converged=int(converged))
-        store.write_brand(b.name, idata, rec)
-        return True
-    except Exception as err:  # noqa: BLE001 - isolate the brand
-        if isinstance(err, StorageError) or is_storage_error(err):
-            raise  # the disk, not the brand: stop the batch, keep what is finished, retry on rerun
-        store.write_failure(b.name, f"{type(err).__name__}: {err}", rec)
-        return False
+        return h.attach(result, key=k_pp, seed=brand_seed(seed, b.name), chunk_draws=chunk_draws)
+
+    return write_brand_result(store, b.name, rec, build)
