@@ -103,7 +103,7 @@ def run_loop(spec: dict) -> dict:
     from mmm_jax.inference.blackjax import chain_inputs, nuts_chain
     from mmm_jax.model import build_pymc_model
 
-    from mmm_jax.batch.run import _brand_idata, _quantity_fn, _slice_brand
+    from mmm_jax.batch.run import brand_idata, quantity_fn, slice_brand
     from mmm_jax.results import diagnostics
 
     full = spec["run"] == "loop-ours-full"
@@ -117,7 +117,7 @@ def run_loop(spec: dict) -> dict:
     model = build_pymc_model(cfg, {k: v[0] for k, v in st0.arrays.items()})
     ld = compile_logdensity(model)
     free = sorted(rv.name for rv in model.free_RVs)
-    qfn = _quantity_fn(ld, cfg.likelihood) if full else None
+    qfn = quantity_fn(ld, cfg.likelihood) if full else None
     scfg = SamplerConfig(chains=spec["chains"], warmup=spec["warmup"], draws=spec["draws"],
                          target_accept=spec["target_accept"], progress=False)
     n_dev = min(jax.local_device_count(), scfg.chains)
@@ -143,10 +143,10 @@ def run_loop(spec: dict) -> dict:
             tot[0, b.present] = b.data.spend.sum(axis=0)
             q = qfn({k: v[None] for k, v in post.items()}, {k: v[None] for k, v in data.items()},
                     np.asarray([b.scaling.target_scale]), tot, np.asarray(jax.random.key_data(k_pp))[None])
-            q = _slice_brand({k: np.asarray(v)[0] for k, v in q.items()}, ld, b.n_weeks, b.present)
+            q = slice_brand({k: np.asarray(v)[0] for k, v in q.items()}, ld, b.n_weeks, b.present, cfg)
             st_b = {k: np.asarray(v) for k, v in stats.items()}
             st_b["diverging"] = st_b["diverging"].astype(bool)
-            d = diagnostics(_brand_idata(b, q, st_b, ld, scfg, free, seed_b, "", {}))
+            d = diagnostics(brand_idata(b, q, st_b, ld, scfg, free, seed_b, "", {}, cfg))
             rows.append({"min_ess_bulk": d["min_ess_bulk"], "max_rhat": d["max_rhat"],
                          "divergences": d["divergences"], "wall_s": time.perf_counter() - tb})
             continue

@@ -37,7 +37,7 @@ from ..persist import check_output_dir, is_storage_error, mark_output_dir, read_
 from .store import ResultStore, read_manifest
 
 __all__ = ["fit_many", "BatchResult", "load_brand", "default_chunk_size", "CPU_VMAP_GROUP", "Progress",
-           "pending_brands", "default_layout", "sampler_job_fields"]
+           "pending_brands", "default_layout", "sampler_job_fields", "quantity_fn", "slice_brand", "brand_idata"]
 
 _FORMAT_VERSION = 1
 #: Brands vmapped together on a CPU device (1 = no vmap: brands and their chains run one after
@@ -193,7 +193,7 @@ def _template(brands: list[BrandData], config: ModelConfig, T: int) -> tuple[Log
     return compile_logdensity(model), {"free": free}
 
 
-def _quantity_fn(ld: LogDensity, likelihood: str, batch_size: int = 256):
+def quantity_fn(ld: LogDensity, likelihood: str, batch_size: int = 256):
     """jit(vmap over brands) of the per-draw quantities; compiled once per job."""
 
     def per_brand(samples, data, target_scale, total_spend, key_data):
@@ -230,7 +230,7 @@ def _channel_axes(config: ModelConfig, present: np.ndarray) -> tuple[dict, set]:
     return axes, dropped
 
 
-def _slice_brand(q: Mapping, ld: LogDensity, n_weeks: int, present: np.ndarray, config: ModelConfig) -> dict:
+def slice_brand(q: Mapping, ld: LogDensity, n_weeks: int, present: np.ndarray, config: ModelConfig) -> dict:
     """Cut a brand's template-shaped quantities to its real weeks and channels."""
     axes, dropped = _channel_axes(config, present)
     out = {}
@@ -248,8 +248,10 @@ def _slice_brand(q: Mapping, ld: LogDensity, n_weeks: int, present: np.ndarray, 
     return out
 
 
-def _brand_idata(b: BrandData, q: dict, stats: dict, ld: LogDensity, cfg: SamplerConfig, free: list,
-                 seed: int, job_hash: str, timings: dict, config: ModelConfig):
+def brand_idata(b: BrandData, q: dict, stats: dict, ld: LogDensity, cfg: SamplerConfig, free: list,
+                seed: int, job_hash: str, timings: dict, config: ModelConfig):
+    """One batch brand's InferenceData from its sliced quantities ``q`` ((chains, draws, ...) arrays
+    cut to its weeks and channels by :func:`slice_brand`) and NUTS ``stats`` ((chains, draws))."""
     from ..inference.base import SampleResult
 
     d = b.data
@@ -434,7 +436,7 @@ def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vma
     S = cfg.chains * cfg.draws
     q_bytes = 8.0 * S * T * (3 * len(config.channels) + 6)
     post_batch = int(max(1, min(chunk, 2e9 // max(q_bytes, 1.0))))
-    qfn = _quantity_fn(ld, config.likelihood)
+    qfn = quantity_fn(ld, config.likelihood)
     record = {"config_hash": job_hash, "versions": versions}
 
     def postprocess(c) -> int:
@@ -483,9 +485,9 @@ def _write_brand(store, b, q, stats, ld, cfg, free, seed, job_hash, versions, wa
            "channels": list(b.config.channels), "wall_s": wall}
 
     def build():
-        sliced = _slice_brand(q, ld, b.n_weeks, b.present, config)
+        sliced = slice_brand(q, ld, b.n_weeks, b.present, config)
         return (nonfinite_draws(sliced, free)
-                or _brand_idata(b, sliced, stats, ld, cfg, free, seed, job_hash, {"sampling_share": wall}, config))
+                or brand_idata(b, sliced, stats, ld, cfg, free, seed, job_hash, {"sampling_share": wall}, config))
 
     return write_brand_result(store, b.name, rec, build)
 
