@@ -60,6 +60,21 @@ def test_national_marginal_roas_is_the_derivative_of_the_national_curve(fitted):
     assert (cac["median"] > 0).all() and (cac["median"] >= 1 / tab["mean"] * 0.2).all()
 
 
+def test_total_contribution_and_summary_per_market_and_national(fitted):
+    h = fitted
+    post = h.idata.posterior
+    market, national = h.total_contribution("market"), h.total_contribution("national")
+    assert list(market.index.names) == ["market", "channel"] and len(market) == 3 * len(CHANNELS)
+    assert set(national.index) == set(CHANNELS)
+    per_draw = post["total_contribution"].sum("market")  # national = the markets' sum, draw by draw
+    np.testing.assert_allclose(national["mean"].to_numpy(), per_draw.mean(("chain", "draw")).values)
+    assert (national["hdi_5%"] <= national["mean"]).all() and (national["mean"] <= national["hdi_95%"]).all()
+    with pytest.raises(ValueError, match="level must be 'market' or 'national'"):
+        h.total_contribution("region")
+    rows = h.summary().index
+    assert any(r.startswith("roas_national[") for r in rows) and any(r.startswith("beta") for r in rows)
+
+
 def test_response_curves_national_and_per_market(fitted):
     h = fitted
     nat = h.response_curves(6, horizon=8, max_draws=50)

@@ -227,11 +227,20 @@ class HierarchicalMMM(FittedModel):
         per incremental customer."""
         return self._table((1.0 / self._roas_draws(level)).rename("cac"), hdi_prob)
 
+    def total_contribution(self, level: str = "market", hdi_prob: float = 0.9) -> pd.DataFrame:
+        """Total contribution over the fitted weeks (original units) per market and channel
+        (``level="market"``) or summed over the markets draw by draw (``level="national"``)."""
+        tot = self._posterior(level, "total_contribution")
+        return self._table(tot if level == "market" else tot.sum("market").rename("total_contribution"), hdi_prob)
+
     def _roas_draws(self, level: str) -> xr.DataArray:
+        return self._posterior(level, "roas" if level == "market" else "roas_national")
+
+    def _posterior(self, level: str, name: str) -> xr.DataArray:
         self._require_fit()
         if level not in ("market", "national"):
             raise ValueError(f"level must be 'market' or 'national', got {level!r}")
-        return self.idata.posterior["roas" if level == "market" else "roas_national"]
+        return self.idata.posterior[name]
 
     def _table(self, da: xr.DataArray, hdi_prob: float) -> pd.DataFrame:
         name = da.name
