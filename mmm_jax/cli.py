@@ -228,6 +228,21 @@ def cmd_optimize(a) -> int:
     check_output_dir(out_path, "budget", overwrite=a.overwrite)
     mmm = None if batch else load(a.run_dir)  # checked (format, file hashes) before anything is written
     out = mark_output_dir(out_path, "budget")
+    if a.flighting:
+        from .budget.portfolio import optimize_flighting
+
+        fp = optimize_flighting(mmm, a.total, a.horizon, objective=a.objective, alpha=a.alpha,
+                                risk_aversion=a.risk_aversion, locked=locked or None,
+                                max_history_multiple=a.max_history_multiple, max_draws=a.draws, seed=a.seed)
+        fp.plan.to_csv(out / "flighting.csv")
+        (out / "flighting.json").write_text(fp.to_json())
+        fp.plot(out / "flighting.png")
+        print(fp.plan.round(2).to_string())
+        s = fp.summary
+        print(f"\nexpected response {s['expected_response']:,.0f} vs best flat plan {s['flat_expected_response']:,.0f} "
+              f"(gain {s['gain_over_flat']:,.0f}, P(gain > 0) = {s['p_gain_positive']:.2f})")
+        print(f"wrote {out / 'flighting.csv'}, {out / 'flighting.json'}, {out / 'flighting.png'}")
+        return 0
     kw = dict(objective=a.objective, alpha=a.alpha, risk_aversion=a.risk_aversion, min_mroas=a.min_mroas,
               bounds_pct=a.bounds_pct, max_history_multiple=a.max_history_multiple, max_draws=a.draws, seed=a.seed)
     if batch:  # one total over every brand x channel of a `mmm-jax batch` directory

@@ -80,6 +80,12 @@ def test_optimize_on_a_fitted_run(tmp_path, capsys):
     assert abs(plan["optimal_spend"].sum() - 100000) < 1e-3
     assert plan.loc[ch[0], "optimal_spend"] == pytest.approx(20000)
     assert json.loads((run / "budget" / "plan.json").read_text())["summary"]["objective"] == "cvar"
+    flight = tmp_path / "flight"
+    assert main(["optimize", str(run), "--total", "50000", "--horizon", "4", "--flighting", "--draws", "100",
+                 "--out", str(flight)]) == 0
+    weekly = pd.read_csv(flight / "flighting.csv", index_col=0)
+    assert weekly.shape == (4, len(ch)) and abs(weekly.to_numpy().sum() - 50000) < 1.0
+    assert (flight / "flighting.json").is_file() and not (flight / "plan.csv").exists()
     assert main(["optimize", str(run), "--total", "-1"]) == 2
     assert "argument --total: must be in [0, inf)" in capsys.readouterr().err
 
@@ -131,6 +137,8 @@ def test_fit_and_batch_with_market_keys_hsgp_counts_and_a_roas_prior(tmp_path, c
     assert plan.loc[(market, "tv"), "optimal_spend"] == pytest.approx(5000)
     assert main(["optimize", str(out), "--total", "1", "--lock", "tv=1", "--out", str(tmp_path / "b2")]) == 2
     assert "name units as MARKET/CHANNEL" in capsys.readouterr().err and not (tmp_path / "b2").exists()
+    assert main(["optimize", str(out), "--total", "1", "--flighting", "--out", str(tmp_path / "b3")]) == 2
+    assert "--flighting plans one single-market model" in capsys.readouterr().err and not (tmp_path / "b3").exists()
     batch = tmp_path / "batch"
     assert main(["batch", str(both), "--by", "brand", "--config", str(cfg), "--out", str(batch), *small]) == 0
     m = pd.read_csv(batch / "manifest.csv")
