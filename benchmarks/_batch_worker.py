@@ -95,16 +95,15 @@ def run_loop(spec: dict) -> dict:
     t0 = time.perf_counter()
     import arviz as az
     import jax
+    from mmm_jax.model.build import build_pymc_model
 
     import mmm_jax  # noqa: F401
     from mmm_jax.batch import brand_seed, prepare_brand, stack_brands
+    from mmm_jax.batch.brands import brand_idata, quantity_fn, slice_brand
     from mmm_jax.compile import compile_logdensity
     from mmm_jax.inference import SamplerConfig
     from mmm_jax.inference.blackjax import chain_inputs, nuts_chain
-    from mmm_jax.model import build_pymc_model
-
-    from mmm_jax.batch.run import brand_idata, quantity_fn, slice_brand
-    from mmm_jax.results import diagnostics
+    from mmm_jax.posterior.results import diagnostics
 
     full = spec["run"] == "loop-ours-full"
     frames = _brand_frames(spec)

@@ -144,7 +144,7 @@ def run_ours(spec: dict) -> dict:
     t_imp = time.perf_counter()
     import jax
 
-    import mmm_jax.mmm as facade
+    import mmm_jax.api.fitted as facade  # FittedModel.fit calls its module's `sample`
     from mmm_jax import MMM
 
     import_s = time.perf_counter() - t_imp
@@ -234,7 +234,7 @@ def run_nutpie(spec: dict) -> dict:
     t_imp = time.perf_counter()
     import nutpie
 
-    import mmm_jax.mmm as facade
+    import mmm_jax.api.mmm as facade
     from mmm_jax import MMM
 
     import_s = time.perf_counter() - t_imp

@@ -82,7 +82,7 @@ def run_pymc_default(spec: dict) -> dict:
     t_imp = time.perf_counter()
     import pymc as pm
 
-    import mmm_jax.mmm as facade
+    import mmm_jax.api.mmm as facade
     from mmm_jax import MMM
 
     import_s = time.perf_counter() - t_imp

@@ -22,14 +22,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import mmm_jax  # noqa: F401  (float64, host devices)
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.optimize as so
 
+import mmm_jax  # noqa: F401  (float64, host devices)
 from mmm_jax.budget import BudgetProblem, geometric_logistic_params, gross_response, optimize_allocation
-from mmm_jax.results import package_versions
+from mmm_jax.posterior.results import package_versions
 
 L_MAX = 8
 

@@ -110,7 +110,7 @@ def worker_ours(spec: dict) -> dict:
 def worker_pymc(spec: dict) -> dict:
     import pymc as pm
 
-    import mmm_jax.mmm as facade
+    import mmm_jax.api.mmm as facade
     from mmm_jax import MMM
 
     timer = Timer()

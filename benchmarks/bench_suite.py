@@ -165,11 +165,11 @@ def hsgp_available() -> tuple[bool, str]:
     ``time_varying_intercept=True, time_varying_media=True``; PMM gets its flags of the same names)."""
     import dataclasses
 
-    from mmm_jax.config import ModelConfig
+    from mmm_jax.config.model import ModelConfig
 
     if {"time_varying_intercept", "time_varying_media"} <= {f.name for f in dataclasses.fields(ModelConfig)}:
         return True, ""
-    return False, ("not available: mmm_jax.config.ModelConfig has no time_varying_intercept / time_varying_media "
+    return False, ("not available: mmm_jax.config.model.ModelConfig has no time_varying_intercept / time_varying_media "
                    "(HSGP) options in this checkout")
 
 

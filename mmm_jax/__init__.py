@@ -5,8 +5,11 @@ from ._runtime import configure as _configure
 
 _configure()
 
+from .api.fitted import FittedModel, load, model_for  # noqa: E402
+from .api.mmm import MMM, NotFittedError  # noqa: E402
 from .compile import LogDensity, compile_logdensity  # noqa: E402
-from .config import (  # noqa: E402
+from .config.markets import HierarchicalConfig, load_config  # noqa: E402
+from .config.model import (  # noqa: E402
     ConfigError,
     DelayedAdstock,
     GeometricAdstock,
@@ -19,14 +22,11 @@ from .config import (  # noqa: E402
     TimeVaryingMedia,
     WeibullAdstock,
 )
-from .data import DataError, MMMData, validate_frame  # noqa: E402
-from .fitted import FittedModel, load, model_for  # noqa: E402
-from .hierarchical.config import HierarchicalConfig, load_config  # noqa: E402
-from .hsgp import HSGPSpec  # noqa: E402
-from .inference import SampleResult, SamplerConfig, sample  # noqa: E402
-from .mmm import MMM, NotFittedError  # noqa: E402
-from .model import build_pymc_model  # noqa: E402
-from .results import ConvergenceWarning  # noqa: E402
+from .data.validate import DataError, MMMData, validate_frame  # noqa: E402
+from .inference import SamplerConfig, SampleResult, sample  # noqa: E402
+from .model.build import build_pymc_model  # noqa: E402
+from .model.hsgp import HSGPSpec  # noqa: E402
+from .posterior.results import ConvergenceWarning  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -13,8 +13,16 @@ import time
 import warnings
 from pathlib import Path
 
-from .persist import (RunFormatError, atomic_write_bytes, atomic_write_text, check_output_dir, is_storage_error,
-                      mark_output_dir, netcdf_bytes, output_kind)
+from .persist import (
+    RunFormatError,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_output_dir,
+    is_storage_error,
+    mark_output_dir,
+    netcdf_bytes,
+    output_kind,
+)
 
 __all__ = ["main"]
 
@@ -165,8 +173,9 @@ def cmd_demo(a) -> int:
 
 def cmd_fit(a) -> int:
     from . import MMM
+    from .api.markets import HierarchicalMMM
     from .batch.stack import read_table
-    from .hierarchical import HierarchicalConfig, HierarchicalMMM, load_config
+    from .config.markets import HierarchicalConfig, load_config
     from .plots import plot_decomposition, plot_roas
 
     cfg = load_config(a.config)
@@ -201,8 +210,8 @@ def cmd_fit(a) -> int:
 
 
 def cmd_optimize(a) -> int:
+    from .api.fitted import load
     from .budget import BudgetError
-    from .fitted import load
 
     found = output_kind(a.run_dir) if Path(a.run_dir).is_dir() else None
     if found not in ("brand", "batch", "markets"):
@@ -283,15 +292,7 @@ def cmd_batch(a) -> int:
               target_accept=a.target_accept, max_tree_depth=a.max_tree_depth, seed=a.seed, chunk_size=a.chunk_size,
               devices=devices, force=a.force, overwrite=a.overwrite, retry_failed=a.retry_failed,
               progress=not a.no_progress)
-    from .hierarchical import HierarchicalConfig, load_config
-
-    kw["config"] = load_config(a.config)
-    if isinstance(kw["config"], HierarchicalConfig):  # each brand a multi-market panel: one joint model per brand
-        from .hierarchical import fit_many_hierarchical
-
-        res = fit_many_hierarchical(a.data, max_chunks=a.max_chunks, **kw)
-    else:
-        res = fit_many(a.data, max_chunks=a.max_chunks, **kw)
+    res = fit_many(a.data, max_chunks=a.max_chunks, **kw)  # any config: single-market brands or market panels
     m = res.manifest()
     atomic_write_text(Path(a.out) / "manifest.csv", m.to_csv(index=False))
     atomic_write_text(Path(a.out) / "last_run.json", json.dumps(res.stats, indent=2, default=str))
@@ -435,8 +436,8 @@ def _user_errors() -> tuple:
     """Errors caused by the input, the folders or the disk: reported in one line, exit 2."""
     from .batch.store import ConfigChangedError, StorageError, StoreLockedError
     from .budget import BudgetError
-    from .config import ConfigError
-    from .data import DataError
+    from .config.model import ConfigError
+    from .data.validate import DataError
     from .persist import OutputDirError, RunFormatError
 
     return (DataError, ConfigError, BudgetError, FileNotFoundError, ConfigChangedError, RunFormatError,

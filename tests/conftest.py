@@ -6,9 +6,10 @@ import warnings
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 warnings.filterwarnings("ignore", message=".*BLAS.*")
 
-import mmm_jax  # noqa: E402,F401  (applies float64 and host-device settings before JAX starts)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+import mmm_jax  # noqa: E402,F401  (applies float64 and host-device settings before JAX starts)
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def example():
 
 
 def random_arrays(rng, T=60, C=3, K=2, n_fourier=2):
-    """Scaled model inputs with the shapes of :func:`mmm_jax.features.design_arrays`."""
+    """Scaled model inputs with the shapes of :func:`mmm_jax.data.features.design_arrays`."""
     return {
         "spend": rng.gamma(2.0, 0.3, size=(T, C)) * (rng.random((T, C)) > 0.2),
         "controls": rng.normal(size=(T, K)),

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+from mmm_jax.model.build import build_pymc_model
 
 from mmm_jax import MMM, ModelConfig
 from mmm_jax.batch import (
@@ -35,8 +36,7 @@ from mmm_jax.batch.engine import key_data_for, run_chunk
 from mmm_jax.compile import compile_logdensity, initial_params
 from mmm_jax.datasets import simulate
 from mmm_jax.inference import SamplerConfig
-from mmm_jax.model import build_pymc_model
-from mmm_jax.results import diagnostics
+from mmm_jax.posterior.results import diagnostics
 
 CHANNELS = ["tv", "search", "social"]
 CFG = ModelConfig(date="date", target="sales", channels=CHANNELS, controls=["price_index"])
@@ -88,6 +88,31 @@ def test_absent_channel_adds_only_its_prior(rng):
         pt_ = {k: (np.append(v, fixed_absent[k]) if k in fixed_absent else v) for k, v in p.items()}
         diffs.append(float(ld_t.logp(pt_, data_t) - ld_b.logp(p, data_b)))
     np.testing.assert_allclose(diffs, diffs[0], rtol=0, atol=1e-9)
+
+
+def test_pad_inputs_one_rule_for_brands_and_panels():
+    """The one padding rule: zeros (masked), ones for scales, integer group indices kept, the
+    calendar continued; an input without a declared layout or larger than the template is refused."""
+    from mmm_jax.data.features import pad_inputs
+
+    cal = {"time": np.arange(5.0), "fourier": np.ones((5, 2))}
+    out = pad_inputs({"mask": np.ones((2, 3)), "target_scale": np.array([3.0, 4.0]),
+                      "group_index_geo": np.array([1, 0]), "group_parent_geo": np.array([0]),
+                      "time": np.arange(3.0), "media_tv_sqrt_eig": np.ones(4)},
+                     {"date": 5, "market": 4, "group:geo": 2}, cal, markets=True)
+    np.testing.assert_array_equal(out["mask"], np.pad(np.ones((2, 3)), ((0, 2), (0, 2))))
+    np.testing.assert_array_equal(out["target_scale"], [3.0, 4.0, 1.0, 1.0])
+    assert out["group_index_geo"].dtype == np.int64 and out["group_index_geo"].tolist() == [1, 0, 0, 0]
+    assert out["group_parent_geo"].tolist() == [0, 0] and out["media_tv_sqrt_eig"].shape == (4,)
+    np.testing.assert_array_equal(out["time"], cal["time"])
+    one = pad_inputs({"spend_train": np.ones((3, 2)), "target_scale": np.asarray(2.0)}, {"date": 5}, cal)
+    assert one["spend_train"].shape == (5, 2) and one["spend_train"][3:].sum() == 0 and float(one["target_scale"]) == 2
+    with pytest.raises(KeyError, match="unknown model input 'lift'"):
+        pad_inputs({"lift": np.zeros(3)}, {"date": 5}, cal)
+    with pytest.raises(KeyError, match="national_spend"):  # a panel input is not a brand input
+        pad_inputs({"national_spend": np.zeros((3, 1))}, {"date": 5}, cal)
+    with pytest.raises(ValueError, match="'mask': axis 'date' has 6 entries"):
+        pad_inputs({"mask": np.ones(6)}, {"date": 5}, cal)
 
 
 def test_split_and_prepare_report_bad_brands_by_name():

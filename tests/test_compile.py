@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import random_arrays
+from mmm_jax.config.model import ModelConfig, Prior
+from mmm_jax.model.build import build_pymc_model
 
 from mmm_jax.compile import compile_logdensity, initial_params
-from mmm_jax.config import ModelConfig, Prior
-from mmm_jax.model import build_pymc_model
 
 CONFIGS = {
     "full-normal": dict(controls=("z1", "z2"), trend=True, seasonality=2, likelihood="normal"),
@@ -27,7 +27,7 @@ def make(rng, name, T=60):
     n_fourier = kw.get("seasonality", 2)
     cfg = ModelConfig(date="date", target="y", channels=("a", "b", "c"), **kw)
     if name == "unnormalized-priors":
-        from mmm_jax.config import GeometricAdstock
+        from mmm_jax.config.model import GeometricAdstock
 
         cfg = ModelConfig(**{**cfg.__dict__, "adstock": GeometricAdstock(l_max=4, normalize=False)})
     arrays = random_arrays(rng, T=T, C=3, K=len(cfg.controls), n_fourier=n_fourier)
@@ -159,9 +159,9 @@ def test_model_runs_under_pymc_backend(rng):
 
 
 # --------------------------------------------------------------------------- model-library options
-from mmm_jax.config import TimeVaryingMedia  # noqa: E402
-from mmm_jax.features import hsgp_arrays, hsgp_domains  # noqa: E402
-from mmm_jax.hsgp import HSGPSpec  # noqa: E402
+from mmm_jax.config.model import TimeVaryingMedia  # noqa: E402
+from mmm_jax.data.features import hsgp_arrays, hsgp_domains  # noqa: E402
+from mmm_jax.model.hsgp import HSGPSpec  # noqa: E402
 
 _TV_SMALL = dict(m=8, c=2.0)
 OPTIONS = {

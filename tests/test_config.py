@@ -1,10 +1,9 @@
 """ModelConfig: round trips and errors that name the key and what is allowed."""
 
-import pytest
-
 import json
 
-from mmm_jax.config import (
+import pytest
+from mmm_jax.config.model import (
     DEFAULT_PRIORS,
     ConfigError,
     DelayedAdstock,
@@ -175,8 +174,8 @@ def test_older_config_dicts_still_load():
 
 def test_model_library_options_round_trip(tmp_path):
     """HSGP terms, count likelihoods and ROAS / CAC priors through dict, JSON and YAML."""
-    from mmm_jax.hsgp import HSGPSpec
-    from mmm_jax.config import TimeVaryingMedia
+    from mmm_jax.config.model import TimeVaryingMedia
+    from mmm_jax.model.hsgp import HSGPSpec
 
     cfg = ModelConfig(**base(
         likelihood="negative_binomial",

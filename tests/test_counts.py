@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import scipy.stats as st
 from conftest import random_arrays
+from mmm_jax.model.build import build_pymc_model, likelihood_dist, masked_logp
+from mmm_jax.model.likelihood import predictive_draw
 
 from mmm_jax import MMM, DataError, ModelConfig
 from mmm_jax.budget import plan_contributions
 from mmm_jax.budget.response import response_params_from_mmm
 from mmm_jax.compile import compile_logdensity
 from mmm_jax.datasets import simulate_counts
-from mmm_jax.likelihood import predictive_draw
-from mmm_jax.model import build_pymc_model, likelihood_dist, masked_logp
 
 
 @pytest.mark.parametrize("likelihood", ["poisson", "negative_binomial"])

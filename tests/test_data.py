@@ -1,4 +1,4 @@
-"""Tests for mmm_jax.data.validate_frame: every bad input raises DataError with column/row."""
+"""Tests for mmm_jax.data.validate.validate_frame: every bad input raises DataError with column/row."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
-
-from mmm_jax.data import DataError, MMMData, validate_frame
+from mmm_jax.data.validate import DataError, MMMData, validate_frame
 
 CONFIG = dict(date="date", target="sales", channels=["tv", "search"], controls=["price"])
 T = 12

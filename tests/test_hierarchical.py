@@ -7,10 +7,10 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from mmm_jax.config.model import ConfigError, DelayedAdstock, HillSaturation
 
 from mmm_jax import DataError, ModelConfig
 from mmm_jax.compile import compile_logdensity
-from mmm_jax.config import ConfigError, DelayedAdstock, HillSaturation
 from mmm_jax.hierarchical import (
     HierarchicalConfig,
     HierarchicalMMM,
@@ -20,7 +20,7 @@ from mmm_jax.hierarchical import (
     simulate_panel,
     validate_panel,
 )
-from mmm_jax.metrics import crps_samples
+from mmm_jax.posterior.metrics import crps_samples
 
 
 def _panel_df(n=6, weeks=40, channels=3, seed=0, **kw):

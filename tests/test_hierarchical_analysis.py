@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from mmm_jax import ModelConfig
+from mmm_jax.api.market_analysis import market_units, unit_levels
 from mmm_jax.budget.portfolio import hierarchical_units
 from mmm_jax.hierarchical import HierarchicalConfig, HierarchicalMMM, simulate_panel
-from mmm_jax.hierarchical.analysis import market_units, unit_levels
 
 CHANNELS = ["tv", "search", "social"]
 

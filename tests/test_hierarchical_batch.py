@@ -10,14 +10,9 @@ import pandas as pd
 import pytest
 
 from mmm_jax import ModelConfig
+from mmm_jax.batch.panels import _template_panel, fit_many_hierarchical, pad_panel_arrays, prepare_panel_brand
 from mmm_jax.compile import compile_logdensity
 from mmm_jax.hierarchical import HierarchicalConfig, build_hierarchical_model, simulate_panel
-from mmm_jax.hierarchical.batch import (
-    _template_panel,
-    fit_many_hierarchical,
-    pad_panel_arrays,
-    prepare_panel_brand,
-)
 
 
 def _config(base_kw=None, **kw):
@@ -149,7 +144,7 @@ def test_padding_of_hierarchy_levels_adds_only_prior_terms(crossed, rng):
     """Multi-level brands in a batch: markets *and* groups of every level padded. The padded
     log-density minus the brand's own does not move with the brand's parameters, and equals the
     prior terms of the padded entries: Normal(0, 1) group deviations, the padded markets' sigma."""
-    from mmm_jax.hierarchical.batch import template_groups
+    from mmm_jax.batch.panels import template_groups
 
     levels = ("geo", "product") if crossed else ("region", "market")
     cfg = _config().__class__(_config().base, market=levels, crossed=crossed)
@@ -186,3 +181,26 @@ def test_bad_sampler_settings_are_refused_before_any_work(bad, tmp_path):
         fit_many(df.drop(columns="market"), by="brand", config=_config().base, out=tmp_path / "s", progress=False,
                  **bad)
     assert not (tmp_path / "h").exists() and not (tmp_path / "s").exists()
+
+
+def test_fit_many_takes_a_market_config_and_loads_market_brands(tmp_path):
+    """One front door: ``fit_many`` with market keys fits panels (template_weeks honoured, each
+    brand loads as a HierarchicalMMM); ``fit_many_hierarchical`` refuses a config without markets."""
+    from mmm_jax.api.markets import HierarchicalMMM
+    from mmm_jax.batch import fit_many, load_brand
+    from mmm_jax.config import ConfigError
+
+    df = pd.concat([_brand(2, 30, seed=1).assign(brand="s"), _brand(3, 36, seed=2).assign(brand="l")])
+    res = fit_many(df, by="brand", config=_config().to_dict(), out=tmp_path / "b", chains=2, warmup=30, draws=20,
+                   seed=3, progress=False, template_weeks=40, chunk_draws=7)
+    m = res.manifest().set_index("brand")
+    assert (m["status"] == "done").all(), m["error"].tolist()
+    assert res.stats["template"] == {"markets": 3, "weeks": 40, "groups": {"market": 3}}
+    h = load_brand(tmp_path / "b", "s")
+    assert isinstance(h, HierarchicalMMM) and h.idata.posterior.sizes["market"] == 2
+    assert h.idata.observed_data.sizes["date"] == 30 and np.isfinite(h.roas("national")["mean"]).all()
+    with pytest.raises(ValueError, match="template_weeks=20 is shorter"):
+        fit_many(df, by="brand", config=_config(), out=tmp_path / "short", template_weeks=20, progress=False)
+    with pytest.raises(ConfigError, match="market keys"):
+        fit_many_hierarchical(df, by="brand", config=_config().base, out=tmp_path / "x", progress=False)
+    assert not (tmp_path / "x").exists()

@@ -6,10 +6,8 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 import pytest
-
-from mmm_jax.compile import compile_logdensity
-from mmm_jax.config import ConfigError, Prior
-from mmm_jax.hsgp import (
+from mmm_jax.config.model import ConfigError, Prior
+from mmm_jax.model.hsgp import (
     HSGPSpec,
     hsgp_basis,
     hsgp_basis_data,
@@ -25,6 +23,8 @@ from mmm_jax.hsgp import (
     sqrt_spectral_density,
     suggest_hsgp_params,
 )
+
+from mmm_jax.compile import compile_logdensity
 
 T_WEEKS = np.linspace(0.0, 1.0, 156)  # 156 weeks, time scaled to [0, 1] as in the MMM
 

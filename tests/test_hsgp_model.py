@@ -15,11 +15,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from mmm_jax.data.features import hsgp_arrays, model_arrays
 
 from mmm_jax import MMM, HSGPSpec, ModelConfig, Prior, TimeVaryingMedia
 from mmm_jax.budget.response import RECENT_MULTIPLIER_WEEKS, recent_parameter, response_params_from_mmm
 from mmm_jax.datasets import simulate_time_varying
-from mmm_jax.features import hsgp_arrays, model_arrays
 
 
 def _config(channels, **kw):
@@ -121,10 +121,10 @@ def test_budget_uses_the_recent_effectiveness(tv_fit):
 def test_missing_basis_is_computed_on_the_observed_window(rng):
     """build_pymc_model without precomputed bases (e.g. the batch engine's arrays) builds the same model."""
     from conftest import random_arrays
+    from mmm_jax.data.features import hsgp_domains
+    from mmm_jax.model.build import build_pymc_model
 
     from mmm_jax.compile import compile_logdensity
-    from mmm_jax.features import hsgp_domains
-    from mmm_jax.model import build_pymc_model
 
     cfg = ModelConfig(date="d", target="y", channels=("a", "b"), time_varying_intercept=HSGPSpec(m=6, c=2.0),
                       time_varying_media=dict(m=5, c=3.0, hierarchical=True))

@@ -8,7 +8,7 @@ import pytensor.tensor as pt
 import pytest
 from pytensor.gradient import verify_grad
 
-from mmm_jax.adstock import (
+from mmm_jax.media.adstock import (
     LAG_MATRIX_MAX_LAGS,
     _adstock_conv_lax,
     adstock_conv,
@@ -20,7 +20,7 @@ from mmm_jax.adstock import (
     geometric_weights_jax,
     geometric_weights_np,
 )
-from mmm_jax.saturation import logistic_saturation, logistic_saturation_jax, logistic_saturation_np
+from mmm_jax.media.saturation import logistic_saturation, logistic_saturation_jax, logistic_saturation_np
 
 
 def brute_force_adstock(x, w):
@@ -120,7 +120,9 @@ def test_logistic_saturation_matches_reference(rng):
 
 
 # =========================================================================== model library
-from mmm_jax.adstock import (  # noqa: E402
+from mmm_jax.config.model import DelayedAdstock, GeometricAdstock, WeibullAdstock  # noqa: E402
+
+from mmm_jax.media.adstock import (  # noqa: E402
     apply_adstock,
     apply_adstock_jax,
     apply_adstock_np,
@@ -136,8 +138,7 @@ from mmm_jax.adstock import (  # noqa: E402
     weibull_weights_jax,
     weibull_weights_np,
 )
-from mmm_jax.config import DelayedAdstock, GeometricAdstock, WeibullAdstock  # noqa: E402
-from mmm_jax.saturation import (  # noqa: E402
+from mmm_jax.media.saturation import (  # noqa: E402
     SATURATION_PARAMS,
     hill_saturation,
     hill_saturation_jax,

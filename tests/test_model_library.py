@@ -15,12 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import random_arrays
-
-from mmm_jax.adstock import adstock_weights_jax, apply_adstock_np
-from mmm_jax.budget import ResponseParams, ResponseSpec, net_response_fn, plan_contributions, plan_response
-from mmm_jax.budget.response import response_window
-from mmm_jax.compile import compile_logdensity
-from mmm_jax.config import (
+from mmm_jax.config.model import (
     DelayedAdstock,
     GeometricAdstock,
     HillSaturation,
@@ -30,8 +25,13 @@ from mmm_jax.config import (
     TanhSaturation,
     WeibullAdstock,
 )
-from mmm_jax.model import build_pymc_model
-from mmm_jax.saturation import media_response_np
+from mmm_jax.model.build import build_pymc_model
+
+from mmm_jax.budget import ResponseParams, ResponseSpec, net_response_fn, plan_contributions, plan_response
+from mmm_jax.budget.response import response_window
+from mmm_jax.compile import compile_logdensity
+from mmm_jax.media.adstock import adstock_weights_jax, apply_adstock_np
+from mmm_jax.media.saturation import media_response_np
 
 ADSTOCKS = {
     "geometric": GeometricAdstock(l_max=4, normalize=True),
@@ -195,7 +195,7 @@ def simulate_tanh(seed, T=156, noise=0.03):
     """Scaled model inputs and target from geometric adstock + tanh saturation with known truth.
 
     Spend: flighted, per-channel gamma noise scaled to max 1. Target: intercept 0.5 + media +
-    Normal(0, noise). Returns the :func:`mmm_jax.features.design_arrays`-style dict.
+    Normal(0, noise). Returns the :func:`mmm_jax.data.features.design_arrays`-style dict.
     """
     rng = np.random.default_rng(seed)
     C = len(TRUE_S)

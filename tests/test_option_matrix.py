@@ -1,8 +1,7 @@
 """Option x path matrix: every model-library option on every way to run the model.
 
 Paths: one brand (``MMM``), markets nested (``region/market``) and crossed (``geo x product``)
-(``HierarchicalMMM``), a batch of brands (``fit_many``) and a batch of nested market panels
-(``fit_many_hierarchical``). For each (option, path) a tiny fit runs and its outputs carry the
+(``HierarchicalMMM``), a batch of brands and a batch of nested market panels (both ``fit_many``). For each (option, path) a tiny fit runs and its outputs carry the
 option's variables (every cell runs; the combinations the code refuses are tested at the end with
 the ``ConfigError`` that names them). The compiled
 log-density equals PyMC's ``model.compile_logp()`` for every option on every model path.
@@ -16,17 +15,16 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from mmm_jax.config.model import ConfigError
 
 from mmm_jax import MMM, ModelConfig
 from mmm_jax.batch import fit_many
 from mmm_jax.compile import compile_logdensity
-from mmm_jax.config import ConfigError
 from mmm_jax.datasets import simulate
 from mmm_jax.hierarchical import (
     HierarchicalConfig,
     HierarchicalMMM,
     build_hierarchical_model,
-    fit_many_hierarchical,
     fit_panel_scaling,
     panel_arrays,
     simulate_panel,
@@ -113,11 +111,11 @@ def _fit(option: str, path: str, tmp_path):
         assert list(idata.posterior["channel"].values) == (list(CHANNELS) if option == "hsgp_media_hierarchical"
                                                            else ["tv", "search"])
         return idata
-    # nested region/market panels of different sizes: padded in weeks, markets and groups
+    # nested region/market panels of different sizes: padded in weeks, markets and groups; the same
+    # front door as single-market brands (the config's market keys make each brand a panel)
     frames = {"b0": _counts(_panel(0, "markets_nested", 3, 36), option),
               "b1": _counts(_panel(1, "markets_nested", 2, 30), option)}
-    res = fit_many_hierarchical(frames, config=_market_config(option, "markets_nested"), out=tmp_path / "panels",
-                                **FIT)
+    res = fit_many(frames, config=_market_config(option, "markets_nested"), out=tmp_path / "panels", **FIT)
     m = res.manifest().set_index("brand")
     assert (m["status"] == "done").all(), m["error"].tolist()
     return res.load("b1").idata

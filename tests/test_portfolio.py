@@ -33,7 +33,7 @@ def fits():
 
 
 def test_rescale_saturation_scales_every_family():
-    from mmm_jax.saturation import media_response_np
+    from mmm_jax.media.saturation import media_response_np
 
     x = np.linspace(0, 3, 7)[:, None]
     cases = {"logistic": {"beta": 0.4, "lam": 2.0}, "tanh": {"sat_level": 0.5, "cac0": 1.3},

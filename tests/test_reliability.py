@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from mmm_jax.config.model import ConfigError, Prior
+from mmm_jax.data.validate import DataError
 
 from mmm_jax import MMM, ModelConfig
 from mmm_jax.batch import BatchResult, ResultStore, fit_many, read_manifest
 from mmm_jax.batch.store import StoreLockedError
 from mmm_jax.budget import BudgetError
 from mmm_jax.cli import main
-from mmm_jax.config import ConfigError, Prior
-from mmm_jax.data import DataError
 from mmm_jax.datasets import simulate
 from mmm_jax.persist import OutputDirError, RunFormatError, check_output_dir
 

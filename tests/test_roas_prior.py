@@ -16,11 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from mmm_jax.data.features import model_arrays
 
 from mmm_jax import MMM, ModelConfig, Prior
 from mmm_jax.datasets import simulate
-from mmm_jax.features import model_arrays
-from mmm_jax.results import draw_quantities
+from mmm_jax.posterior.results import draw_quantities
 
 
 def _config(channels, **kw):

@@ -6,13 +6,13 @@ import warnings
 import jax
 import numpy as np
 import pytest
+from mmm_jax.model.build import build_pymc_model
 
 from mmm_jax import MMM, ConvergenceWarning, ModelConfig, NotFittedError
 from mmm_jax.compile import compile_logdensity
 from mmm_jax.datasets import simulate
 from mmm_jax.inference import sample
-from mmm_jax.model import build_pymc_model
-from mmm_jax.results import check_convergence
+from mmm_jax.posterior.results import check_convergence
 
 SMALL = dict(chains=2, warmup=150, draws=100, progress=False)
 

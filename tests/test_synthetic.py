@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from mmm_jax.data.validate import validate_frame
 
-from mmm_jax.data import validate_frame
 from mmm_jax.datasets import EXAMPLE_CHANNELS, EXAMPLE_CONTROLS, SyntheticTruth, load_example, simulate
 from mmm_jax.datasets.synthetic import (
     fourier_features_np,

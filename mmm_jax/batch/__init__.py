@@ -1,9 +1,13 @@
-"""Batch engine: one MMM per brand (or market) for many brands in one compiled program.
+"""Batch engine: one model per brand for many brands in one compiled program.
 
-``fit_many`` validates each brand, pads every brand to a template shape with masks, vmaps
-the whole NUTS sampler (warm-up with per-brand step size and mass matrix, then sampling)
-over brands, shards the brand axis over devices, and writes each finished brand atomically
-to a resumable store (``manifest.sqlite`` + ``brands/<brand>.nc``).
+``fit_many`` takes any config (single-market brands, or market panels with market keys),
+validates each brand, pads every brand to a template shape with masks, vmaps the whole NUTS
+sampler (warm-up with per-brand step size and mass matrix, then sampling) over brands, shards
+the brand axis over devices, and writes each finished brand atomically to a resumable store
+(``manifest.sqlite`` + ``brands/<brand>.nc``). Layout: :mod:`.run` (the front door and the one
+runner), :mod:`.brands` (single-market brands), :mod:`.panels` (market panels), :mod:`.jobs` (the chunk loop and
+the brand writer), :mod:`.stack` (splitting and padding), :mod:`.engine` (the sharded sampler),
+:mod:`.store` (manifest and files).
 """
 
 from .engine import brand_mesh, lockstep_waste, make_batch_sampler

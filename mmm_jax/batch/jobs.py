@@ -1,8 +1,7 @@
 """The one batch job loop: chunks of brands through a compiled batch sampler, two chunks in flight.
 
-Any model runs through it (one market per brand in :func:`mmm_jax.batch.fit_many`, a market panel
-per brand in :func:`mmm_jax.hierarchical.fit_many_hierarchical`); the model kind supplies two
-functions:
+Any model runs through it (:func:`mmm_jax.batch.fit_many`: one market per brand, or a market
+panel per brand); the kind of brand (:class:`mmm_jax.batch.run.BatchKind`) supplies two functions:
 
 * ``stack(filled) -> (arrays, context)``: the chunk's brands padded to the template and stacked
   (``arrays``: the sampler's data inputs with a leading brand axis);
@@ -29,7 +28,7 @@ import jax
 import numpy as np
 
 from ..persist import is_storage_error
-from ..results import RHAT_MAX, diagnostics
+from ..posterior.results import RHAT_MAX, diagnostics
 from .engine import finish_chunk, lockstep_waste, start_chunk
 from .stack import brand_seed
 from .store import StorageError

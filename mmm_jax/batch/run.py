@@ -1,4 +1,4 @@
-"""``fit_many``: fit one MMM per brand (or market) for many brands in one compiled program.
+"""``fit_many``: fit one model per brand for many brands in one compiled program (any config).
 
 >>> from mmm_jax.batch import fit_many                                   # doctest: +SKIP
 >>> res = fit_many(df_long, by="brand", config=cfg, out="runs/q1")     # doctest: +SKIP
@@ -14,30 +14,28 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
-import numpy as np
 import pandas as pd
 
-from ..compile import LogDensity, compile_logdensity
-from ..config import ModelConfig
-from ..data import DataError
-from ..features import Scaling
+from ..compile import LogDensity
+from ..config.markets import HierarchicalConfig, load_config
+from ..config.model import ModelConfig
+from ..data.validate import DataError
 from ..inference.base import SamplerConfig, checked
-from ..model import build_pymc_model
-from ..results import RHAT_MAX, dims_for, draw_quantities, package_versions, to_inference_data
-from .engine import brand_mesh, make_batch_sampler
-from .jobs import nonfinite_draws, run_chunks, short_error, write_brand_result
-from .stack import BrandData, BrandFailure, brand_seed, prepare_brand, split_brands, stack_brands
 from ..persist import check_output_dir, is_storage_error, mark_output_dir, read_netcdf
+from ..posterior.results import RHAT_MAX, package_versions
+from .engine import brand_mesh, make_batch_sampler
+from .jobs import run_chunks
+from .stack import BrandFailure, split_brands
 from .store import ResultStore, read_manifest
 
-__all__ = ["fit_many", "BatchResult", "load_brand", "default_chunk_size", "CPU_VMAP_GROUP", "Progress",
-           "pending_brands", "default_layout", "sampler_job_fields", "quantity_fn", "slice_brand", "brand_idata"]
+__all__ = ["fit_many", "BatchResult", "load_brand", "default_chunk_size", "CPU_VMAP_GROUP", "Progress", "Job",
+           "Template", "BatchKind", "pending_brands", "default_layout", "sampler_job_fields"]
 
 _FORMAT_VERSION = 1
 #: Brands vmapped together on a CPU device (1 = no vmap: brands and their chains run one after
@@ -184,121 +182,10 @@ def default_chunk_size(n_brands: int, n_devices: int, per_brand_bytes: float) ->
     return max(1, min(n_brands, cap))
 
 
-def _template(brands: list[BrandData], config: ModelConfig, T: int) -> tuple[LogDensity, dict]:
-    """Build and compile the model once, on the first brand padded to the template length."""
-    st = stack_brands(brands[:1], T, config.seasonality)
-    arrays = {k: v[0] for k, v in st.arrays.items()}
-    model = build_pymc_model(config, arrays)
-    free = sorted(rv.name for rv in model.free_RVs)
-    return compile_logdensity(model), {"free": free}
-
-
-def quantity_fn(ld: LogDensity, likelihood: str, batch_size: int = 256):
-    """jit(vmap over brands) of the per-draw quantities; compiled once per job."""
-
-    def per_brand(samples, data, target_scale, total_spend, key_data):
-        n = next(iter(samples.values())).shape
-        S = n[0] * n[1]
-        flat = {k: v.reshape((S, *v.shape[2:])) for k, v in samples.items()}
-        keys = jax.random.split(jax.random.wrap_key_data(key_data), S)
-
-        def one(args):
-            p, k = args
-            return draw_quantities(ld, p, data, k, target_scale=target_scale, total_spend=total_spend,
-                                   likelihood=likelihood)
-
-        out = jax.lax.map(one, (flat, keys), batch_size=min(batch_size, S))
-        return {k: v.reshape((n[0], n[1], *v.shape[1:])) for k, v in out.items()}
-
-    return jax.jit(jax.vmap(per_brand))
-
-
-def _channel_axes(config: ModelConfig, present: np.ndarray) -> tuple[dict, set]:
-    """How to cut template-shaped draws to a brand's channels: ``({dim: kept indices}, dropped names)``.
-
-    ``channel`` keeps the brand's present channels, ``beta_free_channel`` (ROAS / CAC priors:
-    the channels whose ``beta`` is free) its present free channels; the ``roas_<c>`` /
-    ``cac_<c>`` variables of absent channels are dropped.
-    """
-    business = config.business_priors
-    free = [i for i, c in enumerate(config.channels) if c not in business]
-    axes = {"channel": np.flatnonzero(present),
-            "beta_free_channel": np.asarray([j for j, i in enumerate(free) if present[i]], dtype=int)}
-    dropped = {f"{business[c][0]}_{c}" for i, c in enumerate(config.channels) if c in business and not present[i]}
-    if not len(axes["beta_free_channel"]):
-        dropped.add("beta_free")
-    return axes, dropped
-
-
-def slice_brand(q: Mapping, ld: LogDensity, n_weeks: int, present: np.ndarray, config: ModelConfig) -> dict:
-    """Cut a brand's template-shaped quantities to its real weeks and channels."""
-    axes, dropped = _channel_axes(config, present)
-    out = {}
-    for name, v in q.items():
-        if name in dropped:
-            continue
-        dims = dims_for(name, ld, v.shape[2:])
-        idx = [slice(None)] * v.ndim
-        for ax, d in enumerate(dims):
-            if d == "date":
-                idx[ax] = slice(0, n_weeks)
-            elif d in axes:
-                idx[ax] = axes[d]
-        out[name] = np.asarray(v[tuple(idx)])
-    return out
-
-
-def brand_idata(b: BrandData, q: dict, stats: dict, ld: LogDensity, cfg: SamplerConfig, free: list,
-                seed: int, job_hash: str, timings: dict, config: ModelConfig):
-    """One batch brand's InferenceData from its sliced quantities ``q`` ((chains, draws, ...) arrays
-    cut to its weeks and channels by :func:`slice_brand`) and NUTS ``stats`` ((chains, draws))."""
-    from ..inference.base import SampleResult
-
-    d = b.data
-    axes, _ = _channel_axes(config, b.present)
-    coords = {"date": d.dates, "channel": list(b.config.channels)}
-    if "beta_free_channel" in ld.coords:
-        coords["beta_free_channel"] = [ld.coords["beta_free_channel"][j] for j in axes["beta_free_channel"]]
-    for k, v in ld.coords.items():
-        coords.setdefault(k, v)
-    Tb = b.n_weeks
-    const = {
-        "spend": (("date", "channel"), d.spend),
-        "spend_scaled": (("date", "channel"), b.arrays["spend"][:, b.present]),
-        "mask": (("date",), b.arrays["mask"]),
-    }
-    if b.config.controls:
-        coords["control"] = list(b.config.controls)
-        const["controls"] = (("date", "control"), d.control_values)
-    result = SampleResult(samples={}, stats=stats, timings=timings, sampler="blackjax", config=cfg)
-    return to_inference_data(
-        result,
-        ld,
-        {},
-        coords=coords,
-        target_scale=b.scaling.target_scale,
-        spend=d.spend,
-        target=d.target[:Tb],
-        likelihood=b.config.likelihood,
-        key=None,
-        constant_data=const,
-        quantities=q,
-        attrs={
-            "config": b.config.to_json(),
-            "scaling": json.dumps(b.scaling.to_dict()),
-            "free_parameters": json.dumps([n for n in free if n in q]),
-            "seed": seed,
-            "brand": b.name,
-            "batch_config_hash": job_hash,
-            "data_hash": b.data_hash,
-        },
-    )
-
-
 def fit_many(
     data: Any,
     *,
-    config: ModelConfig | Mapping | str | os.PathLike,
+    config: ModelConfig | HierarchicalConfig | Mapping | str | os.PathLike,
     out: str | os.PathLike,
     by: str | None = None,
     chains: int = 4,
@@ -318,25 +205,34 @@ def fit_many(
     retry_failed: bool = False,
     progress: bool = True,
     max_chunks: int | None = None,
+    chunk_draws: int = 256,
 ) -> BatchResult:
-    """Fit one MMM per brand, many brands per compiled call; resumable.
+    """Fit one model per brand, many brands per compiled call; resumable.
+
+    Any config runs here: without market keys each brand is one market (an :class:`mmm_jax.MMM`
+    per brand), with market keys each brand is a market panel (a
+    :class:`mmm_jax.hierarchical.HierarchicalMMM` per brand). Brands are padded to one template
+    (weeks and channels; markets and hierarchy groups for panels) with masks, so the padding
+    adds nothing to a brand's posterior.
 
     Parameters
     ----------
     data : long-format DataFrame (with ``by``), ``{brand: DataFrame}``, a CSV/Parquet file
         (long format) or a directory of per-brand files (brand = file stem).
-    config : ModelConfig, dict or YAML/JSON path
-        One model for every brand; a brand without some channel fits without it.
+    config : ModelConfig, HierarchicalConfig, dict or YAML/JSON path (see :func:`mmm_jax.load_config`)
+        One model for every brand; a brand without some channel fits without it (single-market
+        brands; a market panel's absent channels are zero spend).
     out : path
         Output directory: ``manifest.sqlite`` + ``brands/<brand>.nc``.
     by : str
-        Brand/market column of a long-format table.
+        Brand column of a long-format table.
     chains, warmup, draws, target_accept, max_tree_depth, dense_mass : NUTS settings.
     seed : int
         Job seed; brand ``b`` uses ``brand_seed(seed, b)``, so its draws do not depend on
         which other brands are in the batch or in which chunk it runs.
     chunk_size : int, optional
-        Brands per compiled call (default :func:`default_chunk_size`).
+        Brands per compiled call (default :func:`default_chunk_size` for single-market brands,
+        one per device for market panels).
     devices : list of jax devices, optional
         Devices to shard the brand axis over (default: all).
     vmap_group, vmap_chains :
@@ -359,6 +255,8 @@ def fit_many(
         Show a brands-done bar (with chunk, NUTS step and ETA).
     max_chunks : int, optional
         Stop after this many chunks (the rest stays pending for a rerun).
+    chunk_draws : int
+        Draws per post-processing step (bounds its memory; results do not depend on it).
 
     Returns
     -------
@@ -373,10 +271,15 @@ def fit_many(
         kept, a rerun continues.
     """
     t_start = time.perf_counter()
-    if not isinstance(config, ModelConfig):
-        config = ModelConfig.from_file(config) if isinstance(config, str | os.PathLike) else ModelConfig.from_dict(config)
+    config = load_config(config)
+    if isinstance(config, HierarchicalConfig):
+        from .panels import panel_kind as kind_of
+    else:
+        from .brands import brand_kind as kind_of
     cfg = checked(SamplerConfig(chains=chains, warmup=warmup, draws=draws, target_accept=target_accept,
                                 max_tree_depth=max_tree_depth, dense_mass=dense_mass, progress=False))
+    if int(chunk_draws) < 1:
+        raise ValueError(f"chunk_draws must be >= 1, got {chunk_draws}")
     check_output_dir(out, "batch", overwrite=overwrite, inputs=[data] if isinstance(data, str | os.PathLike) else ())
     frames = split_brands(data, by)
     if not frames:
@@ -384,112 +287,98 @@ def fit_many(
     mark_output_dir(out, "batch")
 
     store = ResultStore(out, jax.process_index(), jax.process_count())
-    job = {
-        "format_version": _FORMAT_VERSION,
-        "config": config.to_dict(),
-        "sampler": sampler_job_fields(cfg),
-        "seed": int(seed),
-        "template_weeks": template_weeks,
-    }
+    kind = kind_of(config)
+    job = {"format_version": _FORMAT_VERSION, **kind.job_fields(template_weeks), "config": config.to_dict(),
+           "sampler": sampler_job_fields(cfg), "seed": int(seed)}
     try:
         job_hash = store.open_job(job, force=force)
-        return _run(frames, config, cfg, store, job_hash, seed=seed, chunk_size=chunk_size, devices=devices,
-                    vmap_group=vmap_group, vmap_chains=vmap_chains, template_weeks=template_weeks,
-                    retry_failed=retry_failed, progress=progress, max_chunks=max_chunks, t_start=t_start)
+        ctx = Job(config, cfg, store, job_hash, package_versions(), int(seed), template_weeks, int(chunk_draws))
+        return _run(frames, kind, ctx, chunk_size=chunk_size, devices=devices, vmap_group=vmap_group,
+                    vmap_chains=vmap_chains, retry_failed=retry_failed, progress=progress, max_chunks=max_chunks,
+                    t_start=t_start)
     finally:
         store.close()
 
 
-def _run(frames, config, cfg, store, job_hash, *, seed, chunk_size, devices, vmap_group, vmap_chains,
-         template_weeks, retry_failed, progress, max_chunks, t_start) -> BatchResult:
-    versions = package_versions()
-    prepared = [prepare_brand(name, frame, config) for name, frame in frames.items()]
-    ok = [b for b in prepared if isinstance(b, BrandData)]
+class Job(NamedTuple):
+    """One batch job's fixed settings, as a kind of brand sees them."""
+
+    config: ModelConfig | HierarchicalConfig
+    cfg: SamplerConfig
+    store: ResultStore
+    job_hash: str
+    versions: dict
+    seed: int
+    template_weeks: int | None
+    chunk_draws: int
+
+    @property
+    def record(self) -> dict:
+        """Fields written with every manifest row of the job."""
+        return {"config_hash": self.job_hash, "versions": self.versions}
+
+
+class Template(NamedTuple):
+    """A kind's compiled template model and the hooks the job loop (:func:`batch.jobs.run_chunks`) calls."""
+
+    ld: LogDensity
+    #: ``stack(filled) -> (arrays, context)``: a chunk's brands padded to the template and stacked
+    stack: Callable
+    #: ``postprocess(chunk, chunk_size) -> brands written``
+    postprocess: Callable
+    #: ``default_chunk(pending brands, devices) -> brands per compiled call``
+    default_chunk: Callable[[int, int], int]
+    #: recorded in the run's stats
+    info: dict
+
+
+class BatchKind(NamedTuple):
+    """What differs between single-market brands and market panels in a batch: the job's extra
+    fields, how one brand's frame is checked and scaled, and the compiled template."""
+
+    #: ``job_fields(template_weeks) -> dict``: extra fields of the job record (hashed)
+    job_fields: Callable[[int | None], dict]
+    #: ``prepare(name, frame) -> prepared brand | BrandFailure`` (``.name``, ``.n_weeks``, ``.data_hash``)
+    prepare: Callable
+    #: ``template(pending, prepared, job) -> Template``
+    template: Callable
+
+
+def _run(frames, kind: BatchKind, job: Job, *, chunk_size, devices, vmap_group, vmap_chains, retry_failed,
+         progress, max_chunks, t_start) -> BatchResult:
+    """The one batch runner: prepare every brand, skip finished ones, compile the kind's template
+    once, then :func:`batch.jobs.run_chunks`."""
+    prepared = [kind.prepare(name, frame) for name, frame in frames.items()]
+    ok = [b for b in prepared if not isinstance(b, BrandFailure)]
     bad = [b for b in prepared if isinstance(b, BrandFailure)]
-    pending = pending_brands(store, ok, bad, job_hash, versions, retry_failed)
-    skipped = len(ok) - len(pending)
-    stats = {"brands": len(frames), "fitted": 0, "skipped": skipped, "failed_data": len(bad), "failed_fit": 0,
-             "wall_s": 0.0, "sampling_s": 0.0, "brands_per_min": float("nan"), "lockstep_waste": float("nan"),
-             "lockstep_waste_if_sorted": float("nan"),
+    pending = pending_brands(job.store, ok, bad, job.job_hash, job.versions, retry_failed)
+    stats = {"brands": len(frames), "fitted": 0, "skipped": len(ok) - len(pending), "failed_data": len(bad),
+             "failed_fit": 0, "wall_s": 0.0, "sampling_s": 0.0, "brands_per_min": float("nan"),
+             "lockstep_waste": float("nan"), "lockstep_waste_if_sorted": float("nan"),
              "chunk_size": 0, "devices": 0, "compile_s": 0.0}
     if not pending:
-        return BatchResult(Path(store.root), stats)
+        return BatchResult(Path(job.store.root), stats)
 
-    T = int(template_weeks or max(b.n_weeks for b in ok))
-    if T < max(b.n_weeks for b in pending):
-        raise ValueError(f"template_weeks={T} is shorter than the longest brand ({max(b.n_weeks for b in pending)})")
     t0 = time.perf_counter()
-    ld, info = _template(ok, config, T)
-    free = info["free"]
+    tpl = kind.template(pending, ok, job)
     devices = list(jax.devices() if devices is None else devices)
     vmap_group, vmap_chains = default_layout(devices, vmap_group, vmap_chains)
     mesh = brand_mesh(devices[: max(1, min(len(devices), len(pending)))])  # no idle devices for tiny jobs
     n_dev = mesh.devices.size
-    n_params = sum(int(np.prod(s)) for s in ld.param_shapes.values())
-    per_brand = 8.0 * cfg.chains * (cfg.warmup + cfg.draws) * (n_params + 8) * 3
-    chunk = chunk_size or default_chunk_size(len(pending), n_dev, per_brand)
     bar = Progress(len(pending), progress)
-    sampler = make_batch_sampler(ld, cfg, chunk, mesh=mesh, on_step=bar.on_step,
-                                 vmap_group=vmap_group, vmap_chains=vmap_chains)
+    sampler = make_batch_sampler(tpl.ld, job.cfg, chunk_size or tpl.default_chunk(len(pending), n_dev), mesh=mesh,
+                                 on_step=bar.on_step, vmap_group=vmap_group, vmap_chains=vmap_chains)
     chunk = sampler.chunk_size
-    stats.update(chunk_size=chunk, devices=n_dev, compile_s=time.perf_counter() - t0)
-    S = cfg.chains * cfg.draws
-    q_bytes = 8.0 * S * T * (3 * len(config.channels) + 6)
-    post_batch = int(max(1, min(chunk, 2e9 // max(q_bytes, 1.0))))
-    qfn = quantity_fn(ld, config.likelihood)
-    record = {"config_hash": job_hash, "versions": versions}
-
-    def postprocess(c) -> int:
-        """Posterior quantities for this process's brands, a few at a time, then one file each."""
-        written = 0
-        for s0 in range(0, len(c.mine), post_batch):
-            part = c.mine[s0 : s0 + post_batch]
-            padded = part + [part[-1]] * (post_batch - len(part))
-            samples = {k: np.stack([c.rows[r][0][k] for r in padded]) for k in ld.param_names}
-            data = {k: c.arrays[k][padded] for k in ld.data_names}
-            ts = np.asarray([c.filled[r].scaling.target_scale for r in padded])
-            tot_full = np.zeros((len(padded), len(config.channels)))
-            for i, r in enumerate(padded):
-                tot_full[i, c.filled[r].present] = c.filled[r].data.spend.sum(axis=0)
-            try:
-                q = qfn(samples, data, ts, tot_full, c.k_pp[padded])
-                q = {k: np.asarray(v) for k, v in q.items()}
-            except Exception as err:  # noqa: BLE001
-                for r in part:
-                    store.write_failure(c.filled[r].name, f"post-processing failed: {short_error(err)}", record)
-                continue
-            for i, r in enumerate(part):
-                b = c.filled[r]
-                stats_b = {k: np.asarray(v) for k, v in c.rows[r][1].items()}
-                stats_b["diverging"] = stats_b["diverging"].astype(bool)
-                written += _write_brand(store, b, {k: v[i] for k, v in q.items()}, stats_b, ld, cfg, free,
-                                        brand_seed(seed, b.name), job_hash, versions, wall=c.wall, config=config)
-        return written
-
-    def stack(filled):
-        return stack_brands(filled, T, config.seasonality).arrays, None
+    stats.update(chunk_size=chunk, devices=n_dev, compile_s=time.perf_counter() - t0, **tpl.info)
 
     t_fit = time.perf_counter()
-    run_chunks(pending, sampler=sampler, seed=seed, store=store, record=record, stack=stack,
-               postprocess=postprocess, bar=bar, stats=stats, max_chunks=max_chunks)
+    run_chunks(pending, sampler=sampler, seed=job.seed, store=job.store, record=job.record, stack=tpl.stack,
+               postprocess=lambda c: tpl.postprocess(c, chunk), bar=bar, stats=stats, max_chunks=max_chunks)
     bar.close()
     stats["fit_s"] = time.perf_counter() - t_fit
     stats["wall_s"] = time.perf_counter() - t_start
     stats["brands_per_min"] = 60.0 * stats["fitted"] / max(stats["wall_s"], 1e-9)
-    return BatchResult(Path(store.root), stats)
-
-
-def _write_brand(store, b, q, stats, ld, cfg, free, seed, job_hash, versions, wall, config) -> bool:
-    """Label, check and write one brand; any problem marks it failed (never raises)."""
-    rec = {"config_hash": job_hash, "versions": versions, "n_weeks": b.n_weeks, "data_hash": b.data_hash,
-           "channels": list(b.config.channels), "wall_s": wall}
-
-    def build():
-        sliced = slice_brand(q, ld, b.n_weeks, b.present, config)
-        return (nonfinite_draws(sliced, free)
-                or brand_idata(b, sliced, stats, ld, cfg, free, seed, job_hash, {"sampling_share": wall}, config))
-
-    return write_brand_result(store, b.name, rec, build)
+    return BatchResult(Path(job.store.root), stats)
 
 
 class Progress:
@@ -527,20 +416,17 @@ class Progress:
 
 
 def load_brand(out: str | os.PathLike, brand: str):
-    """A brand of a batch output directory as a fitted :class:`mmm_jax.MMM`."""
-    from ..mmm import MMM
+    """A brand of a batch output directory as a fitted model: an :class:`mmm_jax.MMM`, or a
+    :class:`mmm_jax.hierarchical.HierarchicalMMM` for a batch of market panels.
 
+    A market panel's ``roas``, ``contributions`` and ``diagnostics`` work from the stored draws;
+    its ``predict`` and ``crps`` need the brand's data: refit it with ``HierarchicalMMM.fit`` for those.
+    """
     idata = BatchResult(Path(out), {}).idata(brand)
     idata.load()
-    attrs = idata.posterior.attrs
-    config = ModelConfig.from_dict(json.loads(attrs["config"]))
-    cd = idata.constant_data
-    df = pd.DataFrame({config.date: pd.DatetimeIndex(idata.observed_data["date"].values)})
-    df[config.target] = idata.observed_data["y"].values
-    for i, c in enumerate(config.channels):
-        df[c] = cd["spend"].values[:, i]
-    for i, c in enumerate(config.controls):
-        df[c] = cd["controls"].values[:, i]
-    mmm = MMM.restore(config, df, Scaling.from_dict(json.loads(attrs["scaling"])), idata,
-                      {"sampler": "blackjax", "seed": int(attrs.get("seed", 0)), "brand": brand})
-    return mmm
+    config = load_config(json.loads(idata.posterior.attrs["config"]))
+    if isinstance(config, HierarchicalConfig):
+        from .panels import restore_panel_brand as restore
+    else:
+        from .brands import restore_brand as restore
+    return restore(config, idata, brand)

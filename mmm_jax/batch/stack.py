@@ -1,7 +1,7 @@
 """Many brands in one array program: split, validate, scale and pad to a template shape.
 
 Each brand is validated on its own (a bad brand becomes a :class:`BrandFailure`, never an
-exception for the batch), scaled with its own :class:`~mmm_jax.features.Scaling`, and padded
+exception for the batch), scaled with its own :class:`~mmm_jax.data.features.Scaling`, and padded
 to the template length ``T_max`` at the END of its history:
 
 * padded weeks have ``mask = 0`` (they add nothing to the log-likelihood), zero spend, zero
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import ModelConfig
-from ..data import DataError, MMMData, validate_frame
-from ..features import Scaling, fit_model_scaling, input_axes, model_arrays, widen_channels
+from ..config.model import ModelConfig
+from ..data.features import Scaling, fit_model_scaling, fourier_features, model_arrays, pad_inputs, widen_channels
+from ..data.validate import DataError, MMMData, validate_frame
 
 __all__ = [
     "BrandData",
@@ -56,7 +56,7 @@ class BrandData:
     scaling : Scaling
         Per-brand scaling over the present channels.
     arrays : dict of np.ndarray
-        The model's inputs (:func:`mmm_jax.features.model_arrays`) over ALL batch channels
+        The model's inputs (:func:`mmm_jax.data.features.model_arrays`) over ALL batch channels
         (absent ones zero spend, spend scale 1), unpadded (T_b rows).
     data_hash : str
         SHA-256 of the brand's validated arrays (detects changed data on resume).
@@ -198,7 +198,7 @@ def _data_hash(data: MMMData) -> str:
 def prepare_brand(name: str, frame: pd.DataFrame, config: ModelConfig) -> BrandData | BrandFailure:
     """Validate and scale one brand; a problem gives a :class:`BrandFailure`, never an exception.
 
-    The arrays are the single-brand model's own inputs (:func:`mmm_jax.features.model_arrays`:
+    The arrays are the single-brand model's own inputs (:func:`mmm_jax.data.features.model_arrays`:
     HSGP bases, ``target_scale``, ROAS-prior training arrays included), widened to all of the
     batch's channels.
     """
@@ -236,33 +236,20 @@ def prepare_brand(name: str, frame: pd.DataFrame, config: ModelConfig) -> BrandD
 
 
 def _padded_arrays(b: BrandData, T: int, seasonality: int) -> dict:
-    """``b.arrays`` padded at the end to ``T`` rows (mask 0; calendar features continue).
-
-    Every input with a date axis (:func:`mmm_jax.features.input_axes`) is padded: time and
-    Fourier features continue the brand's calendar, everything else (spend, target, masks, HSGP
-    basis rows, training copies) is zero there; the padded weeks are masked out of the
-    likelihood and, being last, cannot carry over into real weeks.
+    """``b.arrays`` padded at the end to ``T`` weeks by :func:`mmm_jax.data.features.pad_inputs`:
+    time and Fourier features continue the brand's calendar, everything else with a date axis
+    (spend, target, masks, HSGP basis rows, training copies) is zero there; the padded weeks are
+    masked out of the likelihood and, being last, cannot carry over into real weeks.
     """
     Tb = b.n_weeks
     if Tb == T:
         return b.arrays
-    from ..features import fourier_features
-
     step = pd.Timedelta(days=b.data.freq_days)
     extra = pd.DatetimeIndex([b.data.dates[-1] + step * (i + 1) for i in range(T - Tb)])
     t_extra = np.asarray((extra - b.scaling.t0).days, dtype=float) / b.scaling.t_unit_days
-    out = {}
-    for k, v in b.arrays.items():
-        if "date" not in input_axes(k):
-            out[k] = v
-            continue
-        pad = np.zeros((T - Tb, *v.shape[1:]))
-        if k == "time":
-            pad = t_extra
-        elif k == "fourier":
-            pad = fourier_features(extra, seasonality)
-        out[k] = np.concatenate([v, pad], axis=0)
-    return out
+    calendar = {"time": np.concatenate([b.arrays["time"], t_extra]),
+                "fourier": np.concatenate([b.arrays["fourier"], fourier_features(extra, seasonality)])}
+    return pad_inputs(b.arrays, {"date": T}, calendar)
 
 
 def stack_brands(brands: list[BrandData], T: int, seasonality: int) -> StackedBatch:

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..persist import file_digest, is_storage_error, netcdf_bytes, atomic_write_bytes
+from ..persist import atomic_write_bytes, file_digest, is_storage_error, netcdf_bytes
 
 __all__ = ["ResultStore", "ConfigChangedError", "StoreLockedError", "StorageError", "config_hash",
            "MANIFEST_COLUMNS", "brand_filename"]

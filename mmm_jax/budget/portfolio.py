@@ -30,12 +30,19 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ..adstock import adstock_weights_jax
+from ..media.adstock import adstock_weights_jax
 from .optimize import OBJECTIVES, BudgetProblem, objective_value, projected_adam
 from .plan import BudgetError, BudgetPlan, allocation_bounds, check_risk, jit_optimize, make_plan
 from .projection import project_budget
-from .response import (RECENT_MULTIPLIER_WEEKS, ResponseParams, ResponseSpec, plan_contributions, recent_parameter,
-                       response_params_from_mmm, response_window)
+from .response import (
+    RECENT_MULTIPLIER_WEEKS,
+    ResponseParams,
+    ResponseSpec,
+    plan_contributions,
+    recent_parameter,
+    response_params_from_mmm,
+    response_window,
+)
 
 __all__ = ["hierarchical_units", "portfolio_units", "left_out_brands", "optimize_portfolio", "optimize_flighting", "FlightPlan", "rescale_saturation"]
 
@@ -173,7 +180,7 @@ def portfolio_units(source, max_draws: int | None = 2000, seed: int = 0, *, nati
         market's first week)
     spec : ResponseSpec
     """
-    from ..hierarchical import HierarchicalMMM
+    from ..api.markets import HierarchicalMMM
 
     if isinstance(source, HierarchicalMMM):
         params, labels, spend, spec = hierarchical_units(source, max_draws, seed, national=national,

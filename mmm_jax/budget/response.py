@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..adstock import adstock_conv_jax, adstock_weights_jax, geometric_weights_jax
-from ..saturation import SATURATION_PARAMS, media_response_jax
+from ..media.adstock import adstock_conv_jax, adstock_weights_jax, geometric_weights_jax
+from ..media.saturation import SATURATION_PARAMS, media_response_jax
 
 __all__ = [
     "ResponseSpec",
@@ -48,7 +48,7 @@ class ResponseSpec(NamedTuple):
     Attributes
     ----------
     saturation : str
-        Saturation family (a key of :data:`mmm_jax.saturation.SATURATION_PARAMS`).
+        Saturation family (a key of :data:`mmm_jax.media.saturation.SATURATION_PARAMS`).
     adstock_first : bool
         ``True``: response = saturation(adstock(spend)); ``False``: adstock(saturation(spend)).
     """
@@ -66,7 +66,7 @@ class ResponseParams(NamedTuple):
         Adstock weights per draw and channel (``L`` the window).
     sat : dict of (S, C) arrays
         Saturation parameters per draw, named as in
-        :data:`mmm_jax.saturation.SATURATION_PARAMS` (e.g. ``beta``, ``lam``), scaled units.
+        :data:`mmm_jax.media.saturation.SATURATION_PARAMS` (e.g. ``beta``, ``lam``), scaled units.
     spend_scale : (C,) array
         Spend scaling (original currency per unit of scaled spend).
     target_scale : () array

@@ -240,7 +240,7 @@ def simulate_time_varying(
     ExpQuad(ell))``; ``media = sat_level * tanh(adstock(x) / (sat_level * cac0[t]))``
     (geometric adstock, normalised); ``y = 0.4 + 0.1 tau + 0.03 sin1 - 0.02 cos1 + sum media
     + Normal(0, noise)`` (``sin1, cos1`` the first yearly Fourier pair of
-    :func:`mmm_jax.features.fourier_features`); ``sales = y * 250 000``.
+    :func:`mmm_jax.data.features.fourier_features`); ``sales = y * 250 000``.
 
     Returns
     -------

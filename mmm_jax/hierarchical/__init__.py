@@ -2,12 +2,12 @@
 across geos, brands or products (non-centred), compiled to the same pure-JAX log-density with
 data as inputs."""
 
-from .batch import HierarchicalBatchResult, fit_many_hierarchical, load_hierarchical_brand
-from .config import DEFAULT_POOLING, MARKET_KEYS, POOLING_CHOICES, HierarchicalConfig, load_config
-from .fit import HierarchicalMMM
-from .model import build_hierarchical_model
-from .panel import PanelData, PanelScaling, fit_panel_scaling, panel_arrays, validate_panel
-from .simulate import PanelTruth, simulate_panel
+from ..api.markets import HierarchicalMMM
+from ..batch.panels import HierarchicalBatchResult, fit_many_hierarchical, load_hierarchical_brand
+from ..config.markets import DEFAULT_POOLING, MARKET_KEYS, POOLING_CHOICES, HierarchicalConfig, load_config
+from ..data.panel import PanelData, PanelScaling, fit_panel_scaling, panel_arrays, validate_panel
+from ..datasets.panels import PanelTruth, simulate_panel
+from ..model.markets import build_hierarchical_model
 
 __all__ = [
     "HierarchicalConfig",

@@ -33,7 +33,7 @@ def sample_numpyro(ld: LogDensity, data: dict | None, *, key: jax.Array, config:
     """NUTS with NumPyro's Stan-style window adaptation.
 
     ``chain_method="parallel"`` puts one chain per device (``pmap``; on CPU, host devices —
-    see :func:`mmm_jax.set_host_devices`), ``"vectorized"`` runs them in lock-step with
+    see :func:`mmm_jax._runtime.set_host_devices`), ``"vectorized"`` runs them in lock-step with
     ``vmap``, ``"sequential"`` one after another. Deterministics are not computed here: the
     loop carries only the unconstrained parameters. ``timings["warmup"]`` ends when the last
     warm-up chunk returns (compilation included).

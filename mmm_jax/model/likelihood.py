@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 __all__ = ["predictive_draw", "COUNT_LIKELIHOODS"]
 
-#: Likelihoods whose draws are counts (see :data:`mmm_jax.config.COUNT_LIKELIHOODS`).
+#: Likelihoods whose draws are counts (see :data:`mmm_jax.config.model.COUNT_LIKELIHOODS`).
 COUNT_LIKELIHOODS = ("poisson", "negative_binomial")
 
 

@@ -40,7 +40,7 @@ class Markets(NamedTuple):
     level's between-group sd; national : channels with one spend series for all markets (the
     model's channel order is the local channels, then these); parents : level -> index of each
     of its groups' parent group at the level above (nested levels after the first; used by
-    centred parameters). :func:`mmm_jax.model.build_pymc_model` fills ``groups`` / ``parents``
+    centred parameters). :func:`mmm_jax.model.build.build_pymc_model` fills ``groups`` / ``parents``
     with ``pm.Data`` inputs from the model's arrays (``group_index_<level>``,
     ``group_parent_<level>``), so that a batch can pad them.
     """

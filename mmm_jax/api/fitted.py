@@ -4,8 +4,8 @@ and ``load(path)``.
 A config with market keys gives a :class:`mmm_jax.hierarchical.HierarchicalMMM` (ROAS, CAC,
 marginal values, curves and budgets at ``level="market"`` or ``"national"``); one without gives
 an :class:`mmm_jax.MMM` (the one-market case of the same model). Both are thin facades over the
-same model builder (:func:`mmm_jax.model.build_pymc_model`), compile step, per-draw quantities
-(:func:`mmm_jax.results.draw_quantities`) and InferenceData builder, and share
+same model builder (:func:`mmm_jax.model.build.build_pymc_model`), compile step, per-draw quantities
+(:func:`mmm_jax.posterior.results.draw_quantities`) and InferenceData builder, and share
 :class:`FittedModel`: ``diagnostics``, ``summary`` and ``save`` (one folder format,
 :mod:`mmm_jax.persist`), and the same analysis method names (``roas``, ``cac``,
 ``contributions``, ``predict``, ``marginal_roas``, ``marginal_cac``, ``response_curves``,
@@ -18,19 +18,26 @@ same model builder (:func:`mmm_jax.model.build_pymc_model`), compile step, per-d
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from .persist import RunFormatError, output_kind, save_run
-from .results import diagnostics, free_parameter_names
+import jax
+
+from ..inference import sample
+from ..persist import RunFormatError, output_kind, save_run
+from ..posterior.results import check_convergence, diagnostics, free_parameter_names
 
 if TYPE_CHECKING:
+    import arviz as az
     import pandas as pd
 
-    from .config import ModelConfig
-    from .hierarchical import HierarchicalConfig, HierarchicalMMM
+    from ..config.markets import HierarchicalConfig
+    from ..config.model import ModelConfig
+    from .markets import HierarchicalMMM
     from .mmm import MMM
 
 __all__ = ["FittedModel", "NotFittedError", "model_for", "load"]
@@ -49,6 +56,61 @@ class FittedModel:
     kind: ClassVar[str]
     #: posterior quantities that :meth:`summary` lists after the free parameters
     summary_quantities: ClassVar[tuple[str, ...]] = ("roas",)
+
+    def fit(self, df: pd.DataFrame, *, sampler: str = "numpyro", chains: int = 4, warmup: int = 1000,
+            draws: int = 1000, target_accept: float = 0.9, seed: int = 0, progress: bool = True,
+            chunk_draws: int = 256, **sampler_kwargs: Any) -> az.InferenceData:
+        """Fit and return the labelled InferenceData (also kept as ``self.idata``).
+
+        Parameters
+        ----------
+        df : DataFrame with the config's date, target, channel and control columns (and the
+            market columns for a market model: long format, one row per market and week).
+        sampler : {"numpyro", "blackjax", "chees", "meads"}
+            NUTS (window adaptation) or BlackJAX many-chain adaptation, see
+            :func:`mmm_jax.inference.sample`.
+        chains, warmup, draws, target_accept : sampler settings.
+        seed : int
+            Same seed, same draws.
+        progress : bool
+            Progress bar while sampling.
+        chunk_draws : int
+            Draws per post-processing step (bounds its memory; markets: chunk x markets x weeks x
+            channels doubles); the results do not depend on it.
+        **sampler_kwargs : further :class:`mmm_jax.inference.SamplerConfig` fields
+            (``max_tree_depth``, ``dense_mass``, ``chain_method``).
+
+        Warns :class:`mmm_jax.ConvergenceWarning` when max R-hat > 1.01 or there are divergences.
+        """
+        t0 = time.perf_counter()
+        self.build(df)
+        t_build = time.perf_counter() - t0
+        k_sample, k_pp = jax.random.split(jax.random.key(seed))
+        result = sample(self.logdensity, self.model_inputs(), key=k_sample, sampler=sampler, chains=chains,
+                        warmup=warmup, draws=draws, target_accept=target_accept, progress=progress, **sampler_kwargs)
+        t1 = time.perf_counter()
+        self.attach(result, key=k_pp, seed=seed, chunk_draws=chunk_draws)
+        self.timings = {"build_compile": t_build, **result.timings, "postprocess": time.perf_counter() - t1,
+                        "wall": time.perf_counter() - t0}
+        for g in self.idata.groups():
+            self.idata[g].attrs["timings"] = json.dumps(self.timings)
+        check_convergence(self.diagnostics())
+        return self.idata
+
+    def build(self, df: pd.DataFrame) -> None:
+        """Validate and scale ``df``, build the ``pm.Model`` and compile it (``self.logdensity``)."""
+        raise NotImplementedError
+
+    def model_inputs(self) -> dict:
+        """The compiled model's data inputs for the training data (after :meth:`build`)."""
+        raise NotImplementedError
+
+    def attach(self, result, *, key, seed: int, chunk_draws: int = 256) -> az.InferenceData:
+        """Post-process a sampler run of this model (``result``: a
+        :class:`~mmm_jax.inference.base.SampleResult` with draws shaped ``(chains, draws, *param)``)
+        into ``self.idata`` (also returned); ``key``: the posterior-predictive key; ``seed``:
+        recorded as the fit's seed."""
+        raise NotImplementedError
 
     def _require_fit(self) -> None:
         if getattr(self, "idata", None) is None:
@@ -92,7 +154,8 @@ class FittedModel:
 def model_for(config: ModelConfig | HierarchicalConfig | Mapping | str | os.PathLike) -> MMM | HierarchicalMMM:
     """An unfitted model for ``config`` (a config object, a mapping, or a YAML / JSON file):
     :class:`~mmm_jax.hierarchical.HierarchicalMMM` when it has market keys, else :class:`~mmm_jax.MMM`."""
-    from .hierarchical import HierarchicalConfig, HierarchicalMMM, load_config
+    from ..config.markets import HierarchicalConfig, load_config
+    from .markets import HierarchicalMMM
     from .mmm import MMM
 
     cfg = load_config(config)
@@ -105,7 +168,7 @@ def load(path: str | os.PathLike) -> MMM | HierarchicalMMM:
     Raises :class:`mmm_jax.persist.RunFormatError` naming what ``path`` is when it is not a
     saved fitted model (a batch folder, a budget, not an mmm_jax output).
     """
-    from .hierarchical import HierarchicalMMM
+    from .markets import HierarchicalMMM
     from .mmm import MMM
 
     found = output_kind(path) if Path(path).is_dir() else None

@@ -1,6 +1,6 @@
-"""The multi-market MMM: the model of :func:`mmm_jax.model.build_pymc_model` with markets.
+"""The multi-market MMM: the model of :func:`mmm_jax.model.build.build_pymc_model` with markets.
 
-On scaled data (:mod:`mmm_jax.hierarchical.panel`), for market ``g`` and week ``t``::
+On scaled data (:mod:`mmm_jax.data.panel`), for market ``g`` and week ``t``::
 
     y[g, t] ~ Likelihood(mu[g, t], sigma[g])                  where mask[g, t] = 1
     mu[g, t] = intercept[g] + trend[g] * time[t] + fourier[t] @ gamma_fourier[g]
@@ -9,7 +9,7 @@ On scaled data (:mod:`mmm_jax.hierarchical.panel`), for market ``g`` and week ``
 (count likelihoods: ``baseline = exp(<linear predictor>)``, the count ``target * target_scale[g]``
 with mean ``target_scale[g] * mu[g, t]``, Poisson or negative binomial with ``overdispersion``),
 with the same adstock and saturation families as the single-brand model
-(:func:`mmm_jax.adstock.apply_adstock`, :func:`mmm_jax.saturation.media_response`), applied to
+(:func:`mmm_jax.media.adstock.apply_adstock`, :func:`mmm_jax.media.saturation.media_response`), applied to
 every (market, channel) series at once, and national channels (one spend series for all markets,
 a response per market) appended to the local ones.
 
@@ -19,7 +19,7 @@ the multiplier ``media_multiplier[t, c]`` (shared by the channels, or hierarchic
 same in every market.
 
 How each parameter is shared between markets (shared / pooled / independent) is
-:mod:`mmm_jax.pooling`. One brand is the one-market case of the same builder. All data are
+:mod:`mmm_jax.model.pooling`. One brand is the one-market case of the same builder. All data are
 ``pm.Data``, so the compiled log-density takes them as inputs.
 """
 
@@ -27,16 +27,16 @@ from __future__ import annotations
 
 import pymc as pm
 
-from ..model import build_pymc_model
-from ..pooling import Markets, hyper_location, link_of
-from .config import HierarchicalConfig
+from ..config.markets import HierarchicalConfig
+from .build import build_pymc_model
+from .pooling import Markets, hyper_location, link_of
 
 __all__ = ["build_hierarchical_model", "markets_of", "link_of", "hyper_location"]
 
 
 def markets_of(config: HierarchicalConfig, panel) -> Markets:
     """The market structure of ``config`` on ``panel`` (labels and hierarchy groups; the group
-    indices themselves are model inputs, :func:`~mmm_jax.hierarchical.panel.panel_arrays`)."""
+    indices themselves are model inputs, :func:`~mmm_jax.data.panel.panel_arrays`)."""
     return Markets(
         labels=tuple(panel.markets), levels=tuple(config.levels),
         group_labels={k: tuple(v) for k, v in panel.group_labels.items()},
@@ -52,7 +52,7 @@ def build_hierarchical_model(config: HierarchicalConfig, arrays: dict, panel) ->
     Parameters
     ----------
     config : HierarchicalConfig
-    arrays : dict from :func:`mmm_jax.hierarchical.panel.panel_arrays`
+    arrays : dict from :func:`mmm_jax.data.panel.panel_arrays`
     panel : PanelData (market and group labels)
     """
     return build_pymc_model(config.base, arrays, dates=list(panel.dates), markets=markets_of(config, panel))

@@ -51,7 +51,7 @@ class ConfigError(ValueError):
 LIKELIHOODS = ("normal", "studentt", "poisson", "negative_binomial")
 #: The count likelihoods (integer target >= 0; mean = exp(baseline) + contributions).
 COUNT_LIKELIHOODS = ("poisson", "negative_binomial")
-#: Links from a zero-mean HSGP to a positive media multiplier (see :func:`mmm_jax.hsgp.positive_multiplier`).
+#: Links from a zero-mean HSGP to a positive media multiplier (see :func:`mmm_jax.model.hsgp.positive_multiplier`).
 MEDIA_LINKS = ("exp", "softplus")
 
 
@@ -248,7 +248,7 @@ class WeibullAdstock:
 
     ``kind="cdf"``: ``w_0 = 1, w_l = prod_{j<=l} (1 - F(j))`` (monotone decay, flexible tail);
     ``kind="pdf"``: the Weibull density at lags ``1..l_max`` rescaled to ``[0, 1]`` (can peak
-    after the first week). See :mod:`mmm_jax.adstock`.
+    after the first week). See :mod:`mmm_jax.media.adstock`.
     """
 
     l_max: int = 8
@@ -302,8 +302,8 @@ class MichaelisMentenSaturation:
 
 
 def _hsgp_spec(value, key: str):
-    """An :class:`mmm_jax.hsgp.HSGPSpec` from an instance, ``True`` (defaults) or a mapping."""
-    from .hsgp import HSGPSpec  # hsgp imports this module: import when first used
+    """An :class:`mmm_jax.model.hsgp.HSGPSpec` from an instance, ``True`` (defaults) or a mapping."""
+    from ..model.hsgp import HSGPSpec  # hsgp imports this module: import when first used
 
     if isinstance(value, HSGPSpec):
         return value
@@ -333,13 +333,13 @@ class TimeVaryingMedia:
         p[t, c] = p_c * positive_multiplier(f[t, c], link)
 
     ``f`` averages exactly 0 over the training weeks (the basis is centred there, see
-    :func:`mmm_jax.features.hsgp_domains`), so with the ``exp`` link ``p_c`` is the geometric
+    :func:`mmm_jax.data.features.hsgp_domains`), so with the ``exp`` link ``p_c`` is the geometric
     mean of ``p[t, c]`` over the window.
 
     * ``hierarchical=False``: ``f[t, c] = f(t)``, one process shared by all channels (a
       common media multiplier, e.g. brand health or seasonality of attention);
     * ``hierarchical=True``: ``f[t, c] = f_global(t) + delta_c(t)``, a shared process plus one
-      deviation process per channel on the same basis (:func:`mmm_jax.hsgp.hsgp_hierarchical`).
+      deviation process per channel on the same basis (:func:`mmm_jax.model.hsgp.hsgp_hierarchical`).
 
     Parameters
     ----------
@@ -360,7 +360,7 @@ class TimeVaryingMedia:
         and the data identify the split (otherwise ``global + s, delta_c - s`` is a posterior
         ridge that only the amplitude priors bound, which costs NUTS many leapfrog steps).
     link : {"exp", "softplus"}
-        :func:`mmm_jax.hsgp.positive_multiplier`.
+        :func:`mmm_jax.model.hsgp.positive_multiplier`.
     param : str or None
         The media parameter that varies: ``None`` means ``cac0`` for the tanh saturation
         (cost per unit of response at zero spend; the multiplier > 1 means *dearer*
@@ -417,7 +417,7 @@ class TimeVaryingMedia:
             return value
         if value is True:
             return cls()
-        from .hsgp import HSGPSpec
+        from ..model.hsgp import HSGPSpec
 
         if isinstance(value, HSGPSpec):
             return cls(hsgp=value)
@@ -487,7 +487,7 @@ class ModelConfig:
     time_varying_intercept : HSGPSpec, True or None
         Adds an HSGP ``f(t)`` to the baseline (on the scaled target; on the log scale for count
         likelihoods), centred to average 0 over the training weeks so that the intercept stays
-        the average level. ``True`` uses :class:`mmm_jax.hsgp.HSGPSpec` defaults.
+        the average level. ``True`` uses :class:`mmm_jax.model.hsgp.HSGPSpec` defaults.
     time_varying_media : TimeVaryingMedia, True or None
         Time-varying media effectiveness: one media parameter (``beta``; ``cac0`` for tanh)
         times a positive HSGP multiplier shared by all channels, or hierarchical per channel.

@@ -1,6 +1,6 @@
 """The MMM as a ``pm.Model``.
 
-On scaled data (see :mod:`mmm_jax.features`)::
+On scaled data (see :mod:`mmm_jax.data.features`)::
 
     y_t ~ Likelihood(mu_t, sigma[, nu])            for weeks with mask_t = 1
     mu_t = baseline_t + sum_c media_c(spend)_t
@@ -15,7 +15,7 @@ contributions stay in units of the target and CAC = spend / contribution.
 
 Time-varying media (``time_varying_media``): one saturation parameter ``p`` (``beta``;
 ``cac0`` for tanh) becomes ``p[t, c] = p_c * multiplier[t, c]`` with the positive HSGP
-multiplier of :func:`mmm_jax.hsgp.positive_multiplier` (shared, or hierarchical per channel).
+multiplier of :func:`mmm_jax.model.hsgp.positive_multiplier` (shared, or hierarchical per channel).
 
 ROAS / CAC priors: ``beta_c = ROAS_c * spend_c / (target_scale * sum_t g[t, c])`` on the
 training window, ``g`` the channel's contribution at ``beta = 1``.
@@ -23,9 +23,9 @@ training window, ``g`` the channel's contribution at ``beta = 1``.
     media_c = response(adstock(spend_c))       (adstock_first, the default)
             = adstock(response(spend_c))       (adstock_first = False)
 
-with the adstock family of ``config.adstock`` (:func:`mmm_jax.adstock.apply_adstock`) and the
+with the adstock family of ``config.adstock`` (:func:`mmm_jax.media.adstock.apply_adstock`) and the
 response (saturation times its coefficient) of ``config.saturation``
-(:func:`mmm_jax.saturation.media_response`).
+(:func:`mmm_jax.media.saturation.media_response`).
 
 Every data array is a ``pm.Data`` container, so :func:`mmm_jax.compile.compile_logdensity`
 can turn it into a function input (HSGP bases included). Deterministics
@@ -42,10 +42,10 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from .adstock import apply_adstock
-from .config import COUNT_LIKELIHOODS, ModelConfig, Prior
+from ..config.model import COUNT_LIKELIHOODS, ModelConfig, Prior
+from ..media.adstock import apply_adstock
+from ..media.saturation import media_response
 from .pooling import Markets, hyper_location, link_of, mode_of, parameter, to_link
-from .saturation import media_response
 
 __all__ = [
     "build_pymc_model",
@@ -164,7 +164,7 @@ def term_basis_data(name: str, spec, arrays, *, suffix: str = ""):
     if phi_key not in arrays or eig_key not in arrays:
         if suffix:
             raise ValueError(f"arrays lacks {phi_key!r} (build the inputs with features.model_arrays)")
-        from .features import hsgp_basis_for
+        from ..data.features import hsgp_basis_for
 
         # the (centred) basis on the domain of the observed weeks: the training window
         phi, sqrt_eig = hsgp_basis_for(spec, arrays["time"], arrays.get("mask"))
@@ -332,10 +332,10 @@ def build_pymc_model(
     ----------
     config : ModelConfig
     arrays : dict
-        Scaled inputs. One brand (:func:`mmm_jax.features.design_arrays` /
-        :func:`~mmm_jax.features.model_arrays`): spend (T, C), controls (T, K), fourier
+        Scaled inputs. One brand (:func:`mmm_jax.data.features.design_arrays` /
+        :func:`~mmm_jax.data.features.model_arrays`): spend (T, C), controls (T, K), fourier
         (T, 2n), time (T,), target (T,), mask (T,). Markets
-        (:func:`mmm_jax.hierarchical.panel.panel_arrays`): spend (G, T, C_local),
+        (:func:`mmm_jax.data.panel.panel_arrays`): spend (G, T, C_local),
         national_spend (T, C_nat), controls (G, T, K), target (G, T), mask (G, T), fourier,
         time. Plus, when the config uses them: ``target_scale`` (() / (G,)), ``spend_scale``
         ((C,) / (G, C), model channel order), HSGP bases ``*_phi`` (T, m) / ``*_sqrt_eig``
@@ -345,7 +345,7 @@ def build_pymc_model(
     dates : sequence, optional
         Labels for the ``date`` dimension (defaults to ``0..T-1``).
     markets : Markets, optional
-        Market labels, hierarchy and pooling (:mod:`mmm_jax.pooling`); the model's channel
+        Market labels, hierarchy and pooling (:mod:`mmm_jax.model.pooling`); the model's channel
         order is then the local channels, then the national ones.
 
     Returns

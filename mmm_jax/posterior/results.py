@@ -19,10 +19,10 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
-from .compile import LogDensity
-from .inference.base import SampleResult
-from .likelihood import COUNT_LIKELIHOODS, predictive_draw
-from .model import nb_alpha
+from ..compile import LogDensity
+from ..inference.base import SampleResult
+from ..model.build import nb_alpha
+from ..model.likelihood import COUNT_LIKELIHOODS, predictive_draw
 
 __all__ = [
     "ConvergenceWarning",
@@ -188,6 +188,7 @@ def to_inference_data(
     fixed_dims: Mapping[str, tuple[str, ...]] = BRAND_DIMS,
     y_dims: tuple[str, ...] = ("date",),
     extra_groups: Mapping[str, xr.Dataset] | None = None,
+    batch_size: int = 256,
 ) -> az.InferenceData:
     """Labelled InferenceData with posterior, posterior_predictive, sample_stats, data groups:
     the one builder for one brand, markets and batches.
@@ -199,11 +200,13 @@ def to_inference_data(
     :func:`posterior_quantities`, or the markets' own) skips computing them here (the batch
     engine computes them for many brands at once). ``fixed_dims``: dims of the quantities
     computed after sampling (:func:`dims_for`); ``y_dims``: dims of the target (markets:
-    ``("market", "date")``); ``extra_groups``: further groups (e.g. contribution summaries).
+    ``("market", "date")``); ``extra_groups``: further groups (e.g. contribution summaries);
+    ``batch_size``: draws per vectorised step of :func:`posterior_quantities` (memory only).
     """
     if quantities is None:
         q = posterior_quantities(
-            ld, result.samples, data, target_scale=target_scale, spend=spend, likelihood=likelihood, key=key
+            ld, result.samples, data, target_scale=target_scale, spend=spend, likelihood=likelihood, key=key,
+            batch_size=batch_size,
         )
     else:
         q = dict(quantities)

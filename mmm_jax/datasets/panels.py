@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..adstock import geometric_weights_np, adstock_conv_np
-from ..features import fourier_features
+from ..data.features import fourier_features
+from ..media.adstock import adstock_conv_np, geometric_weights_np
 
 __all__ = ["simulate_panel", "PanelTruth"]
 

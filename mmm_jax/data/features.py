@@ -13,13 +13,14 @@ Scaled space:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from .config import ModelConfig
-from .data import MMMData, check_counts
+from ..config.model import ModelConfig
+from .validate import MMMData, check_counts
 
 __all__ = [
     "Scaling",
@@ -30,10 +31,12 @@ __all__ = [
     "hsgp_domains",
     "hsgp_arrays",
     "model_arrays",
+    "training_copies",
     "with_hsgp_domains",
     "fit_model_scaling",
     "hsgp_basis_for",
     "input_axes",
+    "pad_inputs",
     "widen_channels",
     "DATA_NAMES",
     "YEAR_DAYS",
@@ -155,7 +158,7 @@ def hsgp_domains(config: ModelConfig, time, mask=None) -> dict[str, dict]:
     """Basis domain of every HSGP term, fitted on the training times ``time`` (T,).
 
     Returns ``{term: {"centre", "L", "shift"}}``: ``centre`` the middle of the observed
-    (``mask > 0``) training weeks, ``L = c * half-width`` (:func:`mmm_jax.hsgp.hsgp_domain`; a
+    (``mask > 0``) training weeks, ``L = c * half-width`` (:func:`mmm_jax.model.hsgp.hsgp_domain`; a
     forecast may reach ``L * (1 - 1 / c)`` beyond the window's end) and ``shift`` (m,) the
     training-week means of the basis columns.
 
@@ -166,7 +169,7 @@ def hsgp_domains(config: ModelConfig, time, mask=None) -> dict[str, dict]:
     posterior (the first basis functions are nearly constant on the window; PyMC's HSGP offers
     ``drop_first`` for the same reason).
     """
-    from .hsgp import hsgp_basis, hsgp_domain
+    from ..model.hsgp import hsgp_basis, hsgp_domain
 
     time = np.asarray(time, dtype=float)
     obs = time if mask is None else time[np.asarray(mask) > 0]
@@ -186,7 +189,7 @@ def hsgp_arrays(config: ModelConfig, time, domains: dict[str, dict]) -> dict[str
     :func:`hsgp_domains`). Raises ``ValueError`` for times beyond the domain (the
     approximation does not hold there).
     """
-    from .hsgp import hsgp_basis
+    from ..model.hsgp import hsgp_basis
 
     out = {}
     for name, spec in hsgp_terms(config).items():
@@ -228,19 +231,29 @@ def model_arrays(
             raise ValueError(f"scaling.hsgp lacks the domain of {missing}; set it with hsgp_domains on the training time")
         arrays.update(hsgp_arrays(config, arrays["time"], scaling.hsgp))
     if config.business_priors:
-        src = arrays if train is None else train
-        arrays["spend_train"] = np.asarray(src["spend_train"] if "spend_train" in src else src["spend"])
-        arrays["mask_train"] = np.asarray(src["mask_train"] if "mask_train" in src else src["mask"])
-        if "media_tv" in terms:
-            key = "media_tv_phi_train" if "media_tv_phi_train" in src else "media_tv_phi"
-            arrays["media_tv_phi_train"] = np.asarray(src[key])
+        arrays.update(training_copies(arrays, config, train))
     return arrays
+
+
+def training_copies(arrays: Mapping[str, np.ndarray], config: ModelConfig,
+                    train: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The training-window inputs a ROAS / CAC prior is defined on, for one brand or a panel:
+    ``spend_train`` (one brand (T0, C); a panel (G, T0, C_local)), ``mask_train`` ((T0,) / (G, T0)),
+    a panel's ``national_spend_train`` (T0, C_nat) and, with time-varying media,
+    ``media_tv_phi_train`` (T0, m). Taken from ``train`` (a fitted model's inputs) when given,
+    else from ``arrays`` itself (these data are the training data)."""
+    src = arrays if train is None else train
+    keys = {"spend_train": "spend", **({"national_spend_train": "national_spend"} if "national_spend" in arrays else {}),
+            "mask_train": "mask"}
+    if config.time_varying_media is not None:
+        keys["media_tv_phi_train"] = "media_tv_phi"
+    return {k: np.asarray(src[k] if k in src else src[v], dtype=float) for k, v in keys.items()}
 
 
 def fit_model_scaling(config: ModelConfig, data: MMMData) -> Scaling:
     """The scaling a fit of ``config`` on ``data`` uses: :func:`fit_scaling` plus the HSGP domains
     of its terms on the training weeks. Count likelihoods: the target is checked first
-    (:func:`mmm_jax.data.check_counts`, a ``DataError`` naming the row)."""
+    (:func:`mmm_jax.data.validate.check_counts`, a ``DataError`` naming the row)."""
     if config.is_count:
         check_counts(data.target, config.target)
     scaling = fit_scaling(data)
@@ -255,9 +268,9 @@ def with_hsgp_domains(scaling: Scaling, config: ModelConfig, time, mask=None) ->
 
 
 def hsgp_basis_for(spec, time, mask=None) -> tuple[np.ndarray, np.ndarray]:
-    """Centred basis ``(phi (T, m), sqrt_eig (m,))`` of one :class:`mmm_jax.hsgp.HSGPSpec` on
+    """Centred basis ``(phi (T, m), sqrt_eig (m,))`` of one :class:`mmm_jax.model.hsgp.HSGPSpec` on
     the domain of the observed (``mask > 0``) weeks of ``time`` (:func:`hsgp_domains`' rule)."""
-    from .hsgp import hsgp_basis, hsgp_domain
+    from ..model.hsgp import hsgp_basis, hsgp_domain
 
     time = np.asarray(time, dtype=float)
     obs = time if mask is None else time[np.asarray(mask) > 0]
@@ -267,24 +280,73 @@ def hsgp_basis_for(spec, time, mask=None) -> tuple[np.ndarray, np.ndarray]:
     return phi - shift, sqrt_eig
 
 
-def input_axes(name: str) -> tuple[str, ...]:
-    """Axes of the model input ``name`` (one market): ``"date"``, ``"channel"`` or another label.
+#: axes of every fixed-name input of one brand's model (no markets)
+_BRAND_AXES = {
+    "spend": ("date", "channel"), "controls": ("date", "control"), "fourier": ("date", "fourier_mode"),
+    "time": ("date",), "target": ("date",), "mask": ("date",), "target_scale": (),
+    "spend_scale": ("channel",), "spend_train": ("date", "channel"), "mask_train": ("date",),
+}
+#: ... and of a market panel's model (``channel``: local channels; ``model_channel``: local, then national)
+_PANEL_AXES = {
+    "spend": ("market", "date", "channel"), "national_spend": ("date", "national_channel"),
+    "controls": ("market", "date", "control"), "fourier": ("date", "fourier_mode"), "time": ("date",),
+    "target": ("market", "date"), "mask": ("market", "date"), "target_scale": ("market",),
+    "spend_scale": ("market", "model_channel"), "spend_train": ("market", "date", "channel"),
+    "national_spend_train": ("date", "national_channel"), "mask_train": ("market", "date"),
+}
+#: inputs padded with 1 (scales: a padded entry is masked, and any positive scale will do)
+PAD_ONE = frozenset({"target_scale", "spend_scale"})
+#: inputs that continue the calendar on padded weeks instead of being zero there
+CALENDAR = frozenset({"time", "fourier"})
 
-    The one description of every input's layout, used to pad brands to a template
-    (:mod:`mmm_jax.batch.stack`) and to widen a brand's channels to the batch's channels.
+
+def input_axes(name: str, markets: bool = False) -> tuple[str, ...]:
+    """Axes of the model input ``name``: ``"date"``, ``"channel"``, ``"market"``, ``"group:<level>"``
+    (a hierarchy level's groups) or another label; ``markets``: the input of a market panel's model.
+
+    The one description of every input's layout, used to pad brands and market panels to a
+    template (:func:`pad_inputs`) and to widen a brand's channels to the batch's channels.
+    Raises ``KeyError`` for an input it does not know (so nothing is passed through unpadded).
     """
-    fixed = {
-        "spend": ("date", "channel"), "controls": ("date", "control"), "fourier": ("date", "fourier_mode"),
-        "time": ("date",), "target": ("date",), "mask": ("date",), "target_scale": (),
-        "spend_scale": ("channel",), "spend_train": ("date", "channel"), "mask_train": ("date",),
-    }
-    if name in fixed:
-        return fixed[name]
+    table = _PANEL_AXES if markets else _BRAND_AXES
+    if name in table:
+        return table[name]
+    if markets and name.startswith("group_index_"):
+        return ("market",)
+    if markets and name.startswith("group_parent_"):
+        return (f"group:{name[len('group_parent_'):]}",)
     if name.endswith("_phi") or name.endswith("_phi_train"):
         return ("date", "basis")
     if name.endswith("_sqrt_eig"):
         return ("basis",)
     raise KeyError(f"unknown model input {name!r}")
+
+
+def pad_inputs(arrays: Mapping[str, np.ndarray], sizes: Mapping[str, int], calendar: Mapping[str, np.ndarray],
+               *, markets: bool = False) -> dict[str, np.ndarray]:
+    """Every model input padded at the end of each axis named in ``sizes`` (``{"date": T}``, and
+    for panels ``"market"`` and ``"group:<level>"`` sizes), by :func:`input_axes`.
+
+    Padding is 0 (no spend, no target, masked weeks and markets, zero HSGP basis rows, group
+    index 0), 1 for the scales (:data:`PAD_ONE`); the calendar inputs (:data:`CALENDAR`: time,
+    Fourier features) are taken from ``calendar``, the padded weeks continuing the calendar.
+    Integer inputs (group indices) keep their dtype.
+    """
+    out = {}
+    for name, v in arrays.items():
+        axes = input_axes(name, markets)
+        if name in CALENDAR:
+            out[name] = np.asarray(calendar[name])
+            continue
+        v = np.asarray(v)
+        widths = []
+        for ax, n in zip(axes, v.shape):
+            size = int(sizes.get(ax, n))
+            if size < n:
+                raise ValueError(f"input {name!r}: axis {ax!r} has {n} entries, more than the template's {size}")
+            widths.append((0, size - n))
+        out[name] = np.pad(v, widths, constant_values=1 if name in PAD_ONE else 0) if any(w for _, w in widths) else v
+    return out
 
 
 def widen_channels(arrays: dict[str, np.ndarray], present: np.ndarray) -> dict[str, np.ndarray]:
@@ -303,7 +365,7 @@ def widen_channels(arrays: dict[str, np.ndarray], present: np.ndarray) -> dict[s
         ax = axes.index("channel")
         shape = list(np.shape(v))
         shape[ax] = len(present)
-        full = np.full(shape, 1.0 if name == "spend_scale" else 0.0)
+        full = np.full(shape, 1.0 if name in PAD_ONE else 0.0)
         idx = [slice(None)] * len(shape)
         idx[ax] = np.flatnonzero(present)
         full[tuple(idx)] = v

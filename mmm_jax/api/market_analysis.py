@@ -15,7 +15,7 @@ posterior draws; then
 
 Draw ``k`` is the same joint posterior draw in every market, so sums over markets are draws of
 the national quantity. Time-varying media use the recent multiplier
-(:func:`mmm_jax.budget.hierarchical_units`).
+(:func:`mmm_jax.budget.portfolio.hierarchical_units`).
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import ConfigError, Prior
+from ..config.model import ConfigError, Prior
 
 __all__ = [
     "KERNELS",
@@ -468,7 +468,7 @@ def hsgp_process(
     sqrt_eig : pm.Data or array, shape (m,)
     eta, ell : Prior, float or tensor
         Amplitude (marginal sd of ``f``) and lengthscale (unit of the basis inputs). A
-        :class:`mmm_jax.config.Prior` is created as ``{name}_eta`` / ``{name}_ell``.
+        :class:`mmm_jax.config.model.Prior` is created as ``{name}_eta`` / ``{name}_ell``.
     kernel : {"expquad", "matern52"}
     dims : str or tuple, optional
         Dims of ``f`` (e.g. ``"date"``).

@@ -1,6 +1,6 @@
 """Configuration of a hierarchical (multi-market) MMM.
 
-A :class:`HierarchicalConfig` wraps the single-brand :class:`~mmm_jax.config.ModelConfig` (date,
+A :class:`HierarchicalConfig` wraps the single-brand :class:`~mmm_jax.config.model.ModelConfig` (date,
 target, channels, controls, adstock and saturation families, priors, likelihood) and adds the
 market hierarchy and how each parameter is shared between markets:
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, ModelConfig, read_mapping
+from .model import ConfigError, ModelConfig, read_mapping
 
 __all__ = ["HierarchicalConfig", "POOLING_CHOICES", "DEFAULT_POOLING", "MARKET_KEYS", "load_config"]
 

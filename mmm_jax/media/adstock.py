@@ -26,7 +26,7 @@ The *infinite* geometric adstock is the recursion ``y_t = x_t + alpha * y_{t-1}`
 whose JAX form is a ``lax.associative_scan`` (parallel prefix over time).
 
 :func:`apply_adstock`, :func:`apply_adstock_jax` and :func:`apply_adstock_np` dispatch on an
-adstock config (:mod:`mmm_jax.config`: ``type``, ``l_max``, ``normalize`` and, per family,
+adstock config (:mod:`mmm_jax.config.model`: ``type``, ``l_max``, ``normalize`` and, per family,
 ``infinite`` or ``kind``) and a dict of per-channel parameters.
 """
 

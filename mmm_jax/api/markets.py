@@ -17,7 +17,6 @@ memory exactly there).
 from __future__ import annotations
 
 import json
-import time
 from typing import TYPE_CHECKING, Any
 
 import arviz as az
@@ -28,15 +27,14 @@ import pandas as pd
 import xarray as xr
 
 from ..compile import LogDensity, compile_logdensity, unconstrained_draws
-from ..fitted import FittedModel
-from ..inference import sample
-from ..metrics import crps_samples
+from ..config.markets import HierarchicalConfig
+from ..data.panel import PanelData, PanelScaling, fit_panel_scaling, panel_arrays, validate_panel
+from ..model.markets import build_hierarchical_model
 from ..persist import read_run
-from ..results import check_convergence, draw_quantities, to_inference_data
-from .config import HierarchicalConfig
-from .analysis import marginal_frame, response_curve_frames
-from .model import build_hierarchical_model
-from .panel import PanelData, PanelScaling, fit_panel_scaling, panel_arrays, training_copies, validate_panel
+from ..posterior.metrics import crps_samples
+from ..posterior.results import draw_quantities, to_inference_data
+from .fitted import FittedModel
+from .market_analysis import marginal_frame, response_curve_frames
 
 if TYPE_CHECKING:
     import pymc as pm
@@ -89,28 +87,8 @@ class HierarchicalMMM(FittedModel):
     def channels(self) -> list[str]:
         return [*self.config.local_channels, *self.config.national_channels]
 
-    def fit(self, df: pd.DataFrame, *, sampler: str = "numpyro", chains: int = 4, warmup: int = 1000,
-            draws: int = 1000, target_accept: float = 0.9, seed: int = 0, progress: bool = True,
-            chunk_draws: int = 256, **sampler_kwargs: Any) -> az.InferenceData:
-        """Fit by NUTS; returns the InferenceData (also ``self.idata``).
-
-        ``chunk_draws``: draws per post-processing chunk (memory: chunk x markets x weeks x
-        channels doubles).
-        """
-        t0 = time.perf_counter()
-        self.build(df)
-        t_build = time.perf_counter() - t0
-        k_sample, k_pp = jax.random.split(jax.random.key(seed))
-        result = sample(self.logdensity, self.arrays, key=k_sample, sampler=sampler, chains=chains, warmup=warmup,
-                        draws=draws, target_accept=target_accept, progress=progress, **sampler_kwargs)
-        t1 = time.perf_counter()
-        self.attach(result, key=k_pp, seed=seed, chunk_draws=chunk_draws)
-        self.timings = {"build_compile": t_build, **result.timings, "postprocess": time.perf_counter() - t1,
-                        "wall": time.perf_counter() - t0}
-        for g in self.idata.groups():
-            self.idata[g].attrs["timings"] = json.dumps(self.timings)
-        check_convergence(self.diagnostics())
-        return self.idata
+    def model_inputs(self) -> dict:
+        return self.arrays
 
     # ------------------------------------------------------------------ post-processing
     def _quantities(self, samples: dict, arrays: dict, data: PanelData, key, chunk_draws: int,
@@ -173,13 +151,8 @@ class HierarchicalMMM(FittedModel):
         return q, mean, sd
 
     def attach(self, result, *, key, seed: int, chunk_draws: int = 256) -> az.InferenceData:
-        """Post-process a run of this model's sampler into ``self.idata`` (also returned).
-
-        ``result``: a :class:`~mmm_jax.inference.base.SampleResult` whose samples are shaped
-        ``(chains, draws, *param_shape)`` for :attr:`logdensity`'s parameters (unpadded); ``key``:
-        the JAX key for the posterior-predictive draws; ``seed``: recorded as the fit's seed.
-        Used by :meth:`fit` and by the batch engine, which samples many brands in one program.
-        """
+        """See :meth:`FittedModel.attach`; the samples are for :attr:`logdensity`'s (unpadded)
+        parameters. Used by :meth:`fit` and by the batch engine, which samples many brands in one program."""
         if self.logdensity is None:
             raise RuntimeError("build the model first (HierarchicalMMM.build or build_model)")
         self.fit_settings = {"sampler": result.sampler, "seed": int(seed), **result.config._asdict()}
@@ -263,10 +236,8 @@ class HierarchicalMMM(FittedModel):
         """
         self._require_data("predict")
         new = validate_panel(df, self.config, require_target=False, markets=self.panel.markets)
-        arrays = panel_arrays(new, self.scaling, self.config)
+        arrays = panel_arrays(new, self.scaling, self.config, train=self.arrays)  # beta solved on the fitted weeks
         arrays["mask"] = np.where(new.observed, 1.0, 0.0)  # totals over the new weeks
-        if self.config.base.business_priors:  # beta stays solved on the fitted weeks
-            arrays.update(training_copies(arrays, self.config, self.arrays))
         samples = self._unconstrained(max_draws)
         q, _, _ = self._quantities(samples, arrays, new, jax.random.key(seed), chunk_draws, keep_mu=True)
         coords = {"chain": np.arange(q["y"].shape[0]), "draw": np.arange(q["y"].shape[1]),
@@ -288,7 +259,7 @@ class HierarchicalMMM(FittedModel):
         fcast.loc[hold, b.target] = np.nan
         pred = self.predict(fcast, seed=seed)
         y = pred["y"].stack(sample=("chain", "draw")).transpose("sample", "market", "date")
-        from .panel import market_keys
+        from ..data.panel import market_keys
 
         truth["market"] = market_keys(truth, self.config.levels).to_numpy()
         truth["date"] = pd.to_datetime(truth[b.date])
@@ -304,7 +275,7 @@ class HierarchicalMMM(FittedModel):
 
         ``spend_levels``: national weekly spend per channel, as for :meth:`mmm_jax.MMM.marginal_roas`
         (``None``: the mean of the last ``horizon`` weeks); a local channel's level is split over
-        the markets by their current shares (see :mod:`mmm_jax.hierarchical.analysis`). Returns one
+        the markets by their current shares (see :mod:`mmm_jax.api.market_analysis`). Returns one
         row per (level, [market,] channel): ``weekly_spend`` (national, or the market's share),
         ``mean``, ``median`` and the HDI bounds.
         """
@@ -331,7 +302,7 @@ class HierarchicalMMM(FittedModel):
 
     def optimize_budget(self, total: float, horizon: int = 13, **kwargs: Any):
         """Split ``total`` over every market x local channel for the next ``horizon`` weeks
-        (:func:`mmm_jax.budget.optimize_portfolio`; constraints keyed by ``(market, channel)``;
+        (:func:`mmm_jax.budget.portfolio.optimize_portfolio`; constraints keyed by ``(market, channel)``;
         national channels keep their current spend). National totals per channel:
         ``plan.table.groupby(level="channel").sum()``."""
         self._require_data("optimize_budget")

@@ -23,13 +23,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..data import DataError, check_counts, validate_frame
-from ..features import fourier_features, hsgp_arrays, hsgp_domains, hsgp_terms
-from ..pooling import parent_index
-from .config import HierarchicalConfig
+from ..config.markets import HierarchicalConfig
+from ..model.pooling import parent_index
+from .features import fourier_features, hsgp_arrays, hsgp_domains, hsgp_terms, training_copies
+from .validate import DataError, check_counts, validate_frame
 
-__all__ = ["PanelData", "PanelScaling", "validate_panel", "fit_panel_scaling", "panel_arrays", "market_keys",
-           "training_copies"]
+__all__ = ["PanelData", "PanelScaling", "validate_panel", "fit_panel_scaling", "panel_arrays", "market_keys"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,7 +75,7 @@ class PanelScaling:
     t0: pd.Timestamp
     t_unit_days: float
     #: HSGP basis domains per term, fixed on the grid's observed weeks (see
-    #: :func:`mmm_jax.features.hsgp_domains`; one time axis shared by the markets)
+    #: :func:`mmm_jax.data.features.hsgp_domains`; one time axis shared by the markets)
     hsgp: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -266,11 +265,13 @@ def fit_panel_scaling(data: PanelData, config: HierarchicalConfig) -> PanelScali
     return PanelScaling(spend_scale, target_scale, loc, scale, t0, unit, hsgp)
 
 
-def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalConfig) -> dict[str, np.ndarray]:
+def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalConfig,
+                 train: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Scaled model inputs: spend (G, T, C_local), national_spend (T, C_nat), controls (G, T, K),
     fourier (T, 2n), time (T,), target (G, T), mask (G, T); count likelihoods and ROAS / CAC
     priors: target_scale (G,); ROAS / CAC priors: spend_scale (G, C) in model channel order
-    (local, then national) and the training copies of :func:`training_copies`;
+    (local, then national) and the training copies of :func:`mmm_jax.data.features.training_copies`
+    (from ``train``, a fitted model's inputs, when given: beta stays solved on the fitted weeks);
     HSGP terms: ``{term}_phi`` (T, m) and ``{term}_sqrt_eig`` (m,) on ``scaling.hsgp``'s domains
     (one time axis for all markets); the hierarchy: ``group_index_{level}`` (G,) int, each
     market's group at every level, and with centred parameters on nested levels
@@ -309,18 +310,6 @@ def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalCon
     if hsgp_terms(b):
         out.update(hsgp_arrays(b, t, scaling.hsgp))
     if b.business_priors:
-        out.update(training_copies(out, config))
+        out.update(training_copies(out, b, train))
         out["spend_scale"] = np.asarray(scaling.spend_scale[:, loc_idx + nat_idx], dtype=float)
     return out
-
-
-def training_copies(arrays: dict, config: HierarchicalConfig, train: dict | None = None) -> dict[str, np.ndarray]:
-    """The training-window inputs a ROAS / CAC prior is defined on: ``spend_train`` (G, T0,
-    C_local), ``national_spend_train`` (T0, C_nat), ``mask_train`` (G, T0) and, with
-    time-varying media, ``media_tv_phi_train`` (T0, m); taken from ``train`` (a fitted model's
-    arrays) when given, else from ``arrays`` itself."""
-    src = arrays if train is None else train
-    keys = {"spend_train": "spend", "national_spend_train": "national_spend", "mask_train": "mask"}
-    if config.base.time_varying_media is not None:
-        keys["media_tv_phi_train"] = "media_tv_phi"
-    return {k: np.asarray(src[k] if k in src else src[v], dtype=float) for k, v in keys.items()}

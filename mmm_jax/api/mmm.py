@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Any
 
 import arviz as az
@@ -28,19 +27,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .compile import LogDensity, compile_logdensity, unconstrained_draws
-from .config import ModelConfig
-from .data import MMMData, validate_frame
-from .features import Scaling, fit_model_scaling, model_arrays
+from ..compile import LogDensity, compile_logdensity, unconstrained_draws
+from ..config.model import ModelConfig
+from ..data.features import Scaling, fit_model_scaling, model_arrays
+from ..data.validate import MMMData, validate_frame
+from ..model.build import build_pymc_model
+from ..persist import read_run
+from ..posterior.results import posterior_quantities, to_inference_data
 from .fitted import FittedModel, NotFittedError
-from .inference import sample
-from .model import build_pymc_model
-from .persist import read_run
-from .results import (
-    check_convergence,
-    posterior_quantities,
-    to_inference_data,
-)
 
 __all__ = ["MMM", "NotFittedError"]
 
@@ -90,63 +84,18 @@ class MMM(FittedModel):
         self.logdensity = compile_logdensity(self.model)
         self._arrays = arrays
 
-    # ------------------------------------------------------------------ fitting
-    def fit(
-        self,
-        df: pd.DataFrame,
-        *,
-        sampler: str = "numpyro",
-        chains: int = 4,
-        warmup: int = 1000,
-        draws: int = 1000,
-        target_accept: float = 0.9,
-        seed: int = 0,
-        progress: bool = True,
-        **sampler_kwargs: Any,
-    ) -> az.InferenceData:
-        """Fit by NUTS and return the labelled InferenceData (also kept as ``self.idata``).
+    # ------------------------------------------------------------------ fitting (FittedModel.fit)
+    def model_inputs(self) -> dict:
+        return self._arrays
 
-        Parameters
-        ----------
-        df : DataFrame with the config's date, target, channel and control columns.
-        sampler : {"numpyro", "blackjax", "chees", "meads"}
-            NUTS (window adaptation) or BlackJAX many-chain adaptation, see
-            :func:`mmm_jax.inference.sample`.
-        chains, warmup, draws, target_accept : NUTS settings.
-        seed : int
-            Same seed, same draws.
-        **sampler_kwargs : further :class:`mmm_jax.inference.SamplerConfig` fields
-            (``max_tree_depth``, ``dense_mass``, ``chain_method``).
-        """
-        t0 = time.perf_counter()
-        self.build(df)
-        t_build = time.perf_counter() - t0
-        key = jax.random.key(seed)
-        k_sample, k_pp = jax.random.split(key)
-        result = sample(
-            self.logdensity,
-            self._arrays,
-            key=k_sample,
-            sampler=sampler,
-            chains=chains,
-            warmup=warmup,
-            draws=draws,
-            target_accept=target_accept,
-            progress=progress,
-            **sampler_kwargs,
-        )
-        self.fit_settings = {"sampler": sampler, "seed": seed, **result.config._asdict()}
-        t1 = time.perf_counter()
-        self.idata = self._to_idata(result, k_pp)
-        timings = {"build_compile": t_build, **result.timings, "postprocess": time.perf_counter() - t1}
-        timings["wall"] = time.perf_counter() - t0
-        for g in self.idata.groups():
-            self.idata[g].attrs["timings"] = json.dumps(timings)
-        self.timings = timings
-        check_convergence(self.diagnostics())
+    def attach(self, result, *, key, seed: int, chunk_draws: int = 256) -> az.InferenceData:
+        if self.logdensity is None:
+            raise RuntimeError("build the model first (MMM.build)")
+        self.fit_settings = {"sampler": result.sampler, "seed": seed, **result.config._asdict()}
+        self.idata = self._to_idata(result, key, chunk_draws)
         return self.idata
 
-    def _to_idata(self, result, key) -> az.InferenceData:
+    def _to_idata(self, result, key, chunk_draws: int = 256) -> az.InferenceData:
         d, c = self.data, self.config
         coords = {"date": d.dates, "channel": list(c.channels)}
         for k, v in self.logdensity.coords.items():
@@ -173,6 +122,7 @@ class MMM(FittedModel):
             likelihood=c.likelihood,
             key=key,
             constant_data=const,
+            batch_size=chunk_draws,
             attrs={
                 "config": c.to_json(),
                 "scaling": json.dumps(self.scaling.to_dict()),
@@ -279,8 +229,8 @@ class MMM(FittedModel):
     # ------------------------------------------------------------------ acquisition metrics
     def _response_draws(self, levels: np.ndarray, horizon: int, max_draws: int | None, seed: int,
                         recent_weeks: int | None):
-        from .budget.curves import marginal_responses
-        from .budget.response import response_params_from_mmm
+        from ..budget.curves import marginal_responses
+        from ..budget.response import response_params_from_mmm
 
         if int(horizon) != horizon or horizon < 1:
             raise ValueError(f"horizon must be a positive number of weeks, got {horizon!r}")
@@ -293,7 +243,7 @@ class MMM(FittedModel):
         return np.asarray(self.data.spend[-int(horizon):], dtype=float).mean(axis=0)
 
     def _marginal_table(self, spend_levels, horizon, hdi_prob, max_draws, seed, recent_weeks, inverse: bool):
-        from .budget.curves import marginal_table, spend_level_grid
+        from ..budget.curves import marginal_table, spend_level_grid
 
         self._require_fit()
         channels = list(self.config.channels)
@@ -354,7 +304,7 @@ class MMM(FittedModel):
         ``roas_mean`` (response / total spend) and ``mroas_mean`` (marginal ROAS); the frame's
         ``attrs["current_weekly_spend"]`` is the mean weekly spend of the last ``horizon`` weeks.
         """
-        from .budget.curves import curve_frame
+        from ..budget.curves import curve_frame
 
         self._require_fit()
         if n_points < 2:
@@ -371,7 +321,7 @@ class MMM(FittedModel):
         """Optimal split of ``total`` over the next ``horizon`` weeks; see
         :func:`mmm_jax.budget.optimize_budget` for the objectives and constraints."""
         self._require_fit()
-        from .budget import optimize_budget
+        from ..budget import optimize_budget
 
         return optimize_budget(self, total, horizon, **kwargs)
 
