@@ -1,6 +1,10 @@
 """Hierarchical (multi-market) MMM: one joint ``pm.Model`` that partially pools media effects
 across geos, brands or products (non-centred), compiled to the same pure-JAX log-density with
-data as inputs."""
+data as inputs.
+
+The public names of the market model, gathered from where the code lives (the same modules as
+one brand: ``config/markets.py``, ``data/panel.py``, ``model/markets.py``, ``api/markets.py``,
+``batch/panels.py``, ``datasets/panels.py``)."""
 
 from ..api.markets import HierarchicalMMM
 from ..batch.panels import HierarchicalBatchResult, fit_many_hierarchical, load_hierarchical_brand
