@@ -39,9 +39,7 @@ def brand_kind(config: ModelConfig) -> BatchKind:
 
 def _brand_template(pending: list[BrandData], ok: list[BrandData], job: Job) -> Template:
     config, cfg = job.config, job.cfg
-    T = int(job.template_weeks or max(b.n_weeks for b in ok))
-    if T < max(b.n_weeks for b in pending):
-        raise ValueError(f"template_weeks={T} is shorter than the longest brand ({max(b.n_weeks for b in pending)})")
+    T = job.weeks(max(b.n_weeks for b in pending), default=max(b.n_weeks for b in ok))
     ld, info = _template(ok, config, T)
     free = info["free"]
     n_params = sum(int(np.prod(s)) for s in ld.param_shapes.values())

@@ -168,11 +168,7 @@ def _job_fields(template_weeks: int | None) -> dict:
 
 def _panel_template(pending: list[PanelBrand], ok: list[PanelBrand], job: Job) -> Template:
     G = max(b.n_markets for b in pending)
-    T = max(b.n_weeks for b in pending)
-    if job.template_weeks is not None:
-        if int(job.template_weeks) < T:
-            raise ValueError(f"template_weeks={job.template_weeks} is shorter than the longest brand ({T})")
-        T = int(job.template_weeks)
+    T = job.weeks(max(b.n_weeks for b in pending), default=max(b.n_weeks for b in pending))
     n_groups = template_groups(pending)
     template = build_hierarchical_model(job.config, pad_panel_arrays(pending[0], G, T, n_groups),
                                         _template_panel(job.config, G, T, n_groups))

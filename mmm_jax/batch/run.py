@@ -317,6 +317,14 @@ class Job(NamedTuple):
         """Fields written with every manifest row of the job."""
         return {"config_hash": self.job_hash, "versions": self.versions}
 
+    def weeks(self, longest: int, default: int) -> int:
+        """The template's weeks: ``template_weeks``, else ``default``; refused (``ValueError``)
+        when shorter than ``longest``, the longest brand to fit."""
+        T = int(self.template_weeks or default)
+        if T < longest:
+            raise ValueError(f"template_weeks={T} is shorter than the longest brand ({longest})")
+        return T
+
 
 class Template(NamedTuple):
     """A kind's compiled template model and the hooks the job loop (:func:`batch.jobs.run_chunks`) calls."""
