@@ -174,29 +174,32 @@ def cmd_demo(a) -> int:
 def cmd_fit(a) -> int:
     from . import MMM
     from .api.markets import HierarchicalMMM
-    from .batch.stack import read_table
     from .config.markets import HierarchicalConfig, load_config
+    from .data.validate import read_table
     from .plots import plot_decomposition, plot_roas
 
     cfg = load_config(a.config)
     kind = "markets" if isinstance(cfg, HierarchicalConfig) else "brand"
-    check_output_dir(a.out, kind, overwrite=a.overwrite, inputs=[a.data, a.config])  # before any work
+    check_output_dir(a.out, kind, overwrite=a.overwrite,
+                     inputs=[a.data, a.config, *([a.lift_tests] if a.lift_tests else [])])  # before any work
     df = read_table(a.data)
     if isinstance(cfg, HierarchicalConfig):  # markets: one joint model
         h = HierarchicalMMM(cfg)
-        h.fit(df, **_fit_kwargs(a))
+        h.fit(df, lift_tests=a.lift_tests, **_fit_kwargs(a))
         out = h.save(a.out, overwrite=a.overwrite)
         for level in ("market", "national"):
             h.roas(level).to_csv(out / f"roas_{level}.csv")
         h.contributions().to_csv(out / "contributions.csv")
+        _write_lift_fit(h, out)
         (out / "diagnostics.json").write_text(json.dumps({**h.diagnostics(), "timings": h.timings}, indent=2))
         print(h.roas("national").to_string())
         _print_diagnostics(h)
         print(f"\nwrote {out}/ (model, idata.nc, roas_market.csv, roas_national.csv, contributions.csv)")
         return 0
     mmm = MMM(cfg)
-    mmm.fit(df, **_fit_kwargs(a))
+    mmm.fit(df, lift_tests=a.lift_tests, **_fit_kwargs(a))
     out = mmm.save(a.out, overwrite=a.overwrite)
+    _write_lift_fit(mmm, out)
     mmm.summary().to_csv(out / "summary.csv")
     mmm.roas().to_csv(out / "roas.csv")
     mmm.contributions().to_csv(out / "contributions.csv")
@@ -207,6 +210,16 @@ def cmd_fit(a) -> int:
     _print_diagnostics(mmm)
     print(f"\nwrote {out}/ (model, idata.nc, summary.csv, roas.csv, contributions.csv, decomposition.png)")
     return 0
+
+
+def _write_lift_fit(fitted, out: Path) -> None:
+    """``lift_tests.csv``: each lift test next to the fitted model's lift (when the fit had tests)."""
+    if fitted.lift_tests is None:
+        return
+    table = fitted.lift_test_fit()
+    table.to_csv(out / "lift_tests.csv")
+    print("\nlift tests: measured vs model (z = (model - measured) / sigma)")
+    print(table[["channel", "start", "end", "delta_spend", "measured", "sigma", "mean", "z"]].to_string())
 
 
 def cmd_optimize(a) -> int:
@@ -291,7 +304,7 @@ def cmd_batch(a) -> int:
     kw = dict(by=a.by, config=a.config, out=a.out, chains=a.chains, warmup=a.warmup, draws=a.draws,
               target_accept=a.target_accept, max_tree_depth=a.max_tree_depth, seed=a.seed, chunk_size=a.chunk_size,
               devices=devices, force=a.force, overwrite=a.overwrite, retry_failed=a.retry_failed,
-              progress=not a.no_progress)
+              progress=not a.no_progress, lift_tests=a.lift_tests)
     res = fit_many(a.data, max_chunks=a.max_chunks, **kw)  # any config: single-market brands or market panels
     m = res.manifest()
     atomic_write_text(Path(a.out) / "manifest.csv", m.to_csv(index=False))
@@ -348,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="new folder to write the fitted model to (an earlier run's "
                                                 "folder is replaced; any other existing folder is refused)")
     p.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    p.add_argument("--lift-tests", default=None, metavar="PATH",
+                   help="lift tests (CSV/Parquet: channel, [market], start, end, delta_spend, delta_response, sigma"
+                   ") entering the likelihood; default: the config's lift_tests")
     _sampler_args(p)
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("batch", help="fit one model per brand/market for many brands (resumable)")
@@ -365,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="refit everything if OUT holds another configuration")
     p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     p.add_argument("--retry-failed", action="store_true", help="also refit brands that failed before")
+    p.add_argument("--lift-tests", default=None, metavar="PATH",
+                   help="lift tests (CSV/Parquet: channel, [market], start, end, delta_spend, delta_response, sigma"
+                   ", and the --by column) entering the likelihood; default: the config's lift_tests")
     p.set_defaults(func=cmd_batch)
     p = sub.add_parser("optimize", help="optimise the budget split for a fitted model (a directory from `fit`; "
                                         "with markets, over every market x local channel), or one total over "

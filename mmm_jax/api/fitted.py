@@ -59,7 +59,7 @@ class FittedModel:
 
     def fit(self, df: pd.DataFrame, *, sampler: str = "numpyro", chains: int = 4, warmup: int = 1000,
             draws: int = 1000, target_accept: float = 0.9, seed: int = 0, progress: bool = True,
-            chunk_draws: int = 256, **sampler_kwargs: Any) -> az.InferenceData:
+            chunk_draws: int = 256, lift_tests=None, **sampler_kwargs: Any) -> az.InferenceData:
         """Fit and return the labelled InferenceData (also kept as ``self.idata``).
 
         Parameters
@@ -77,13 +77,19 @@ class FittedModel:
         chunk_draws : int
             Draws per post-processing step (bounds its memory; markets: chunk x markets x weeks x
             channels doubles); the results do not depend on it.
+        lift_tests : DataFrame, path, None or False
+            Lift tests (experiments) that enter the likelihood, columns channel, [market], start,
+            end, delta_spend, delta_response, sigma (:mod:`mmm_jax.data.lift`; a bad row raises
+            :class:`mmm_jax.DataError` naming it). ``None``: the config's ``lift_tests`` path, if
+            any; ``False``: none, whatever the config says. :meth:`lift_test_fit` compares them
+            with the fitted model afterwards.
         **sampler_kwargs : further :class:`mmm_jax.inference.SamplerConfig` fields
             (``max_tree_depth``, ``dense_mass``, ``chain_method``).
 
         Warns :class:`mmm_jax.ConvergenceWarning` when max R-hat > 1.01 or there are divergences.
         """
         t0 = time.perf_counter()
-        self.build(df)
+        self.build(df, lift_tests=lift_tests)
         t_build = time.perf_counter() - t0
         k_sample, k_pp = jax.random.split(jax.random.key(seed))
         result = sample(self.logdensity, self.model_inputs(), key=k_sample, sampler=sampler, chains=chains,
@@ -97,8 +103,9 @@ class FittedModel:
         check_convergence(self.diagnostics())
         return self.idata
 
-    def build(self, df: pd.DataFrame) -> None:
-        """Validate and scale ``df``, build the ``pm.Model`` and compile it (``self.logdensity``)."""
+    def build(self, df: pd.DataFrame, *, lift_tests=None) -> None:
+        """Validate and scale ``df`` (and the lift tests, see :meth:`fit`), build the ``pm.Model``
+        and compile it (``self.logdensity``)."""
         raise NotImplementedError
 
     def model_inputs(self) -> dict:
@@ -131,6 +138,34 @@ class FittedModel:
         names = var_names or [*free_parameter_names(self.idata),
                               *(n for n in self.summary_quantities if n in self.idata.posterior)]
         return az.summary(self.idata, var_names=names, hdi_prob=hdi_prob)
+
+    def lift_test_fit(self, hdi_prob: float = 0.9) -> pd.DataFrame:
+        """The fit's lift tests next to the model's prediction of each (original target units).
+
+        One row per test: channel, market, start, end, delta_spend, ``measured``
+        (delta_response), ``sigma``, the posterior ``mean`` / ``median`` and HDI of the
+        model's lift for the same spend change and weeks, and ``z`` = (mean - measured) / sigma.
+        Raises ``ValueError`` when the fit had no lift tests.
+        """
+        import arviz as az
+        import numpy as np
+
+        from ..data.lift import lift_table_from_constant_data
+
+        self._require_fit()
+        tests = lift_table_from_constant_data(self.idata.get("constant_data"))
+        if tests is None or "lift_prediction" not in self.idata.posterior:
+            raise ValueError("this fit has no lift tests (fit(..., lift_tests=table) or lift_tests: PATH in the config)")
+        da = self.idata.posterior["lift_prediction"]
+        n = len(tests)
+        draws = da.values.reshape((-1, da.shape[-1]))[:, :n]
+        hdi = az.hdi(da.values[..., :n], hdi_prob=hdi_prob)  # (n, 2)
+        out = tests.rename(columns={"delta_response": "measured"})
+        out["mean"], out["median"] = draws.mean(axis=0), np.median(draws, axis=0)
+        out[f"hdi_{(1 - hdi_prob) / 2:.0%}"], out[f"hdi_{1 - (1 - hdi_prob) / 2:.0%}"] = hdi[:, 0], hdi[:, 1]
+        out["z"] = (out["mean"] - out["measured"]) / out["sigma"]
+        out.index.name = "test"
+        return out
 
     def training_frame(self) -> pd.DataFrame:
         """The training data the model was fitted on (what :meth:`save` writes as ``data.csv``)."""

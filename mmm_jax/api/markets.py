@@ -28,6 +28,7 @@ import xarray as xr
 
 from ..compile import LogDensity, compile_logdensity, unconstrained_draws
 from ..config.markets import HierarchicalConfig
+from ..data.lift import lift_constant_data, lift_table_for, lift_table_from_constant_data, panel_lift
 from ..data.panel import PanelData, PanelScaling, fit_panel_scaling, panel_arrays, validate_panel
 from ..model.markets import build_hierarchical_model
 from ..persist import read_run
@@ -62,18 +63,27 @@ class HierarchicalMMM(FittedModel):
         self.fit_settings: dict[str, Any] = {}
         self.model: pm.Model | None = None  # set by build_model
         self.logdensity: LogDensity | None = None
+        self.lift_tests: pd.DataFrame | None = None  # the checked lift tests of the fit (prepare)
 
     # ------------------------------------------------------------------ build / fit
-    def prepare(self, df: pd.DataFrame) -> None:
-        """Validate and scale ``df`` into the model inputs (``panel``, ``scaling``, ``arrays``), no model."""
+    def prepare(self, df: pd.DataFrame, *, lift_tests=None) -> None:
+        """Validate and scale ``df`` (and the lift tests, see :meth:`fit`) into the model inputs
+        (``panel``, ``scaling``, ``arrays``, ``lift_tests``), no model."""
         self.panel = validate_panel(df, self.config)
         self.frame = _training_frame(df, self.config)
         self.scaling = fit_panel_scaling(self.panel, self.config)
         self.arrays = panel_arrays(self.panel, self.scaling, self.config)
+        table = None if lift_tests is False else lift_table_for(lift_tests, self.config.base)
+        self.lift_tests = None
+        if table is not None:
+            self.lift_tests, lift = panel_lift(table, self.config, self.panel, self.scaling)
+            self.arrays.update(lift)
 
-    def build(self, df: pd.DataFrame) -> None:
-        """Validate, scale, build the joint ``pm.Model`` and compile it."""
-        self.prepare(df)
+    def build(self, df: pd.DataFrame, *, lift_tests=None) -> None:
+        """Validate, scale, build the joint ``pm.Model`` and compile it. A lift test names its
+        market (``market``: the hierarchy's labels joined with "/"); a national channel's test may
+        leave it empty (the spend change then applies in every market)."""
+        self.prepare(df, lift_tests=lift_tests)
         self.build_model()
 
     def build_model(self) -> None:
@@ -173,6 +183,7 @@ class HierarchicalMMM(FittedModel):
             result, self.logdensity, self.arrays, coords=coords, target_scale=None, spend=None,
             target=self.panel.target, likelihood=self.config.base.likelihood, key=key, quantities=q,
             fixed_dims=MARKET_DIMS, y_dims=("market", "date"), extra_groups={"contribution_summary": summ},
+            constant_data=None if self.lift_tests is None else lift_constant_data(self.lift_tests),
             attrs={"created_by": "mmm_jax.hierarchical", "config": self.config.to_json(),
                    "scaling": json.dumps(self.scaling.to_dict()), "free_parameters": json.dumps(free),
                    "seed": int(self.fit_settings.get("seed", 0))},
@@ -337,7 +348,8 @@ class HierarchicalMMM(FittedModel):
         and budgets work; without it ``roas``, ``cac``, ``contributions`` and ``diagnostics``)."""
         self = cls(config)
         if df is not None:
-            self.build(df)
+            table = lift_table_from_constant_data(idata.get("constant_data"))
+            self.build(df, lift_tests=False if table is None else table)
         self.scaling = scaling
         self.idata = idata
         self.fit_settings = dict(fit_settings or {})

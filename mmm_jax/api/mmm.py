@@ -30,6 +30,7 @@ import xarray as xr
 from ..compile import LogDensity, compile_logdensity, unconstrained_draws
 from ..config.model import ModelConfig
 from ..data.features import Scaling, fit_model_scaling, model_arrays
+from ..data.lift import brand_lift, lift_constant_data, lift_table_for, lift_table_from_constant_data
 from ..data.validate import MMMData, validate_frame
 from ..model.build import build_pymc_model
 from ..persist import read_run
@@ -54,6 +55,7 @@ class MMM(FittedModel):
         self.model = None
         self.logdensity: LogDensity | None = None
         self.fit_settings: dict[str, Any] = {}
+        self.lift_tests: pd.DataFrame | None = None  # the checked lift tests of the fit (build)
 
     # ------------------------------------------------------------------ building blocks
     def validate(self, df: pd.DataFrame, *, require_target: bool = True) -> MMMData:
@@ -70,16 +72,21 @@ class MMM(FittedModel):
             outlier_factor=c.outlier_factor,
         )
 
-    def build(self, df: pd.DataFrame) -> None:
+    def build(self, df: pd.DataFrame, *, lift_tests=None) -> None:
         """Validate, scale, build the ``pm.Model`` and compile it (no sampling).
 
         Count likelihoods need a target of integers >= 0 (:class:`mmm_jax.DataError`
         otherwise). HSGP terms get their basis domain fixed on the training window
-        (``scaling.hsgp``).
+        (``scaling.hsgp``). ``lift_tests``: see :meth:`fit`.
         """
         self.data = self.validate(df)
         self.scaling = fit_model_scaling(self.config, self.data)
         arrays = model_arrays(self.config, self.data, self.scaling)
+        table = None if lift_tests is False else lift_table_for(lift_tests, self.config)
+        self.lift_tests = None
+        if table is not None:
+            self.lift_tests, lift = brand_lift(table, self.config, self.data, self.scaling)
+            arrays.update(lift)
         self.model = build_pymc_model(self.config, arrays, dates=self.data.dates)
         self.logdensity = compile_logdensity(self.model)
         self._arrays = arrays
@@ -109,6 +116,8 @@ class MMM(FittedModel):
         if c.controls:
             coords["control"] = list(c.controls)
             const["controls"] = (("date", "control"), d.control_values)
+        if self.lift_tests is not None:
+            const.update(lift_constant_data(self.lift_tests))
         free = [n for n in self.logdensity.output_names if n in self.model.named_vars and n in
                 {rv.name for rv in self.model.free_RVs}]
         return to_inference_data(
@@ -352,7 +361,8 @@ class MMM(FittedModel):
         """A fitted model from its parts: rebuilt on its training data ``df`` with the stored
         ``scaling`` and posterior ``idata`` (what :meth:`load` and the batch's ``load`` use)."""
         self = cls(config)
-        self.build(df)
+        table = lift_table_from_constant_data(idata.get("constant_data"))
+        self.build(df, lift_tests=False if table is None else table)
         self.scaling = scaling
         self.idata = idata
         self.fit_settings = dict(fit_settings or {})

@@ -20,6 +20,7 @@ import pandas as pd
 from ..compile import LogDensity, compile_logdensity
 from ..config.model import ModelConfig
 from ..data.features import Scaling
+from ..data.lift import lift_constant_data, lift_sizes
 from ..inference.base import SamplerConfig
 from ..model.build import build_pymc_model
 from ..posterior.results import dims_for, draw_quantities, to_inference_data
@@ -30,17 +31,20 @@ from .stack import BrandData, brand_seed, prepare_brand, stack_brands
 __all__ = ["brand_kind", "quantity_fn", "slice_brand", "brand_idata", "restore_brand"]
 
 
-def brand_kind(config: ModelConfig) -> BatchKind:
-    """Single-market brands: each an :class:`mmm_jax.MMM`, padded in weeks and channels."""
+def brand_kind(config: ModelConfig, lift: Mapping[str, pd.DataFrame] | None = None) -> BatchKind:
+    """Single-market brands: each an :class:`mmm_jax.MMM`, padded in weeks and channels (and lift
+    tests: ``lift`` maps each brand to its rows, :func:`mmm_jax.data.lift.split_lift_tests`)."""
     return BatchKind(job_fields=lambda template_weeks: {"template_weeks": template_weeks},
-                     prepare=lambda name, frame: prepare_brand(name, frame, config),
+                     prepare=lambda name, frame: prepare_brand(name, frame, config,
+                                                               None if lift is None else lift.get(name)),
                      template=_brand_template)
 
 
 def _brand_template(pending: list[BrandData], ok: list[BrandData], job: Job) -> Template:
     config, cfg = job.config, job.cfg
     T = job.weeks(max(b.n_weeks for b in pending), default=max(b.n_weeks for b in ok))
-    ld, info = _template(ok, config, T)
+    lift = lift_sizes([b.arrays for b in ok])
+    ld, info = _template(ok, config, T, lift)
     free = info["free"]
     n_params = sum(int(np.prod(s)) for s in ld.param_shapes.values())
     per_brand = 8.0 * cfg.chains * (cfg.warmup + cfg.draws) * (n_params + 8) * 3
@@ -76,7 +80,7 @@ def _brand_template(pending: list[BrandData], ok: list[BrandData], job: Job) -> 
                 written += _write_brand(job, b, {k: v[i] for k, v in q.items()}, stats_b, ld, free, wall=c.wall)
         return written
 
-    return Template(ld, stack=lambda filled: (stack_brands(filled, T, config.seasonality).arrays, None),
+    return Template(ld, stack=lambda filled: (stack_brands(filled, T, config.seasonality, lift).arrays, None),
                     postprocess=postprocess,
                     default_chunk=lambda n, n_dev: default_chunk_size(n, n_dev, per_brand), info={})
 
@@ -87,7 +91,8 @@ def _write_brand(job: Job, b: BrandData, q, stats, ld, free, wall) -> bool:
            "wall_s": wall}
 
     def build():
-        sliced = slice_brand(q, ld, b.n_weeks, b.present, job.config)
+        sliced = slice_brand(q, ld, b.n_weeks, b.present, job.config,
+                             n_tests=0 if b.lift_tests is None else len(b.lift_tests))
         return (nonfinite_draws(sliced, free)
                 or brand_idata(b, sliced, stats, ld, job.cfg, free, brand_seed(job.seed, b.name), job.job_hash,
                                {"sampling_share": wall}, job.config))
@@ -95,9 +100,11 @@ def _write_brand(job: Job, b: BrandData, q, stats, ld, free, wall) -> bool:
     return write_brand_result(job.store, b.name, rec, build)
 
 
-def _template(brands: list[BrandData], config: ModelConfig, T: int) -> tuple[LogDensity, dict]:
-    """Build and compile the model once, on the first brand padded to the template length."""
-    st = stack_brands(brands[:1], T, config.seasonality)
+def _template(brands: list[BrandData], config: ModelConfig, T: int, lift: Mapping[str, int] | None = None
+              ) -> tuple[LogDensity, dict]:
+    """Build and compile the model once, on the first brand padded to the template length (and the
+    batch's lift sizes: with any lift test in the batch, every brand's model has the lift term)."""
+    st = stack_brands(brands[:1], T, config.seasonality, lift)
     arrays = {k: v[0] for k, v in st.arrays.items()}
     model = build_pymc_model(config, arrays)
     free = sorted(rv.name for rv in model.free_RVs)
@@ -141,9 +148,14 @@ def _channel_axes(config: ModelConfig, present: np.ndarray) -> tuple[dict, set]:
     return axes, dropped
 
 
-def slice_brand(q: Mapping, ld: LogDensity, n_weeks: int, present: np.ndarray, config: ModelConfig) -> dict:
-    """Cut a brand's template-shaped quantities to its real weeks and channels."""
+def slice_brand(q: Mapping, ld: LogDensity, n_weeks: int, present: np.ndarray, config: ModelConfig,
+                n_tests: int = 0) -> dict:
+    """Cut a brand's template-shaped quantities to its real weeks, channels and ``n_tests`` lift
+    tests (none: ``lift_prediction`` is dropped)."""
     axes, dropped = _channel_axes(config, present)
+    axes["lift_test"] = np.arange(n_tests)
+    if not n_tests:
+        dropped.add("lift_prediction")
     out = {}
     for name, v in q.items():
         if name in dropped:
@@ -181,6 +193,10 @@ def brand_idata(b: BrandData, q: dict, stats: dict, ld: LogDensity, cfg: Sampler
     if b.config.controls:
         coords["control"] = list(b.config.controls)
         const["controls"] = (("date", "control"), d.control_values)
+    coords.pop("lift_test", None)  # the template's padded tests
+    if b.lift_tests is not None:
+        coords["lift_test"] = list(range(len(b.lift_tests)))
+        const.update(lift_constant_data(b.lift_tests))
     result = SampleResult(samples={}, stats=stats, timings=timings, sampler="blackjax", config=cfg)
     return to_inference_data(
         result,

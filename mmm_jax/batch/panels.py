@@ -42,6 +42,7 @@ from ..compile import compile_logdensity
 from ..config.markets import HierarchicalConfig, load_config
 from ..config.model import ConfigError
 from ..data.features import fourier_features, pad_inputs
+from ..data.lift import lift_digest, lift_sizes, with_lift_sizes
 from ..data.panel import PanelScaling
 from ..data.validate import DataError
 from ..inference.base import SampleResult
@@ -71,14 +72,19 @@ class PanelBrand:
         return len(self.mmm.panel.dates)
 
 
-def prepare_panel_brand(name: str, frame: pd.DataFrame, config: HierarchicalConfig) -> PanelBrand | BrandFailure:
-    """Validate and scale one brand's long-format panel; bad data -> :class:`BrandFailure`."""
+def prepare_panel_brand(name: str, frame: pd.DataFrame, config: HierarchicalConfig,
+                        lift: pd.DataFrame | None = None) -> PanelBrand | BrandFailure:
+    """Validate and scale one brand's long-format panel (and its lift-test rows ``lift``); bad data
+    -> :class:`BrandFailure`."""
     h = HierarchicalMMM(config)
     try:
-        h.prepare(frame)
+        h.prepare(frame, lift_tests=lift if lift is not None and len(lift) else False)
     except (DataError, ValueError, KeyError) as err:
         return BrandFailure(name, f"{type(err).__name__}: {err}")
-    return PanelBrand(name, h, _panel_hash(h.panel))
+    digest = _panel_hash(h.panel)
+    if h.lift_tests is not None:
+        digest = hashlib.sha256(digest.encode() + lift_digest(h.lift_tests)).hexdigest()[:16]
+    return PanelBrand(name, h, digest)
 
 
 def _panel_hash(p) -> str:
@@ -90,15 +96,16 @@ def _panel_hash(p) -> str:
     return digest.hexdigest()[:16]
 
 
-def pad_panel_arrays(b: PanelBrand, n_markets: int, n_weeks: int, n_groups: Mapping[str, int] | None = None
-                     ) -> dict[str, np.ndarray]:
+def pad_panel_arrays(b: PanelBrand, n_markets: int, n_weeks: int, n_groups: Mapping[str, int] | None = None,
+                     lift: Mapping[str, int] | None = None) -> dict[str, np.ndarray]:
     """``b``'s model inputs padded to ``n_markets`` x ``n_weeks`` by
     :func:`mmm_jax.data.features.pad_inputs` (padding masked, calendar continued).
 
     ``n_groups``: the template's number of groups per hierarchy level (default: the brand's own).
     Padded markets belong to group 0 of every level (their weeks are masked, so only the prior
     terms of padded groups and markets remain); padded groups' parent is group 0; padded
-    markets' target and spend scales are 1. An input without a layout in
+    markets' target and spend scales are 1; ``lift``: the template's lift sizes (padded tests
+    masked; a brand without tests gets masked ones). An input without a layout in
     :func:`~mmm_jax.data.features.input_axes` is refused (``KeyError``)."""
     a, p, s, cfg = b.mmm.arrays, b.mmm.panel, b.mmm.scaling, b.mmm.config
     G, T = a["target"].shape
@@ -108,8 +115,9 @@ def pad_panel_arrays(b: PanelBrand, n_markets: int, n_weeks: int, n_groups: Mapp
     dates = pd.date_range(p.dates[0], periods=n_weeks, freq=pd.Timedelta(days=int(p.freq_days)))
     calendar = {"fourier": fourier_features(dates, cfg.base.seasonality),
                 "time": np.asarray((dates - s.t0).days, dtype=float) / s.t_unit_days}
-    sizes = {"market": n_markets, "date": n_weeks, **{f"group:{lv}": n for lv, n in (n_groups or {}).items()}}
-    return pad_inputs(a, sizes, calendar, markets=True)
+    sizes = {"market": n_markets, "date": n_weeks, **{f"group:{lv}": n for lv, n in (n_groups or {}).items()},
+             **(lift or {})}
+    return pad_inputs(with_lift_sizes(a, sizes, T), sizes, calendar, markets=True)
 
 
 def template_groups(brands) -> dict[str, int]:
@@ -156,10 +164,12 @@ def fit_many_hierarchical(data: Any, *, config: HierarchicalConfig | Mapping | s
     return fit_many(data, config=config, **kwargs)
 
 
-def panel_kind(config: HierarchicalConfig) -> BatchKind:
-    """Market panels: each brand a :class:`HierarchicalMMM`, padded in weeks, markets and groups."""
-    return BatchKind(job_fields=_job_fields, prepare=lambda name, frame: prepare_panel_brand(name, frame, config),
-                     template=_panel_template)
+def panel_kind(config: HierarchicalConfig, lift: Mapping[str, pd.DataFrame] | None = None) -> BatchKind:
+    """Market panels: each brand a :class:`HierarchicalMMM`, padded in weeks, markets and groups (and
+    lift tests: ``lift`` maps each brand to its rows)."""
+    return BatchKind(job_fields=_job_fields, template=_panel_template,
+                     prepare=lambda name, frame: prepare_panel_brand(name, frame, config,
+                                                                     None if lift is None else lift.get(name)))
 
 
 def _job_fields(template_weeks: int | None) -> dict:
@@ -170,12 +180,13 @@ def _panel_template(pending: list[PanelBrand], ok: list[PanelBrand], job: Job) -
     G = max(b.n_markets for b in pending)
     T = job.weeks(max(b.n_weeks for b in pending), default=max(b.n_weeks for b in pending))
     n_groups = template_groups(pending)
-    template = build_hierarchical_model(job.config, pad_panel_arrays(pending[0], G, T, n_groups),
+    lift = lift_sizes([b.mmm.arrays for b in pending])
+    template = build_hierarchical_model(job.config, pad_panel_arrays(pending[0], G, T, n_groups, lift),
                                         _template_panel(job.config, G, T, n_groups))
     ld = compile_logdensity(template)
 
     def stack(filled):
-        padded = [pad_panel_arrays(b, G, T, n_groups) for b in filled]  # once per brand, not once per input
+        padded = [pad_panel_arrays(b, G, T, n_groups, lift) for b in filled]  # once per brand, not once per input
         return {k: np.stack([a[k] for a in padded]) for k in ld.data_names}, None
 
     def postprocess(c, chunk: int) -> int:

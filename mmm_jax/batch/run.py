@@ -25,6 +25,7 @@ import pandas as pd
 from ..compile import LogDensity
 from ..config.markets import HierarchicalConfig, load_config
 from ..config.model import ModelConfig
+from ..data.lift import lift_table_for, split_lift_tests
 from ..data.validate import DataError
 from ..inference.base import SamplerConfig, checked
 from ..persist import check_output_dir, is_storage_error, mark_output_dir, read_netcdf
@@ -206,6 +207,7 @@ def fit_many(
     progress: bool = True,
     max_chunks: int | None = None,
     chunk_draws: int = 256,
+    lift_tests=None,
 ) -> BatchResult:
     """Fit one model per brand, many brands per compiled call; resumable.
 
@@ -257,6 +259,11 @@ def fit_many(
         Stop after this many chunks (the rest stays pending for a rerun).
     chunk_draws : int
         Draws per post-processing step (bounds its memory; results do not depend on it).
+    lift_tests : DataFrame or path, optional
+        Lift tests of every brand (default: the config's ``lift_tests`` path): the columns of
+        :mod:`mmm_jax.data.lift` plus the brand column (``by``, else ``brand``). Each brand's
+        tests enter its own likelihood; a bad row fails its brand (named in the manifest), a row
+        naming an unknown brand raises :class:`~mmm_jax.DataError`.
 
     Returns
     -------
@@ -284,10 +291,12 @@ def fit_many(
     frames = split_brands(data, by)
     if not frames:
         raise DataError("no brands in the data")
+    base = config.base if isinstance(config, HierarchicalConfig) else config
+    lift = split_lift_tests(lift_table_for(lift_tests, base), by, frames)
     mark_output_dir(out, "batch")
 
     store = ResultStore(out, jax.process_index(), jax.process_count())
-    kind = kind_of(config)
+    kind = kind_of(config, lift)
     job = {"format_version": _FORMAT_VERSION, **kind.job_fields(template_weeks), "config": config.to_dict(),
            "sampler": sampler_job_fields(cfg), "seed": int(seed)}
     try:

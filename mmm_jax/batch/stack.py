@@ -26,7 +26,8 @@ import pandas as pd
 
 from ..config.model import ModelConfig
 from ..data.features import Scaling, fit_model_scaling, fourier_features, model_arrays, pad_inputs, widen_channels
-from ..data.validate import DataError, MMMData, validate_frame
+from ..data.lift import brand_lift, lift_digest, with_lift_sizes
+from ..data.validate import DataError, MMMData, read_table, validate_frame
 
 __all__ = [
     "BrandData",
@@ -59,7 +60,10 @@ class BrandData:
         The model's inputs (:func:`mmm_jax.data.features.model_arrays`) over ALL batch channels
         (absent ones zero spend, spend scale 1), unpadded (T_b rows).
     data_hash : str
-        SHA-256 of the brand's validated arrays (detects changed data on resume).
+        SHA-256 of the brand's validated arrays and lift tests (detects changed data on resume).
+    lift_tests : DataFrame or None
+        The brand's checked lift tests (:mod:`mmm_jax.data.lift`); ``arrays`` then has their
+        inputs (columns indexed over all batch channels).
     """
 
     name: str
@@ -69,6 +73,7 @@ class BrandData:
     scaling: Scaling
     arrays: dict
     data_hash: str
+    lift_tests: pd.DataFrame | None = None
 
     @property
     def n_weeks(self) -> int:
@@ -106,30 +111,6 @@ class StackedBatch:
 def brand_seed(seed: int, name: str) -> int:
     """A brand's own 32-bit seed from the job seed and the brand name (order independent)."""
     return (zlib.crc32(f"{int(seed)}:{name}".encode()) ^ (int(seed) * 0x9E3779B1)) & 0xFFFFFFFF
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file (by suffix); an empty, binary or malformed file raises
-    :class:`DataError` naming it, a missing one ``FileNotFoundError``."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, not a CSV / Parquet file")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path)
-    except ImportError as err:
-        raise DataError(f"{path}: reading Parquet needs pyarrow ({err}); pip install pyarrow, or use CSV") from None
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty (no header row)") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not a text CSV file (binary or not UTF-8)") from None
-    except (pd.errors.ParserError, ValueError, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{path}: not a readable {'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'} "
-                        f"file ({first})") from None
 
 
 def split_brands(
@@ -195,12 +176,14 @@ def _data_hash(data: MMMData) -> str:
     return h.hexdigest()
 
 
-def prepare_brand(name: str, frame: pd.DataFrame, config: ModelConfig) -> BrandData | BrandFailure:
+def prepare_brand(name: str, frame: pd.DataFrame, config: ModelConfig,
+                  lift: pd.DataFrame | None = None) -> BrandData | BrandFailure:
     """Validate and scale one brand; a problem gives a :class:`BrandFailure`, never an exception.
 
     The arrays are the single-brand model's own inputs (:func:`mmm_jax.data.features.model_arrays`:
     HSGP bases, ``target_scale``, ROAS-prior training arrays included), widened to all of the
-    batch's channels.
+    batch's channels. ``lift``: the brand's lift-test rows (a test of a channel the brand does not
+    have, or any bad row, fails the brand naming the row).
     """
     try:
         present = _present_channels(frame, config.channels)
@@ -228,34 +211,44 @@ def prepare_brand(name: str, frame: pd.DataFrame, config: ModelConfig) -> BrandD
         brand_cfg = config.for_channels(chans)
         scaling = fit_model_scaling(brand_cfg, data)
         arrays = widen_channels(model_arrays(brand_cfg, data, scaling), present)
-        return BrandData(name, data, brand_cfg, present, scaling, arrays, _data_hash(data))
+        tests, digest = None, _data_hash(data)
+        if lift is not None and len(lift):
+            tests, lift_in = brand_lift(lift, brand_cfg, data, scaling)
+            lift_in["lift_column"] = np.flatnonzero(present)[lift_in["lift_column"]]  # over all batch channels
+            arrays.update(lift_in)
+            digest = hashlib.sha256(digest.encode() + lift_digest(tests)).hexdigest()
+        return BrandData(name, data, brand_cfg, present, scaling, arrays, digest, tests)
     except DataError as err:
         return BrandFailure(name, f"bad data: {err}")
     except Exception as err:  # noqa: BLE001 - any surprise is this brand's failure, not the batch's
         return BrandFailure(name, f"{type(err).__name__}: {err}")
 
 
-def _padded_arrays(b: BrandData, T: int, seasonality: int) -> dict:
+def _padded_arrays(b: BrandData, T: int, seasonality: int, lift: Mapping[str, int] | None = None) -> dict:
     """``b.arrays`` padded at the end to ``T`` weeks by :func:`mmm_jax.data.features.pad_inputs`:
     time and Fourier features continue the brand's calendar, everything else with a date axis
     (spend, target, masks, HSGP basis rows, training copies) is zero there; the padded weeks are
-    masked out of the likelihood and, being last, cannot carry over into real weeks.
+    masked out of the likelihood and, being last, cannot carry over into real weeks. ``lift``:
+    the template's lift sizes (``lift_test``, ``lift_col``): padded tests are masked.
     """
-    Tb = b.n_weeks
-    if Tb == T:
-        return b.arrays
+    Tb, lift = b.n_weeks, dict(lift or {})
+    arrays = with_lift_sizes(b.arrays, lift, Tb)
+    if Tb == T and not lift:
+        return arrays
     step = pd.Timedelta(days=b.data.freq_days)
     extra = pd.DatetimeIndex([b.data.dates[-1] + step * (i + 1) for i in range(T - Tb)])
     t_extra = np.asarray((extra - b.scaling.t0).days, dtype=float) / b.scaling.t_unit_days
     calendar = {"time": np.concatenate([b.arrays["time"], t_extra]),
                 "fourier": np.concatenate([b.arrays["fourier"], fourier_features(extra, seasonality)])}
-    return pad_inputs(b.arrays, {"date": T}, calendar)
+    return pad_inputs(arrays, {"date": T, **lift}, calendar)
 
 
-def stack_brands(brands: list[BrandData], T: int, seasonality: int) -> StackedBatch:
-    """Pad every brand to ``T`` weeks and stack along a new leading brand axis."""
+def stack_brands(brands: list[BrandData], T: int, seasonality: int, lift: Mapping[str, int] | None = None
+                 ) -> StackedBatch:
+    """Pad every brand to ``T`` weeks (and the ``lift`` sizes, :func:`mmm_jax.data.lift.lift_sizes`)
+    and stack along a new leading brand axis."""
     if any(b.n_weeks > T for b in brands):
         raise ValueError(f"template length {T} is shorter than a brand ({max(b.n_weeks for b in brands)} weeks)")
-    padded = [_padded_arrays(b, T, seasonality) for b in brands]
+    padded = [_padded_arrays(b, T, seasonality, lift) for b in brands]
     arrays = {k: np.stack([p[k] for p in padded]) for k in padded[0]}
     return StackedBatch([b.name for b in brands], arrays, np.asarray([b.n_weeks for b in brands]))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .model import ConfigError, ModelConfig, read_mapping
+from .model import ConfigError, ModelConfig, read_mapping, with_paths_near
 
 __all__ = ["HierarchicalConfig", "POOLING_CHOICES", "DEFAULT_POOLING", "MARKET_KEYS", "load_config"]
 
@@ -228,7 +228,7 @@ class HierarchicalConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> HierarchicalConfig:
-        return cls.from_dict(read_mapping(path))
+        return cls.from_dict(with_paths_near(read_mapping(path), path))
 
 
 def load_config(source: str | Path | Mapping | ModelConfig | HierarchicalConfig) -> ModelConfig | HierarchicalConfig:
@@ -236,7 +236,7 @@ def load_config(source: str | Path | Mapping | ModelConfig | HierarchicalConfig)
     under ``base``) a :class:`HierarchicalConfig`, else a single-market :class:`ModelConfig`."""
     if isinstance(source, ModelConfig | HierarchicalConfig):
         return source
-    d = read_mapping(source) if isinstance(source, str | Path) else source
+    d = with_paths_near(read_mapping(source), source) if isinstance(source, str | Path) else source
     if isinstance(d, Mapping) and ("market" in d or "base" in d):
         return HierarchicalConfig.from_dict(d)
     return ModelConfig.from_dict(d)

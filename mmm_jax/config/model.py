@@ -498,6 +498,13 @@ class ModelConfig:
         from it, ``beta_c = ROAS_c * spend_c / (target_scale * sum_t g[t, c])`` with ``g`` the
         channel's contribution at ``beta = 1``. Needs a saturation with a ``beta``
         (logistic, hill, michaelis_menten). A channel takes one of the two.
+    lift_tests : str or None
+        A lift-test table (CSV / Parquet path; columns channel, [market], start, end,
+        delta_spend, delta_response, sigma; for a batch also the brand column): experiments that
+        enter the likelihood (:mod:`mmm_jax.data.lift`). A relative path in a config file is
+        read next to the file when it is there. ``fit(..., lift_tests=df)`` gives a table directly.
+    lift_likelihood : {"normal", "gamma"}
+        How a measured lift is compared with the model's (:data:`mmm_jax.data.lift.LIFT_LIKELIHOODS`).
     outlier_factor : float or None
         Data check: a spend week (or target week, in absolute value) more than this factor
         above the column's next largest value is refused as a likely typing error, naming the
@@ -522,6 +529,8 @@ class ModelConfig:
     roas_prior: Mapping[str, Prior] = field(default_factory=dict)
     cac_prior: Mapping[str, Prior] = field(default_factory=dict)
     outlier_factor: float | None = 1e4
+    lift_tests: str | None = None
+    lift_likelihood: str = "normal"
 
     def __post_init__(self):
         for key in ("date", "target"):
@@ -560,6 +569,13 @@ class ModelConfig:
         of = self.outlier_factor
         if of is not None and (isinstance(of, bool) or not isinstance(of, int | float) or not np.isfinite(of) or of <= 1):
             raise ConfigError(f"outlier_factor: must be a number > 1 or null (no check), got {of!r}")
+        if self.lift_tests is not None:
+            if isinstance(self.lift_tests, Path):
+                object.__setattr__(self, "lift_tests", str(self.lift_tests))
+            if not isinstance(self.lift_tests, str) or not self.lift_tests:
+                raise ConfigError(f"lift_tests: must be the path of a CSV / Parquet table, got {self.lift_tests!r}")
+        if self.lift_likelihood not in ("normal", "gamma"):
+            raise ConfigError(f"lift_likelihood: {self.lift_likelihood!r} is not allowed; allowed: ['normal', 'gamma']")
         self._check_time_varying()
         self._check_business_priors()
 
@@ -676,6 +692,10 @@ class ModelConfig:
                 out[key] = {ch: p.to_dict() for ch, p in getattr(self, key).items()}
         if self.outlier_factor != 1e4:
             out["outlier_factor"] = self.outlier_factor
+        if self.lift_tests is not None:
+            out["lift_tests"] = self.lift_tests
+        if self.lift_likelihood != "normal":
+            out["lift_likelihood"] = self.lift_likelihood
         return out
 
     @classmethod
@@ -705,7 +725,7 @@ class ModelConfig:
     @classmethod
     def from_file(cls, path: str | Path) -> ModelConfig:
         """Read a YAML (``.yaml``/``.yml``) or JSON file."""
-        return cls.from_dict(read_mapping(path) or {})
+        return cls.from_dict(with_paths_near(read_mapping(path) or {}, path))
 
     def to_file(self, path: str | Path) -> None:
         path = Path(path)
@@ -743,6 +763,22 @@ def read_mapping(path: str | Path) -> Any:
         except json.JSONDecodeError as err:
             raise ConfigError(f"config file {path.name}: not valid JSON ({err})") from None
     raise ConfigError(f"config file {path.name}: use a .yaml, .yml or .json file")
+
+
+def with_paths_near(d, path: str | Path):
+    """A config mapping read from ``path`` with its relative ``lift_tests`` path (also under
+    ``base``) resolved next to the file when the file is there (else left for the working directory)."""
+    if not isinstance(d, Mapping):
+        return d
+    d = dict(d)
+    if isinstance(d.get("base"), Mapping):
+        d["base"] = with_paths_near(d["base"], path)
+    p = d.get("lift_tests")
+    if isinstance(p, str) and p and not Path(p).is_absolute() and not Path(p).exists():
+        near = Path(path).parent / p
+        if near.exists():
+            d["lift_tests"] = str(near)
+    return d
 
 
 def _component(value, registry, key, default_type):

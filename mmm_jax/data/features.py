@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..config.model import ModelConfig
+from .lift import lift_for_weeks
 from .validate import MMMData, check_counts
 
 __all__ = [
@@ -217,7 +218,9 @@ def model_arrays(
     * ``spend_train`` (T0, C), ``mask_train`` (T0,) and ``media_tv_phi_train`` (T0, m) —
       ROAS / CAC priors: beta is solved on the *training* window, so new data (forecasts)
       must carry the training arrays (``train``: the training :func:`model_arrays`; default:
-      these data are the training data).
+      these data are the training data);
+    * with ``train`` from a fit with lift tests, its ``lift_*`` inputs (:func:`mmm_jax.data.lift.lift_for_weeks`:
+      the tests add nothing on other weeks).
     """
     arrays = design_arrays(data, scaling, config.seasonality)
     if config.is_count or config.business_priors:
@@ -232,6 +235,8 @@ def model_arrays(
         arrays.update(hsgp_arrays(config, arrays["time"], scaling.hsgp))
     if config.business_priors:
         arrays.update(training_copies(arrays, config, train))
+    if train is not None:  # a fit with lift tests: the compiled model takes its lift inputs everywhere
+        arrays.update(lift_for_weeks(train, len(arrays["time"])))
     return arrays
 
 
@@ -294,8 +299,14 @@ _PANEL_AXES = {
     "spend_scale": ("market", "model_channel"), "spend_train": ("market", "date", "channel"),
     "national_spend_train": ("date", "national_channel"), "mask_train": ("market", "date"),
 }
+#: axes of the lift-test inputs (:mod:`mmm_jax.data.lift`), the same for brands and panels
+_LIFT_AXES = {
+    "lift_column": ("lift_col",), "lift_delta": ("lift_col",), "lift_window": ("date", "lift_col"),
+    "lift_weight": ("lift_test", "lift_col"), "lift_observed": ("lift_test",), "lift_sigma": ("lift_test",),
+    "lift_ref": ("lift_test",), "lift_mask": ("lift_test",),
+}
 #: inputs padded with 1 (scales: a padded entry is masked, and any positive scale will do)
-PAD_ONE = frozenset({"target_scale", "spend_scale"})
+PAD_ONE = frozenset({"target_scale", "spend_scale", "lift_sigma", "lift_ref"})
 #: inputs that continue the calendar on padded weeks instead of being zero there
 CALENDAR = frozenset({"time", "fourier"})
 
@@ -311,6 +322,8 @@ def input_axes(name: str, markets: bool = False) -> tuple[str, ...]:
     table = _PANEL_AXES if markets else _BRAND_AXES
     if name in table:
         return table[name]
+    if name in _LIFT_AXES:
+        return _LIFT_AXES[name]
     if markets and name.startswith("group_index_"):
         return ("market",)
     if markets and name.startswith("group_parent_"):

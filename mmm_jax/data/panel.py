@@ -26,6 +26,7 @@ import pandas as pd
 from ..config.markets import HierarchicalConfig
 from ..model.pooling import parent_index
 from .features import fourier_features, hsgp_arrays, hsgp_domains, hsgp_terms, training_copies
+from .lift import lift_for_weeks
 from .validate import DataError, check_counts, validate_frame
 
 __all__ = ["PanelData", "PanelScaling", "validate_panel", "fit_panel_scaling", "panel_arrays", "market_keys"]
@@ -312,4 +313,6 @@ def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalCon
     if b.business_priors:
         out.update(training_copies(out, b, train))
         out["spend_scale"] = np.asarray(scaling.spend_scale[:, loc_idx + nat_idx], dtype=float)
+    if train is not None:  # a fit with lift tests: the compiled model takes its lift inputs everywhere
+        out.update(lift_for_weeks(train, len(data.dates)))
     return out

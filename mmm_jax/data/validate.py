@@ -20,11 +20,12 @@ import numbers
 import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["DataError", "MMMData", "validate_frame", "check_counts"]
+__all__ = ["DataError", "MMMData", "validate_frame", "check_counts", "read_table"]
 
 _NS_PER_DAY = 86_400 * 10**9
 _MAX_LISTED_COLUMNS = 50
@@ -596,3 +597,27 @@ def check_counts(target, column: str, rows=None) -> None:
             column=column,
             row=row,
         )
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file (by suffix); an empty, binary or malformed file raises
+    :class:`DataError` naming it, a missing one ``FileNotFoundError``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a CSV / Parquet file")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path)
+    except ImportError as err:
+        raise DataError(f"{path}: reading Parquet needs pyarrow ({err}); pip install pyarrow, or use CSV") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty (no header row)") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text CSV file (binary or not UTF-8)") from None
+    except (pd.errors.ParserError, ValueError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{path}: not a readable {'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'} "
+                        f"file ({first})") from None

@@ -43,6 +43,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from ..config.model import COUNT_LIKELIHOODS, ModelConfig, Prior
+from ..data.lift import LIFT_INPUTS
 from ..media.adstock import apply_adstock
 from ..media.saturation import media_response
 from .pooling import Markets, hyper_location, link_of, mode_of, parameter, to_link
@@ -57,6 +58,7 @@ __all__ = [
     "term_basis_data",
     "media_log_multiplier",
     "solve_beta",
+    "lift_prediction",
 ]
 
 #: Basis coordinate names of the HSGP terms.
@@ -231,29 +233,81 @@ def media_log_multiplier(config: ModelConfig, arrays):
     return f[:, None], on_basis
 
 
+def _spend_columns(x, x_nat, config: ModelConfig, G: int, n_nat: int):
+    """Every media column of local spend ``x`` (G, T, C_local; one brand: (T, C), returned as is) and
+    national spend ``x_nat`` (T, C_nat) as one (T, C * G) matrix, channel-major. ``G`` and ``n_nat``
+    are static (the reshapes need concrete sizes)."""
+    if x.ndim == 2:  # one brand: the columns are the channels
+        return x
+    T, C = x.shape[1], len(config.channels)
+    # all (channel, market) series as columns of one (T, C * G) matrix, channel-major: the sum
+    # over channels is then a sum of contiguous (T, G) blocks (a reduction over a short minor
+    # axis, market-major, measured 4x slower on CPU)
+    xa = pt.concatenate([x, pt.broadcast_to(x_nat[None], (G, T, n_nat))], axis=-1) if n_nat else x
+    return xa.dimshuffle(1, 2, 0).reshape((T, C * G))
+
+
+def _column_saturation(config: ModelConfig, sat_p: dict, mult, G: int) -> dict:
+    """The saturation parameters per column: ``sat_p`` (flat (C * G,)) with the varying parameter of
+    time-varying media times the multiplier ``mult`` (T, C) -> (T, C * G); ``mult`` None: as is."""
+    sat_p = dict(sat_p)
+    if mult is not None:
+        p = config.time_varying_media.varying_param(config.saturation)
+        sat_p[p] = sat_p[p][None, :] * (pt.repeat(mult, G, axis=1) if G > 1 else mult)  # (T, C * G)
+    return sat_p
+
+
+def _response(cols, config: ModelConfig, ad_p: dict, sat_p: dict):
+    """Media response of spend columns ``cols`` (T, M) with per-column parameters ((M,) or (T, M))."""
+    ad, sat = config.adstock, config.saturation
+    if config.adstock_first:
+        return media_response(sat.type, apply_adstock(cols, ad, ad_p), sat_p)
+    return apply_adstock(media_response(sat.type, cols, sat_p), ad, ad_p)
+
+
 def _media_columns(x, x_nat, config: ModelConfig, ad_p, sat_p, mult, G: int, n_nat: int):
     """Media contributions (T, C * G), channel-major columns, of local spend ``x`` (G, T, C_local;
     one brand: (T, C)) and national spend ``x_nat`` (T, C_nat, or None when ``n_nat == 0``);
     ``ad_p`` / ``sat_p`` flat (C * G,) channel-major; ``mult`` (T, C) the HSGP media multiplier
-    of the varying parameter, or None. ``G`` and ``n_nat`` are static (the reshapes need
-    concrete sizes)."""
-    if x.ndim == 2:  # one brand: the columns are the channels
-        cols = x
-    else:
-        T, C = x.shape[1], len(config.channels)
-        # all (channel, market) series as columns of one (T, C * G) matrix, channel-major: the sum
-        # over channels is then a sum of contiguous (T, G) blocks (a reduction over a short minor
-        # axis, market-major, measured 4x slower on CPU)
-        xa = pt.concatenate([x, pt.broadcast_to(x_nat[None], (G, T, n_nat))], axis=-1) if n_nat else x
-        cols = xa.dimshuffle(1, 2, 0).reshape((T, C * G))
-    ad, sat = config.adstock, config.saturation
-    sat_p = dict(sat_p)
-    if mult is not None:
-        p = config.time_varying_media.varying_param(sat)
-        sat_p[p] = sat_p[p][None, :] * (pt.repeat(mult, G, axis=1) if G > 1 else mult)  # (T, C * G)
-    if config.adstock_first:
-        return media_response(sat.type, apply_adstock(cols, ad, ad_p), sat_p)
-    return apply_adstock(media_response(sat.type, cols, sat_p), ad, ad_p)
+    of the varying parameter, or None."""
+    return _response(_spend_columns(x, x_nat, config, G, n_nat), config, ad_p, _column_saturation(config, sat_p, mult, G))
+
+
+def lift_prediction(config: ModelConfig, cols, base, ad_p: dict, sat_p: dict, beta_cols, lift: dict):
+    """The model's lift of every test, (N,) in units of ``lift_ref`` (see :mod:`mmm_jax.data.lift`).
+
+    ``cols`` (T, C * G) the spend columns, ``base`` (T, C * G) their response as fitted (before
+    ``beta_cols`` (C * G,), the solved beta of ROAS / CAC priors, or None), ``ad_p`` / ``sat_p``
+    the per-column parameters (``sat_p`` with the media multiplier applied); ``lift``: the
+    ``lift_*`` inputs. Per perturbed column ``m``: the response with the spend raised by
+    ``lift_delta[m]`` on the test's weeks minus the fitted response, summed over those weeks."""
+    idx, window = lift["lift_column"], lift["lift_window"]
+    pert = cols[:, idx] + lift["lift_delta"][None, :] * window
+    take = {k: v[..., idx] for k, v in sat_p.items()}
+    diff = ((_response(pert, config, {k: v[idx] for k, v in ad_p.items()}, take) - base[:, idx]) * window).sum(axis=0)
+    if beta_cols is not None:
+        diff = diff * beta_cols[idx]
+    return pt.dot(lift["lift_weight"], diff)
+
+
+def _lift_likelihood(config: ModelConfig, pred, lift: dict) -> None:
+    """``lift_observed ~ Normal(pred, lift_sigma)`` or the gamma form on absolute values
+    (:data:`mmm_jax.data.lift.LIFT_LIKELIHOODS`), times ``lift_mask`` (padded tests add 0)."""
+    pm.Deterministic("lift_prediction", pred * lift["lift_ref"], dims="lift_test")
+    gamma = config.lift_likelihood == "gamma"
+
+    def logp(value, mu, sigma, mask):
+        live = mask > 0
+        if gamma:  # masked entries get a harmless point (0 observed / 0 mean would give nan gradients)
+            v, m = pt.switch(live, pt.abs(value), 1.0), pt.switch(live, pt.abs(mu), 1.0)
+            return pt.switch(live, pm.logp(pm.Gamma.dist(mu=m, sigma=sigma), v), 0.0)
+        return mask * pm.logp(pm.Normal.dist(mu, sigma), value)
+
+    def dist(mu, sigma, mask, size):
+        return pm.Gamma.dist(mu=pt.abs(mu) + 1e-12, sigma=sigma, size=size) if gamma else pm.Normal.dist(mu, sigma, size=size)
+
+    pm.CustomDist("lift", pred, lift["lift_sigma"], lift["lift_mask"], dist=dist, logp=logp,
+                  observed=lift["lift_observed"], dims="lift_test")
 
 
 def _business_variables(config: ModelConfig, channels: tuple, markets: Markets | None) -> tuple[dict, object]:
@@ -384,6 +438,8 @@ def build_pymc_model(
             coords[f"{level}_group"] = list(markets.group_labels[level])
     if K:
         coords["control"] = list(config.controls)
+    if "lift_column" in arrays:
+        coords["lift_test"] = list(range(len(arrays["lift_observed"])))
     if n_four:
         coords["fourier_mode"] = [f"{f}{k}" for k in range(1, config.seasonality + 1) for f in ("sin", "cos")]
     business = config.business_priors
@@ -505,7 +561,16 @@ def build_pymc_model(
         if mult is not None and one:  # the varying parameter over time, for reporting (markets: p and the
             p = tv.varying_param(sat)  # multiplier; a (market, date, channel) copy per draw would be large)
             pm.Deterministic(f"{p}_t", media[p] * mult, dims=("date", "channel"))
-        out = _media_columns(x, x_nat, config, ad_p, {n: flat[n] for n in sat.param_names}, mult, G, n_nat)
+        cols = _spend_columns(x, x_nat, config, G, n_nat)
+        sat_cols = _column_saturation(config, {n: flat[n] for n in sat.param_names}, mult, G)
+        out = _response(cols, config, ad_p, sat_cols)  # (T, C * G), at beta = 1 under ROAS / CAC priors
+        if "lift_column" in arrays:
+            lift = {n: pm.Data(n, np.asarray(arrays[n], dtype=np.int64 if n == "lift_column" else float))
+                    for n in LIFT_INPUTS}
+            beta_cols = None
+            if business:
+                beta_cols = beta if one else beta.T.reshape((C * G,))
+            _lift_likelihood(config, lift_prediction(config, cols, out, ad_p, sat_cols, beta_cols, lift), lift)
         if one:
             if business:
                 out = out * beta
