@@ -38,6 +38,7 @@ import pandas as pd
 __all__ = [
     "SyntheticTruth",
     "simulate",
+    "true_lift",
     "geometric_adstock_np",
     "logistic_saturation_np",
     "fourier_features_np",
@@ -397,6 +398,7 @@ def simulate(
     noise: float = 0.05,
     l_max: int = 8,
     normalize: bool = True,
+    collinear: tuple[str, str] | None = None,
 ) -> tuple[pd.DataFrame, SyntheticTruth]:
     """Simulate weekly marketing-mix data from the package's own model.
 
@@ -419,6 +421,11 @@ def simulate(
         Adstock window (weeks).
     normalize : bool, optional
         Whether adstock weights are normalised to sum to 1.
+    collinear : (channel, channel), optional
+        Make the second channel's spend follow the first's week by week (its own level, times a
+        independent log-normal wiggle, sd 0.2): correlation about 0.95, the situation
+        where observational data cannot split the two channels' effects (lift tests can). The
+        other channels and the default draws are unchanged.
 
     Returns
     -------
@@ -437,6 +444,10 @@ def simulate(
     names = channel_names(n_channels)
     params = _draw_parameters(rng_params, n_channels, n_fourier)
     spend = _simulate_spend(rng_spend, dates, names)
+    if collinear is not None:
+        a, b = (names.index(c) for c in collinear)
+        wiggle = np.exp(np.random.default_rng([seed, 7]).normal(0.0, 0.2, n_weeks))
+        spend[:, b] = np.round(spend[:, a] / spend[:, a].mean() * spend[:, b].mean() * wiggle, 2)
     price = _simulate_price(rng_price, n_weeks)[:, None]  # (T, 1)
 
     spend_scale = spend.max(axis=0)
@@ -484,6 +495,23 @@ def simulate(
         seed=int(seed),
     )
     return df, truth
+
+
+def true_lift(truth: SyntheticTruth, df: pd.DataFrame, channel: str, start: int, n_weeks: int,
+              delta_spend: float) -> float:
+    """The true incremental response (original units) of raising ``channel``'s spend by
+    ``delta_spend`` per week on rows ``start .. start + n_weeks - 1`` of ``df`` (a :func:`simulate`
+    frame), summed over those weeks: what a perfect lift test of that design measures."""
+    c = list(truth.channels).index(channel)
+    x = df[list(truth.channels)].to_numpy(float) / truth.spend_scale
+    moved = x.copy()
+    moved[start : start + n_weeks, c] += delta_spend / truth.spend_scale[c]
+
+    def media(v):
+        ad = geometric_adstock_np(v[:, c : c + 1], truth.alpha[c : c + 1], truth.l_max, truth.normalize)
+        return truth.beta[c] * logistic_saturation_np(ad, truth.lam[c : c + 1])[:, 0]
+
+    return float(truth.target_scale * (media(moved) - media(x))[start : start + n_weeks].sum())
 
 
 # ---------------------------------------------------------------------------
