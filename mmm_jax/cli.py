@@ -222,6 +222,29 @@ def _write_lift_fit(fitted, out: Path) -> None:
     print(table[["channel", "start", "end", "delta_spend", "measured", "sigma", "mean", "z"]].to_string())
 
 
+def cmd_cv(a) -> int:
+    import pandas as pd
+
+    from .data.validate import read_table
+    from .validation import time_slice_cv
+
+    df = read_table(a.data)
+    cv = time_slice_cv(df, a.config, folds=a.folds, horizon=a.horizon, out=a.out, by=a.by, chains=a.chains,
+                       warmup=a.warmup, draws=a.draws, target_accept=a.target_accept, seed=a.seed,
+                       progress=not a.no_progress, overwrite=a.overwrite, lift_tests=a.lift_tests)
+    out = Path(a.out)
+    cv.plot(out / "cv.png")
+    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 140):
+        print(cv.metrics.to_string(index=False))
+        print("\nROAS across folds (mean of the folds' posterior means, sd across folds)")
+        print(cv.stability().to_string())
+    st = cv.stats
+    print(f"\n{len(cv.metrics)} folds in one batch: {st.get('wall_s', float('nan')):.1f} s")
+    print(f"wrote {out / 'cv_metrics.csv'}, {out / 'cv_roas.csv'}, {out / 'cv.png'} and the folds' fits "
+          f"({out / 'brands'}/fold_<k>.nc)")
+    return 0
+
+
 def cmd_optimize(a) -> int:
     from .api.fitted import load
     from .budget import BudgetError
@@ -385,6 +408,20 @@ def main(argv: list[str] | None = None) -> int:
                    help="lift tests (CSV/Parquet: channel, [market], start, end, delta_spend, delta_response, sigma"
                    ", and the --by column) entering the likelihood; default: the config's lift_tests")
     p.set_defaults(func=cmd_batch)
+    p = sub.add_parser("cv", help="time-slice cross-validation: rolling origins fitted as one batch")
+    p.add_argument("data", help="CSV or Parquet: one brand, a long market panel (market config), or many brands "
+                                "with --by")
+    p.add_argument("--config", required=True, help="YAML or JSON model config (any kind)")
+    p.add_argument("--folds", type=_int_at_least(1), default=4, help="number of origins (default 4)")
+    p.add_argument("--horizon", type=_int_at_least(1), default=13, help="weeks scored after each origin (default 13)")
+    p.add_argument("--by", default=None, help="brand column: cross-validate every brand (folds x brands, one batch)")
+    p.add_argument("--out", required=True, help="output folder (the folds' batch + cv_metrics.csv, cv_roas.csv, "
+                                                "cv.png); rerun to resume")
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    p.add_argument("--lift-tests", default=None, metavar="PATH",
+                   help="lift tests (a fold uses those that end before its origin)")
+    _sampler_args(p, samplers=("blackjax",))
+    p.set_defaults(func=cmd_cv)
     p = sub.add_parser("optimize", help="optimise the budget split for a fitted model (a directory from `fit`; "
                                         "with markets, over every market x local channel), or one total over "
                                         "every brand x channel of a `batch` directory")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_decomposition", "plot_roas", "plot_response_curves"]
+__all__ = ["plot_decomposition", "plot_roas", "plot_response_curves", "plot_cv"]
 
 
 def _plt():
@@ -107,4 +107,55 @@ def plot_response_curves(mmm, path: str | Path | None = None, *, n_points: int =
     axes.ravel()[0].legend(fontsize=7)
     if path is not None:
         fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_cv(cv, path: str | Path | None = None, *, title: str | None = None):
+    """Time-slice CV (:class:`mmm_jax.validation.CVResult`): per brand, ROAS per channel by fold
+    (mean, 90% HDI) and each fold's relative CRPS with its 50% / 90% interval coverage.
+
+    Returns the matplotlib Figure; writes a PNG when ``path`` is given.
+    """
+    plt = _plt()
+    roas, metrics = cv.roas, cv.metrics
+    brands = list(dict.fromkeys(roas["brand"])) if "brand" in roas.columns else [None]
+    brands = brands[:6]
+    fig, axes = plt.subplots(len(brands), 2, figsize=(12, 3.6 * len(brands)), squeeze=False, constrained_layout=True)
+    for row, brand in zip(axes, brands, strict=True):
+        r = roas if brand is None else roas[roas["brand"] == brand]
+        m = metrics if brand is None else metrics[metrics["brand"] == brand]
+        ax, ax2 = row
+        channels = list(dict.fromkeys(r["channel"]))
+        width = 0.8 / max(len(channels), 1)
+        for j, ch in enumerate(channels):
+            c = r[r["channel"] == ch].sort_values("fold")
+            x = c["fold"].to_numpy() + (j - (len(channels) - 1) / 2) * width
+            ax.errorbar(x, c["mean"], yerr=[c["mean"] - c["hdi_5%"], c["hdi_95%"] - c["mean"]], fmt="o", capsize=3,
+                        label=ch)
+        ax.set_xticks(sorted(r["fold"].unique()))
+        ax.set_xlabel("fold (later origin ->)")
+        ax.set_ylabel("ROAS (mean, 90% HDI)")
+        ax.set_title("ROAS by fold" + ("" if brand is None else f": {brand}"))
+        ax.legend(fontsize=8, ncol=2)
+        if "crps_relative" in m:
+            m = m.sort_values("fold")
+            ax2.bar(m["fold"], m["crps_relative"], color="0.6", label="relative CRPS")
+            ax2.set_ylabel("CRPS / mean |y|")
+            ax3 = ax2.twinx()
+            ax3.plot(m["fold"], m["coverage_50"], "o-", color="C0", label="50% coverage")
+            ax3.plot(m["fold"], m["coverage_90"], "s-", color="C1", label="90% coverage")
+            ax3.axhline(0.5, color="C0", lw=0.8, ls=":")
+            ax3.axhline(0.9, color="C1", lw=0.8, ls=":")
+            ax3.set_ylim(0, 1.05)
+            ax3.set_ylabel("interval coverage")
+            h1, l1 = ax2.get_legend_handles_labels()
+            h2, l2 = ax3.get_legend_handles_labels()
+            ax2.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left")
+        ax2.set_xticks(sorted(r["fold"].unique()))
+        ax2.set_xlabel("fold")
+        ax2.set_title("hold-out scores")
+    fig.suptitle(title or "Time-slice cross-validation")
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
     return fig

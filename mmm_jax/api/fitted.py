@@ -59,7 +59,7 @@ class FittedModel:
 
     def fit(self, df: pd.DataFrame, *, sampler: str = "numpyro", chains: int = 4, warmup: int = 1000,
             draws: int = 1000, target_accept: float = 0.9, seed: int = 0, progress: bool = True,
-            chunk_draws: int = 256, lift_tests=None, **sampler_kwargs: Any) -> az.InferenceData:
+            chunk_draws: int = 256, lift_tests=None, holdout=None, **sampler_kwargs: Any) -> az.InferenceData:
         """Fit and return the labelled InferenceData (also kept as ``self.idata``).
 
         Parameters
@@ -83,13 +83,19 @@ class FittedModel:
             :class:`mmm_jax.DataError` naming it). ``None``: the config's ``lift_tests`` path, if
             any; ``False``: none, whatever the config says. :meth:`lift_test_fit` compares them
             with the fitted model afterwards.
+        holdout : int, date or None
+            Keep the last weeks out of the likelihood: a number of weeks, or the first held-out
+            date. They stay in the model (masked, not dropped: carry-over into them is right),
+            scaling is fitted on the training weeks, ROAS and contributions are over the training
+            weeks, and :meth:`holdout_metrics` scores the posterior predictive there (CRPS, MAPE,
+            50% / 90% interval coverage; also in the InferenceData's attributes).
         **sampler_kwargs : further :class:`mmm_jax.inference.SamplerConfig` fields
             (``max_tree_depth``, ``dense_mass``, ``chain_method``).
 
         Warns :class:`mmm_jax.ConvergenceWarning` when max R-hat > 1.01 or there are divergences.
         """
         t0 = time.perf_counter()
-        self.build(df, lift_tests=lift_tests)
+        self.build(df, lift_tests=lift_tests, holdout=holdout)
         t_build = time.perf_counter() - t0
         k_sample, k_pp = jax.random.split(jax.random.key(seed))
         result = sample(self.logdensity, self.model_inputs(), key=k_sample, sampler=sampler, chains=chains,
@@ -100,12 +106,14 @@ class FittedModel:
                         "wall": time.perf_counter() - t0}
         for g in self.idata.groups():
             self.idata[g].attrs["timings"] = json.dumps(self.timings)
+        if self.holdout_start is not None:
+            self.idata.posterior.attrs["holdout_metrics"] = json.dumps(self.holdout_metrics())
         check_convergence(self.diagnostics())
         return self.idata
 
-    def build(self, df: pd.DataFrame, *, lift_tests=None) -> None:
-        """Validate and scale ``df`` (and the lift tests, see :meth:`fit`), build the ``pm.Model``
-        and compile it (``self.logdensity``)."""
+    def build(self, df: pd.DataFrame, *, lift_tests=None, holdout=None) -> None:
+        """Validate and scale ``df`` (and the lift tests and hold-out, see :meth:`fit`), build the
+        ``pm.Model`` and compile it (``self.logdensity``)."""
         raise NotImplementedError
 
     def model_inputs(self) -> dict:
@@ -138,6 +146,27 @@ class FittedModel:
         names = var_names or [*free_parameter_names(self.idata),
                               *(n for n in self.summary_quantities if n in self.idata.posterior)]
         return az.summary(self.idata, var_names=names, hdi_prob=hdi_prob)
+
+    def holdout_metrics(self) -> dict[str, float]:
+        """Scores of the posterior predictive on the fit's held-out weeks (``fit(..., holdout=)``):
+        ``{"holdout_start", "n", "crps", "crps_relative", "mape", "coverage_50", "coverage_90"}``
+        (:func:`mmm_jax.posterior.metrics.forecast_metrics`; with markets over every market-week)."""
+        import numpy as np
+        import pandas as pd
+
+        from ..posterior.metrics import forecast_metrics
+
+        self._require_fit()
+        start = self.idata.posterior.attrs.get("holdout_start")
+        if start is None:
+            raise ValueError("this fit has no hold-out weeks (fit(..., holdout=N_weeks or a date))")
+        y = self.idata.posterior_predictive["y"]
+        hold = pd.DatetimeIndex(y["date"].values) >= pd.Timestamp(start)
+        draws = np.moveaxis(y.values, y.dims.index("date"), -1)[..., hold]
+        draws = draws.reshape((-1, *draws.shape[2:]))
+        obs = np.moveaxis(self.idata.observed_data["y"].values, self.idata.observed_data["y"].dims.index("date"),
+                          -1)[..., hold]
+        return {"holdout_start": str(pd.Timestamp(start).date()), **forecast_metrics(draws, obs)}
 
     def lift_test_fit(self, hdi_prob: float = 0.9) -> pd.DataFrame:
         """The fit's lift tests next to the model's prediction of each (original target units).

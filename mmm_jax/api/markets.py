@@ -28,6 +28,7 @@ import xarray as xr
 
 from ..compile import LogDensity, compile_logdensity, unconstrained_draws
 from ..config.markets import HierarchicalConfig
+from ..data.holdout import holdout_split, mask_holdout, training_weeks
 from ..data.lift import lift_constant_data, lift_table_for, lift_table_from_constant_data, panel_lift
 from ..data.panel import PanelData, PanelScaling, fit_panel_scaling, panel_arrays, validate_panel
 from ..model.markets import build_hierarchical_model
@@ -64,26 +65,29 @@ class HierarchicalMMM(FittedModel):
         self.model: pm.Model | None = None  # set by build_model
         self.logdensity: LogDensity | None = None
         self.lift_tests: pd.DataFrame | None = None  # the checked lift tests of the fit (prepare)
+        self.holdout_start: pd.Timestamp | None = None  # first held-out week of the fit (prepare)
 
     # ------------------------------------------------------------------ build / fit
-    def prepare(self, df: pd.DataFrame, *, lift_tests=None) -> None:
-        """Validate and scale ``df`` (and the lift tests, see :meth:`fit`) into the model inputs
-        (``panel``, ``scaling``, ``arrays``, ``lift_tests``), no model."""
+    def prepare(self, df: pd.DataFrame, *, lift_tests=None, holdout=None) -> None:
+        """Validate and scale ``df`` (and the lift tests and hold-out, see :meth:`fit`) into the
+        model inputs (``panel``, ``scaling``, ``arrays``, ``lift_tests``, ``holdout_start``), no model."""
         self.panel = validate_panel(df, self.config)
         self.frame = _training_frame(df, self.config)
-        self.scaling = fit_panel_scaling(self.panel, self.config)
-        self.arrays = panel_arrays(self.panel, self.scaling, self.config)
+        n = holdout_split(self.panel.dates, holdout, min_train=max(2, self.config.base.adstock.l_max))
+        self.holdout_start = None if n == len(self.panel.dates) else pd.Timestamp(self.panel.dates[n])
+        self.scaling = fit_panel_scaling(training_weeks(self.panel, n), self.config)
+        self.arrays = mask_holdout(panel_arrays(self.panel, self.scaling, self.config), n)
         table = None if lift_tests is False else lift_table_for(lift_tests, self.config.base)
         self.lift_tests = None
         if table is not None:
             self.lift_tests, lift = panel_lift(table, self.config, self.panel, self.scaling)
             self.arrays.update(lift)
 
-    def build(self, df: pd.DataFrame, *, lift_tests=None) -> None:
+    def build(self, df: pd.DataFrame, *, lift_tests=None, holdout=None) -> None:
         """Validate, scale, build the joint ``pm.Model`` and compile it. A lift test names its
         market (``market``: the hierarchy's labels joined with "/"); a national channel's test may
         leave it empty (the spend change then applies in every market)."""
-        self.prepare(df, lift_tests=lift_tests)
+        self.prepare(df, lift_tests=lift_tests, holdout=holdout)
         self.build_model()
 
     def build_model(self) -> None:
@@ -186,7 +190,8 @@ class HierarchicalMMM(FittedModel):
             constant_data=None if self.lift_tests is None else lift_constant_data(self.lift_tests),
             attrs={"created_by": "mmm_jax.hierarchical", "config": self.config.to_json(),
                    "scaling": json.dumps(self.scaling.to_dict()), "free_parameters": json.dumps(free),
-                   "seed": int(self.fit_settings.get("seed", 0))},
+                   "seed": int(self.fit_settings.get("seed", 0)),
+                   **({} if self.holdout_start is None else {"holdout_start": self.holdout_start.isoformat()})},
         )
 
     # ------------------------------------------------------------------ results
@@ -256,14 +261,17 @@ class HierarchicalMMM(FittedModel):
         return xr.Dataset({"y": (("chain", "draw", "market", "date"), q["y"]),
                            "mu": (("chain", "draw", "market", "date"), q["mu_original"])}, coords=coords)
 
-    def crps(self, df: pd.DataFrame, holdout_start, *, seed: int = 0) -> pd.DataFrame:
+    def crps(self, df: pd.DataFrame, holdout_start=None, *, seed: int = 0) -> pd.DataFrame:
         """CRPS of the posterior predictive on the weeks from ``holdout_start`` on.
 
         ``df``: history and hold-out rows with the target (the hold-out targets are only used
-        for scoring). Returns one row per market and hold-out week (column ``crps``).
+        for scoring). Default ``holdout_start``: the fit's hold-out start, else the first week
+        after the fitted weeks. Returns one row per market and hold-out week (column ``crps``).
         """
         self._require_data("crps")
         b = self.config.base
+        if holdout_start is None:
+            holdout_start = self.holdout_start or pd.Timestamp(self.panel.dates[-1]) + pd.Timedelta(days=1)
         hold = pd.to_datetime(df[b.date]) >= pd.Timestamp(holdout_start)
         truth = df.loc[hold, [*self.config.levels, b.date, b.target]].copy()
         fcast = df.copy()
@@ -349,7 +357,8 @@ class HierarchicalMMM(FittedModel):
         self = cls(config)
         if df is not None:
             table = lift_table_from_constant_data(idata.get("constant_data"))
-            self.build(df, lift_tests=False if table is None else table)
+            self.build(df, lift_tests=False if table is None else table,
+                       holdout=idata.posterior.attrs.get("holdout_start"))
         self.scaling = scaling
         self.idata = idata
         self.fit_settings = dict(fit_settings or {})

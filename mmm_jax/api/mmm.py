@@ -30,6 +30,7 @@ import xarray as xr
 from ..compile import LogDensity, compile_logdensity, unconstrained_draws
 from ..config.model import ModelConfig
 from ..data.features import Scaling, fit_model_scaling, model_arrays
+from ..data.holdout import holdout_split, mask_holdout, training_weeks
 from ..data.lift import brand_lift, lift_constant_data, lift_table_for, lift_table_from_constant_data
 from ..data.validate import MMMData, validate_frame
 from ..model.build import build_pymc_model
@@ -56,6 +57,7 @@ class MMM(FittedModel):
         self.logdensity: LogDensity | None = None
         self.fit_settings: dict[str, Any] = {}
         self.lift_tests: pd.DataFrame | None = None  # the checked lift tests of the fit (build)
+        self.holdout_start: pd.Timestamp | None = None  # first held-out week of the fit (build)
 
     # ------------------------------------------------------------------ building blocks
     def validate(self, df: pd.DataFrame, *, require_target: bool = True) -> MMMData:
@@ -72,16 +74,18 @@ class MMM(FittedModel):
             outlier_factor=c.outlier_factor,
         )
 
-    def build(self, df: pd.DataFrame, *, lift_tests=None) -> None:
+    def build(self, df: pd.DataFrame, *, lift_tests=None, holdout=None) -> None:
         """Validate, scale, build the ``pm.Model`` and compile it (no sampling).
 
         Count likelihoods need a target of integers >= 0 (:class:`mmm_jax.DataError`
         otherwise). HSGP terms get their basis domain fixed on the training window
-        (``scaling.hsgp``). ``lift_tests``: see :meth:`fit`.
+        (``scaling.hsgp``). ``lift_tests``, ``holdout``: see :meth:`fit`.
         """
         self.data = self.validate(df)
-        self.scaling = fit_model_scaling(self.config, self.data)
-        arrays = model_arrays(self.config, self.data, self.scaling)
+        n = holdout_split(self.data.dates, holdout, min_train=max(2, self.config.adstock.l_max))
+        self.holdout_start = None if n == self.data.n_periods else pd.Timestamp(self.data.dates[n])
+        self.scaling = fit_model_scaling(self.config, training_weeks(self.data, n))
+        arrays = mask_holdout(model_arrays(self.config, self.data, self.scaling), n)
         table = None if lift_tests is False else lift_table_for(lift_tests, self.config)
         self.lift_tests = None
         if table is not None:
@@ -118,6 +122,7 @@ class MMM(FittedModel):
             const["controls"] = (("date", "control"), d.control_values)
         if self.lift_tests is not None:
             const.update(lift_constant_data(self.lift_tests))
+        extra = {} if self.holdout_start is None else {"holdout_start": self.holdout_start.isoformat()}
         free = [n for n in self.logdensity.output_names if n in self.model.named_vars and n in
                 {rv.name for rv in self.model.free_RVs}]
         return to_inference_data(
@@ -137,6 +142,7 @@ class MMM(FittedModel):
                 "scaling": json.dumps(self.scaling.to_dict()),
                 "free_parameters": json.dumps(free),
                 "seed": self.fit_settings.get("seed", 0),
+                **extra,
             },
         )
 
@@ -230,6 +236,38 @@ class MMM(FittedModel):
         }
         out["y"] = (("chain", "draw", "date"), q["y"] if include_noise else q["mu_original"])
         return xr.Dataset(out, coords=coords)
+
+    def crps(self, df: pd.DataFrame, holdout_start=None, *, seed: int = 0) -> pd.DataFrame:
+        """CRPS of the posterior predictive on the weeks from ``holdout_start`` on (original units).
+
+        ``df``: history and the weeks to score, with the target (used for scoring only). Default
+        ``holdout_start``: the fit's hold-out start, else the first week after the fitted weeks.
+        Returns one row per scored week: ``date``, ``observed``, ``mean`` (posterior predictive)
+        and ``crps``.
+        """
+        from ..posterior.metrics import crps_samples
+
+        self._require_fit()
+        start = self._score_start(holdout_start)
+        c = self.config
+        dates = pd.to_datetime(df[c.date])
+        hold = (dates >= start).to_numpy()
+        if not hold.any():
+            raise ValueError(f"crps: no week of df is on or after {start.date()}")
+        fcast = df.copy()
+        fcast.loc[hold, c.target] = np.nan
+        y = self.predict(fcast, seed=seed)["y"].values  # (chains, draws, T)
+        draws = y.reshape((-1, y.shape[-1]))[:, hold]
+        obs = pd.to_numeric(df.loc[hold, c.target], errors="coerce").to_numpy(float)
+        return pd.DataFrame({"date": dates[hold].to_numpy(), "observed": obs, "mean": draws.mean(axis=0),
+                             "crps": crps_samples(draws, obs)})
+
+    def _score_start(self, holdout_start) -> pd.Timestamp:
+        if holdout_start is not None:
+            return pd.Timestamp(holdout_start)
+        if self.holdout_start is not None:
+            return self.holdout_start
+        return pd.Timestamp(self.data.dates[-1]) + pd.Timedelta(days=1)
 
     def _unconstrained_samples(self) -> dict[str, np.ndarray]:
         """The stored constrained posterior mapped back to the unconstrained value variables."""
@@ -362,7 +400,7 @@ class MMM(FittedModel):
         ``scaling`` and posterior ``idata`` (what :meth:`load` and the batch's ``load`` use)."""
         self = cls(config)
         table = lift_table_from_constant_data(idata.get("constant_data"))
-        self.build(df, lift_tests=False if table is None else table)
+        self.build(df, lift_tests=False if table is None else table, holdout=idata.posterior.attrs.get("holdout_start"))
         self.scaling = scaling
         self.idata = idata
         self.fit_settings = dict(fit_settings or {})

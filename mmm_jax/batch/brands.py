@@ -31,12 +31,13 @@ from .stack import BrandData, brand_seed, prepare_brand, stack_brands
 __all__ = ["brand_kind", "quantity_fn", "slice_brand", "brand_idata", "restore_brand"]
 
 
-def brand_kind(config: ModelConfig, lift: Mapping[str, pd.DataFrame] | None = None) -> BatchKind:
+def brand_kind(config: ModelConfig, lift: Mapping[str, pd.DataFrame] | None = None, holdout=None) -> BatchKind:
     """Single-market brands: each an :class:`mmm_jax.MMM`, padded in weeks and channels (and lift
-    tests: ``lift`` maps each brand to its rows, :func:`mmm_jax.data.lift.split_lift_tests`)."""
+    tests: ``lift`` maps each brand to its rows, :func:`mmm_jax.data.lift.split_lift_tests`;
+    ``holdout``: every brand's held-out weeks)."""
     return BatchKind(job_fields=lambda template_weeks: {"template_weeks": template_weeks},
                      prepare=lambda name, frame: prepare_brand(name, frame, config,
-                                                               None if lift is None else lift.get(name)),
+                                                               None if lift is None else lift.get(name), holdout),
                      template=_brand_template)
 
 
@@ -64,7 +65,8 @@ def _brand_template(pending: list[BrandData], ok: list[BrandData], job: Job) -> 
             ts = np.asarray([c.filled[r].scaling.target_scale for r in padded])
             tot_full = np.zeros((len(padded), len(config.channels)))
             for i, r in enumerate(padded):
-                tot_full[i, c.filled[r].present] = c.filled[r].data.spend.sum(axis=0)
+                b = c.filled[r]  # spend over the fitted (unmasked) weeks
+                tot_full[i, b.present] = (b.data.spend * b.arrays["mask"][:, None]).sum(axis=0)
             try:
                 q = qfn(samples, data, ts, tot_full, c.k_pp[padded])
                 q = {k: np.asarray(v) for k, v in q.items()}
@@ -218,6 +220,7 @@ def brand_idata(b: BrandData, q: dict, stats: dict, ld: LogDensity, cfg: Sampler
             "brand": b.name,
             "batch_config_hash": job_hash,
             "data_hash": b.data_hash,
+            **({} if b.holdout_start is None else {"holdout_start": b.holdout_start.isoformat()}),
         },
     )
 

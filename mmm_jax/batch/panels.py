@@ -73,17 +73,19 @@ class PanelBrand:
 
 
 def prepare_panel_brand(name: str, frame: pd.DataFrame, config: HierarchicalConfig,
-                        lift: pd.DataFrame | None = None) -> PanelBrand | BrandFailure:
-    """Validate and scale one brand's long-format panel (and its lift-test rows ``lift``); bad data
-    -> :class:`BrandFailure`."""
+                        lift: pd.DataFrame | None = None, holdout=None) -> PanelBrand | BrandFailure:
+    """Validate and scale one brand's long-format panel (and its lift-test rows ``lift``, its
+    ``holdout``); bad data -> :class:`BrandFailure`."""
     h = HierarchicalMMM(config)
     try:
-        h.prepare(frame, lift_tests=lift if lift is not None and len(lift) else False)
+        h.prepare(frame, lift_tests=lift if lift is not None and len(lift) else False, holdout=holdout)
     except (DataError, ValueError, KeyError) as err:
         return BrandFailure(name, f"{type(err).__name__}: {err}")
     digest = _panel_hash(h.panel)
     if h.lift_tests is not None:
         digest = hashlib.sha256(digest.encode() + lift_digest(h.lift_tests)).hexdigest()[:16]
+    if h.holdout_start is not None:
+        digest = hashlib.sha256(f"{digest}|holdout {h.holdout_start.isoformat()}".encode()).hexdigest()[:16]
     return PanelBrand(name, h, digest)
 
 
@@ -164,12 +166,13 @@ def fit_many_hierarchical(data: Any, *, config: HierarchicalConfig | Mapping | s
     return fit_many(data, config=config, **kwargs)
 
 
-def panel_kind(config: HierarchicalConfig, lift: Mapping[str, pd.DataFrame] | None = None) -> BatchKind:
+def panel_kind(config: HierarchicalConfig, lift: Mapping[str, pd.DataFrame] | None = None,
+               holdout=None) -> BatchKind:
     """Market panels: each brand a :class:`HierarchicalMMM`, padded in weeks, markets and groups (and
-    lift tests: ``lift`` maps each brand to its rows)."""
+    lift tests: ``lift`` maps each brand to its rows; ``holdout``: every brand's held-out weeks)."""
     return BatchKind(job_fields=_job_fields, template=_panel_template,
                      prepare=lambda name, frame: prepare_panel_brand(name, frame, config,
-                                                                     None if lift is None else lift.get(name)))
+                                                                     None if lift is None else lift.get(name), holdout))
 
 
 def _job_fields(template_weeks: int | None) -> dict:

@@ -208,6 +208,7 @@ def fit_many(
     max_chunks: int | None = None,
     chunk_draws: int = 256,
     lift_tests=None,
+    holdout=None,
 ) -> BatchResult:
     """Fit one model per brand, many brands per compiled call; resumable.
 
@@ -264,6 +265,11 @@ def fit_many(
         :mod:`mmm_jax.data.lift` plus the brand column (``by``, else ``brand``). Each brand's
         tests enter its own likelihood; a bad row fails its brand (named in the manifest), a row
         naming an unknown brand raises :class:`~mmm_jax.DataError`.
+    holdout : int, date or None
+        Every brand's last weeks kept out of the likelihood (a number of weeks, or the first
+        held-out date), as ``MMM.fit(holdout=)``: scaling on the training weeks, the held-out
+        weeks masked; a loaded brand's ``holdout_metrics()`` scores them. A brand the hold-out
+        leaves too short fails by name.
 
     Returns
     -------
@@ -296,9 +302,10 @@ def fit_many(
     mark_output_dir(out, "batch")
 
     store = ResultStore(out, jax.process_index(), jax.process_count())
-    kind = kind_of(config, lift)
+    kind = kind_of(config, lift, holdout)
     job = {"format_version": _FORMAT_VERSION, **kind.job_fields(template_weeks), "config": config.to_dict(),
-           "sampler": sampler_job_fields(cfg), "seed": int(seed)}
+           "sampler": sampler_job_fields(cfg), "seed": int(seed),
+           **({} if holdout is None else {"holdout": str(holdout)})}
     try:
         job_hash = store.open_job(job, force=force)
         ctx = Job(config, cfg, store, job_hash, package_versions(), int(seed), template_weeks, int(chunk_draws))

@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..config.model import ModelConfig
 from ..data.features import Scaling, fit_model_scaling, fourier_features, model_arrays, pad_inputs, widen_channels
+from ..data.holdout import holdout_split, mask_holdout, training_weeks
 from ..data.lift import brand_lift, lift_digest, with_lift_sizes
 from ..data.validate import DataError, MMMData, read_table, validate_frame
 
@@ -64,6 +65,8 @@ class BrandData:
     lift_tests : DataFrame or None
         The brand's checked lift tests (:mod:`mmm_jax.data.lift`); ``arrays`` then has their
         inputs (columns indexed over all batch channels).
+    holdout_start : Timestamp or None
+        The first held-out week (masked in ``arrays``), or None.
     """
 
     name: str
@@ -74,6 +77,7 @@ class BrandData:
     arrays: dict
     data_hash: str
     lift_tests: pd.DataFrame | None = None
+    holdout_start: pd.Timestamp | None = None
 
     @property
     def n_weeks(self) -> int:
@@ -177,13 +181,14 @@ def _data_hash(data: MMMData) -> str:
 
 
 def prepare_brand(name: str, frame: pd.DataFrame, config: ModelConfig,
-                  lift: pd.DataFrame | None = None) -> BrandData | BrandFailure:
+                  lift: pd.DataFrame | None = None, holdout=None) -> BrandData | BrandFailure:
     """Validate and scale one brand; a problem gives a :class:`BrandFailure`, never an exception.
 
     The arrays are the single-brand model's own inputs (:func:`mmm_jax.data.features.model_arrays`:
     HSGP bases, ``target_scale``, ROAS-prior training arrays included), widened to all of the
     batch's channels. ``lift``: the brand's lift-test rows (a test of a channel the brand does not
-    have, or any bad row, fails the brand naming the row).
+    have, or any bad row, fails the brand naming the row). ``holdout``: weeks kept out of the
+    likelihood (:mod:`mmm_jax.data.holdout`: scaling on the training weeks, held-out weeks masked).
     """
     try:
         present = _present_channels(frame, config.channels)
@@ -209,15 +214,19 @@ def prepare_brand(name: str, frame: pd.DataFrame, config: ModelConfig,
             outlier_factor=config.outlier_factor,
         )
         brand_cfg = config.for_channels(chans)
-        scaling = fit_model_scaling(brand_cfg, data)
-        arrays = widen_channels(model_arrays(brand_cfg, data, scaling), present)
+        n = holdout_split(data.dates, holdout, min_train=max(2, int(getattr(config.adstock, "l_max", 1) or 1)))
+        scaling = fit_model_scaling(brand_cfg, training_weeks(data, n))
+        arrays = widen_channels(mask_holdout(model_arrays(brand_cfg, data, scaling), n), present)
         tests, digest = None, _data_hash(data)
+        start = None if n == data.n_periods else pd.Timestamp(data.dates[n])
+        if start is not None:
+            digest = hashlib.sha256(f"{digest}|holdout {start.isoformat()}".encode()).hexdigest()
         if lift is not None and len(lift):
             tests, lift_in = brand_lift(lift, brand_cfg, data, scaling)
             lift_in["lift_column"] = np.flatnonzero(present)[lift_in["lift_column"]]  # over all batch channels
             arrays.update(lift_in)
             digest = hashlib.sha256(digest.encode() + lift_digest(tests)).hexdigest()
-        return BrandData(name, data, brand_cfg, present, scaling, arrays, digest, tests)
+        return BrandData(name, data, brand_cfg, present, scaling, arrays, digest, tests, start)
     except DataError as err:
         return BrandFailure(name, f"bad data: {err}")
     except Exception as err:  # noqa: BLE001 - any surprise is this brand's failure, not the batch's
