@@ -26,6 +26,7 @@ from .data.validate import DataError, MMMData, validate_frame  # noqa: E402
 from .inference import SamplerConfig, SampleResult, sample  # noqa: E402
 from .model.build import build_pymc_model  # noqa: E402
 from .model.hsgp import HSGPSpec  # noqa: E402
+from .posterior.compare import compare  # noqa: E402
 from .posterior.results import ConvergenceWarning  # noqa: E402
 
 __version__ = "0.1.0"
@@ -35,6 +36,7 @@ __all__ = [
     "FittedModel",
     "model_for",
     "load",
+    "compare",
     "ModelConfig",
     "HierarchicalConfig",
     "load_config",

@@ -59,7 +59,8 @@ class FittedModel:
 
     def fit(self, df: pd.DataFrame, *, sampler: str = "numpyro", chains: int = 4, warmup: int = 1000,
             draws: int = 1000, target_accept: float = 0.9, seed: int = 0, progress: bool = True,
-            chunk_draws: int = 256, lift_tests=None, holdout=None, **sampler_kwargs: Any) -> az.InferenceData:
+            chunk_draws: int = 256, lift_tests=None, holdout=None, log_likelihood: bool = False,
+            **sampler_kwargs: Any) -> az.InferenceData:
         """Fit and return the labelled InferenceData (also kept as ``self.idata``).
 
         Parameters
@@ -89,6 +90,12 @@ class FittedModel:
             scaling is fitted on the training weeks, ROAS and contributions are over the training
             weeks, and :meth:`holdout_metrics` scores the posterior predictive there (CRPS, MAPE,
             50% / 90% interval coverage; also in the InferenceData's attributes).
+        log_likelihood : bool
+            Add a ``log_likelihood`` group: ``y``, the pointwise log-likelihood of every observed
+            week (one brand: dim ``date``; markets: every observed market-week, dim ``obs`` with
+            ``market`` and ``date`` coordinates), as densities of the target in original units
+            (count likelihoods: probabilities of the counts); held-out weeks are left out. Then
+            ``az.loo`` / :func:`mmm_jax.compare` work.
         **sampler_kwargs : further :class:`mmm_jax.inference.SamplerConfig` fields
             (``max_tree_depth``, ``dense_mass``, ``chain_method``).
 
@@ -102,6 +109,8 @@ class FittedModel:
                         warmup=warmup, draws=draws, target_accept=target_accept, progress=progress, **sampler_kwargs)
         t1 = time.perf_counter()
         self.attach(result, key=k_pp, seed=seed, chunk_draws=chunk_draws)
+        if log_likelihood:
+            self.add_log_likelihood(result.samples, chunk_draws=chunk_draws)
         self.timings = {"build_compile": t_build, **result.timings, "postprocess": time.perf_counter() - t1,
                         "wall": time.perf_counter() - t0}
         for g in self.idata.groups():
@@ -146,6 +155,55 @@ class FittedModel:
         names = var_names or [*free_parameter_names(self.idata),
                               *(n for n in self.summary_quantities if n in self.idata.posterior)]
         return az.summary(self.idata, var_names=names, hdi_prob=hdi_prob)
+
+    def add_log_likelihood(self, samples: dict | None = None, *, chunk_draws: int = 256):
+        """Add (or replace) the ``log_likelihood`` group (see :meth:`fit`'s ``log_likelihood``) from
+        ``samples`` (the sampler's unconstrained draws; default: mapped back from the posterior).
+        Returns the group's Dataset."""
+        import numpy as np
+        import xarray as xr
+
+        from ..posterior.results import pointwise_log_likelihood
+
+        self._require_fit()
+        if self.logdensity is None:
+            raise NotFittedError("the log-likelihood needs the model rebuilt on its data (fit it, or load a saved fit)")
+        if samples is None:
+            samples = self._unconstrained_draws()
+        data = self.model_inputs()
+        ll = pointwise_log_likelihood(self.logdensity, samples, data, target_scale=self.scaling.target_scale,
+                                      likelihood=self._likelihood(), batch_size=chunk_draws)
+        keep = np.asarray(data["mask"]) > 0
+        coords = {"chain": np.arange(ll.shape[0]), "draw": np.arange(ll.shape[1])}
+        labels = self._cell_labels()
+        if keep.ndim == 1:
+            ds = xr.Dataset({"y": (("chain", "draw", "date"), ll[..., keep])},
+                            coords={**coords, "date": np.asarray(labels["date"])[keep]})
+        else:
+            g, t = np.nonzero(keep)
+            ds = xr.Dataset({"y": (("chain", "draw", "obs"), ll[:, :, g, t])},
+                            coords={**coords, "obs": np.arange(len(g)),
+                                    "market": ("obs", np.asarray(labels["market"])[g]),
+                                    "date": ("obs", np.asarray(labels["date"])[t])})
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if "log_likelihood" in self.idata.groups():
+                del self.idata.log_likelihood
+            self.idata.add_groups(log_likelihood=ds)
+        return ds
+
+    def _likelihood(self) -> str:
+        raise NotImplementedError
+
+    def _cell_labels(self) -> dict:
+        """``{"date": (T,)}`` (and ``"market": (G,)``) labels of the model's target cells."""
+        raise NotImplementedError
+
+    def _unconstrained_draws(self) -> dict:
+        """The stored posterior mapped back to the sampler's unconstrained variables."""
+        raise NotImplementedError
 
     def holdout_metrics(self) -> dict[str, float]:
         """Scores of the posterior predictive on the fit's held-out weeks (``fit(..., holdout=)``):

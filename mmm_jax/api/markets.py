@@ -364,6 +364,15 @@ class HierarchicalMMM(FittedModel):
         self.fit_settings = dict(fit_settings or {})
         return self
 
+    def _likelihood(self) -> str:
+        return self.config.base.likelihood
+
+    def _cell_labels(self) -> dict:
+        return {"date": self.panel.dates, "market": self.panel.markets}
+
+    def _unconstrained_draws(self) -> dict:
+        return self._unconstrained(None)
+
     def _unconstrained(self, max_draws: int | None) -> dict:
         """The stored posterior mapped back to the sampler's unconstrained variables."""
         return unconstrained_draws(self.model, self.idata.posterior, max_draws)

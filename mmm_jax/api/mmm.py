@@ -269,6 +269,15 @@ class MMM(FittedModel):
             return self.holdout_start
         return pd.Timestamp(self.data.dates[-1]) + pd.Timedelta(days=1)
 
+    def _likelihood(self) -> str:
+        return self.config.likelihood
+
+    def _cell_labels(self) -> dict:
+        return {"date": self.data.dates}
+
+    def _unconstrained_draws(self) -> dict:
+        return self._unconstrained_samples()
+
     def _unconstrained_samples(self) -> dict[str, np.ndarray]:
         """The stored constrained posterior mapped back to the unconstrained value variables."""
         return unconstrained_draws(self.model, self.idata.posterior)

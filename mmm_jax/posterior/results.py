@@ -27,6 +27,7 @@ from ..model.likelihood import COUNT_LIKELIHOODS, predictive_draw
 __all__ = [
     "ConvergenceWarning",
     "posterior_quantities",
+    "pointwise_log_likelihood",
     "draw_quantities",
     "to_inference_data",
     "diagnostics",
@@ -146,6 +147,30 @@ def draw_quantities(ld: LogDensity, params, data, key=None, *, target_scale, tot
                 nu = jnp.broadcast_to(nu, ts.shape)
             q["y"] = predictive_draw(key, likelihood, out["mu"], sigma, nu) * ts[..., None]
     return q
+
+
+def pointwise_log_likelihood(ld: LogDensity, samples: Mapping[str, np.ndarray], data: Mapping[str, np.ndarray], *,
+                             target_scale, likelihood: str, batch_size: int = 256) -> np.ndarray:
+    """``log p(y | draw)`` of every observed target cell, per draw: (chains, draws, [G,] T).
+
+    Continuous likelihoods are turned into densities of the target in original units
+    (``- log target_scale`` per cell), so that ELPDs of models with other scalings compare; count
+    likelihoods are probabilities of the counts already. Masked cells (padding, hold-out) are 0.
+    Computed in ``lax.map`` batches of ``batch_size`` draws (memory: one batch of cells at a time
+    plus the result).
+    """
+    data = {n: jnp.asarray(data[n]) for n in ld.data_names}
+    first = next(iter(samples.values()))
+    n_chains, n_draws = first.shape[:2]
+    flat = {k: jnp.asarray(v).reshape((n_chains * n_draws, *v.shape[2:])) for k, v in samples.items()}
+    shift = 0.0 if likelihood in COUNT_LIKELIHOODS else jnp.log(jnp.asarray(target_scale, dtype=float))[..., None]
+
+    def one(params):
+        return ld.pointwise_loglik(params, data)["y"] - shift * data["mask"]
+
+    fn = jax.jit(lambda f: jax.lax.map(one, f, batch_size=min(batch_size, n_chains * n_draws)))
+    ll = np.asarray(fn(flat))
+    return ll.reshape((n_chains, n_draws, *ll.shape[1:]))
 
 
 #: dims of the post-processed quantities of the single-brand model (the rest come from the model)

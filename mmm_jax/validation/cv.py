@@ -135,7 +135,7 @@ def time_slice_cv(df: pd.DataFrame, config, *, folds: int = 4, horizon: int = 13
         fit = res.load(name)
         m = fit.holdout_metrics()
         rows.append({**row, "origin": m.pop("holdout_start"), "train_weeks": int(rec["n_weeks"]) - int(horizon), **m,
-                     "max_rhat": float(rec["max_rhat"]), "divergences": int(rec["divergences"])})
+                     "max_rhat": _number(rec["max_rhat"]), "divergences": int(_number(rec["divergences"]) or 0)})
         table = fit.roas("national", hdi_prob=0.9) if isinstance(config, HierarchicalConfig) else fit.roas(hdi_prob=0.9)
         for ch, r in table.iterrows():
             roas_rows.append({**row, "channel": ch, "mean": float(r["mean"]), "hdi_5%": float(r["hdi_5%"]),
@@ -147,6 +147,11 @@ def time_slice_cv(df: pd.DataFrame, config, *, folds: int = 4, horizon: int = 13
     (folder / "cv_settings.json").write_text(json.dumps({"folds": int(folds), "horizon": int(horizon), "by": by,
                                                          "stats": res.stats}, indent=2, default=str))
     return CVResult(metrics, roas, res, res.stats)
+
+
+def _number(v) -> float:
+    """A manifest number (None where it is undefined, e.g. R-hat of one chain) as a float (NaN)."""
+    return float("nan") if v is None or pd.isna(v) else float(v)
 
 
 def _fold_lift_tests(lift_tests, base, frames: dict, by: str | None, horizon: int):
