@@ -109,6 +109,11 @@ def _sampler_args(p: argparse.ArgumentParser, draws: int = 1000,
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _holdout(text: str):
+    """``--holdout``: a number of weeks or a date."""
+    return int(text) if text.strip().isdigit() else text
+
+
 def _fit_kwargs(a) -> dict:
     return dict(
         sampler=a.sampler,
@@ -185,19 +190,20 @@ def cmd_fit(a) -> int:
     df = read_table(a.data)
     if isinstance(cfg, HierarchicalConfig):  # markets: one joint model
         h = HierarchicalMMM(cfg)
-        h.fit(df, lift_tests=a.lift_tests, **_fit_kwargs(a))
+        h.fit(df, lift_tests=a.lift_tests, holdout=a.holdout, log_likelihood=a.log_likelihood, **_fit_kwargs(a))
         out = h.save(a.out, overwrite=a.overwrite)
         for level in ("market", "national"):
             h.roas(level).to_csv(out / f"roas_{level}.csv")
         h.contributions().to_csv(out / "contributions.csv")
         _write_lift_fit(h, out)
-        (out / "diagnostics.json").write_text(json.dumps({**h.diagnostics(), "timings": h.timings}, indent=2))
+        (out / "diagnostics.json").write_text(json.dumps({**h.diagnostics(), "timings": h.timings,
+                                                          **_holdout_report(h)}, indent=2))
         print(h.roas("national").to_string())
         _print_diagnostics(h)
         print(f"\nwrote {out}/ (model, idata.nc, roas_market.csv, roas_national.csv, contributions.csv)")
         return 0
     mmm = MMM(cfg)
-    mmm.fit(df, lift_tests=a.lift_tests, **_fit_kwargs(a))
+    mmm.fit(df, lift_tests=a.lift_tests, holdout=a.holdout, log_likelihood=a.log_likelihood, **_fit_kwargs(a))
     out = mmm.save(a.out, overwrite=a.overwrite)
     _write_lift_fit(mmm, out)
     mmm.summary().to_csv(out / "summary.csv")
@@ -205,11 +211,23 @@ def cmd_fit(a) -> int:
     mmm.contributions().to_csv(out / "contributions.csv")
     plot_decomposition(mmm, out / "decomposition.png")
     plot_roas(mmm, out / "roas.png")
-    (out / "diagnostics.json").write_text(json.dumps({**mmm.diagnostics(), "timings": mmm.timings}, indent=2))
+    (out / "diagnostics.json").write_text(json.dumps({**mmm.diagnostics(), "timings": mmm.timings,
+                                                      **_holdout_report(mmm)}, indent=2))
     print(mmm.roas().to_string())
     _print_diagnostics(mmm)
     print(f"\nwrote {out}/ (model, idata.nc, summary.csv, roas.csv, contributions.csv, decomposition.png)")
     return 0
+
+
+def _holdout_report(fitted) -> dict:
+    """``{"holdout": metrics}`` of a fit with held-out weeks (printed), else ``{}``."""
+    if fitted.holdout_start is None:
+        return {}
+    m = fitted.holdout_metrics()
+    print(f"\nhold-out from {m['holdout_start']} ({m['n']} cells): CRPS {m['crps']:.4g} "
+          f"({m['crps_relative']:.1%} of mean |y|), MAPE {m['mape']:.1%}, coverage 50% {m['coverage_50']:.0%}, "
+          f"90% {m['coverage_90']:.0%}")
+    return {"holdout": m}
 
 
 def _write_lift_fit(fitted, out: Path) -> None:
@@ -242,6 +260,36 @@ def cmd_cv(a) -> int:
     print(f"\n{len(cv.metrics)} folds in one batch: {st.get('wall_s', float('nan')):.1f} s")
     print(f"wrote {out / 'cv_metrics.csv'}, {out / 'cv_roas.csv'}, {out / 'cv.png'} and the folds' fits "
           f"({out / 'brands'}/fold_<k>.nc)")
+    return 0
+
+
+def cmd_sbc(a) -> int:
+    import pandas as pd
+
+    from .data.validate import read_table
+    from .persist import check_output_dir, mark_output_dir
+    from .validation import sbc
+
+    if a.data is None:
+        from .datasets import load_example
+
+        df = load_example()[0]
+    else:
+        df = read_table(a.data)
+    out = mark_output_dir(check_output_dir(a.out, "sbc", overwrite=a.overwrite,
+                                           inputs=[p for p in (a.data, a.config) if p]), "sbc")
+    res = sbc(a.config, df, n=a.n, chains=a.chains, warmup=a.warmup, draws=a.draws, target_accept=a.target_accept,
+              seed=a.seed, out=out, progress=not a.no_progress)
+    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 140):
+        print(res.coverage.to_string())
+    cov = res.coverage
+    off = cov[((cov["coverage_50"] - 0.5).abs() > 0.05) | ((cov["coverage_90"] - 0.9).abs() > 0.05)]
+    st = res.stats
+    print(f"\n{st['n']} simulations in {st['wall_s']:.1f} s ({st['simulations_per_min']:.1f} per minute); "
+          f"{len(off)} of {len(cov)} scalar parameters with a coverage more than 5 points off "
+          f"(standard error at n = {st['n']}: {100 * (0.25 / st['n']) ** 0.5:.1f} points at 50%, "
+          f"{100 * (0.09 / st['n']) ** 0.5:.1f} at 90%)")
+    print(f"wrote {out}/ (sbc_coverage.csv, sbc_ranks.csv, sbc_diagnostics.csv, sbc.json, sbc_ranks.png, sbc_ecdf.png)")
     return 0
 
 
@@ -387,6 +435,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lift-tests", default=None, metavar="PATH",
                    help="lift tests (CSV/Parquet: channel, [market], start, end, delta_spend, delta_response, sigma"
                    ") entering the likelihood; default: the config's lift_tests")
+    p.add_argument("--holdout", type=_holdout, default=None, metavar="WEEKS|DATE",
+                   help="keep the last WEEKS (or the weeks from DATE on) out of the likelihood and score them")
+    p.add_argument("--log-likelihood", action="store_true", help="store the pointwise log-likelihood (for LOO)")
     _sampler_args(p)
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("batch", help="fit one model per brand/market for many brands (resumable)")
@@ -422,6 +473,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="lift tests (a fold uses those that end before its origin)")
     _sampler_args(p, samplers=("blackjax",))
     p.set_defaults(func=cmd_cv)
+    p = sub.add_parser("sbc", help="simulation-based calibration: simulate from the prior, refit as one batch")
+    p.add_argument("--config", required=True, help="YAML or JSON model config (any kind)")
+    p.add_argument("--data", default=None, help="template CSV/Parquet (dates, spend, controls, markets; default: the "
+                                                "bundled example)")
+    p.add_argument("--n", type=_int_at_least(2), default=100, help="simulations (default 100)")
+    p.add_argument("--out", required=True, help="output folder (coverage, ranks, plots)")
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    _sampler_args(p, samplers=("blackjax",))
+    p.set_defaults(func=cmd_sbc, chains=2, warmup=300, draws=300)
     p = sub.add_parser("optimize", help="optimise the budget split for a fitted model (a directory from `fit`; "
                                         "with markets, over every market x local channel), or one total over "
                                         "every brand x channel of a `batch` directory")

@@ -60,7 +60,7 @@ FORMAT_VERSION = 1
 #: Marker file of every folder mmm_jax creates.
 MARKER = ".mmm_jax"
 #: Kinds of output folder; a fitted model is ``"brand"`` or ``"markets"``.
-KINDS = ("brand", "markets", "batch", "budget", "demo", "cv")
+KINDS = ("brand", "markets", "batch", "budget", "demo", "cv", "sbc")
 _RUN_KINDS = ("brand", "markets")
 #: errno values that mean "the storage failed", not "this brand is bad": retry later.
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS, errno.ENOMEM, errno.EFBIG}

@@ -145,7 +145,11 @@ def test_log_likelihood_group_and_compare():
     mu = post["mu_original"].values[0, 3, :54]
     sd = float(post["sigma"].values[0, 3]) * a.scaling.target_scale
     np.testing.assert_allclose(ll.values[0, 3], stats.norm.logpdf(df["sales"].to_numpy()[:54], mu, sd), rtol=1e-9)
-    table = mmm_jax.compare({"full": a, "no_seasonality": b})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = mmm_jax.compare({"full": a, "no_seasonality": b})
+    flagged = {str(w.message).split("'")[1] for w in caught if "Pareto k" in str(w.message)}
+    assert flagged == set(table.index[table["pareto_k_bad"] > 0])  # one warning per model with bad k
     assert set(table.index) == {"full", "no_seasonality"} and (table["n_obs"] == 54).all()
     assert {"elpd_loo", "se", "pareto_k_bad"} <= set(table.columns)
     c = MMM(CFG)
@@ -167,3 +171,73 @@ def test_count_log_likelihood_is_the_count_pmf():
     mu = m.idata.posterior["mu_original"].values[0, 5]
     np.testing.assert_allclose(m.idata.log_likelihood["y"].values[0, 5],
                                stats.poisson.logpmf(df[target].to_numpy(), mu), rtol=1e-9)
+
+
+def test_prior_predictive_and_plots(tmp_path):
+    from mmm_jax.plots import plot_adstock_weights, plot_predictive_check
+
+    df, _ = simulate(60, 3, seed=5)
+    m = MMM(CFG)
+    prior = m.prior_predictive(df, draws=200, seed=1)
+    assert m.idata is None  # the model itself is untouched
+    y = prior.prior_predictive["y"]
+    assert y.dims == ("chain", "draw", "date") and y.shape == (1, 200, 60)
+    ts = df["sales"].abs().max()
+    np.testing.assert_allclose(prior.prior["mu_original"].values, prior.prior["mu"].values * ts)
+    spend = df[CH].to_numpy().sum(axis=0)
+    tot = (prior.prior["channel_contribution"].values * ts).sum(axis=2)
+    np.testing.assert_allclose(prior.prior["roas"].values, tot / spend)
+    np.testing.assert_allclose(prior.observed_data["y"].values, df["sales"].to_numpy())
+    again = MMM(CFG).prior_predictive(df, draws=200, seed=1)
+    np.testing.assert_array_equal(again.prior_predictive["y"].values, y.values)  # same seed, same draws
+    _quiet(m.fit, df, holdout=6, **SMALL)
+    plot_predictive_check(m, tmp_path / "ppc.png", prior=prior)
+    plot_adstock_weights(m, tmp_path / "adstock.png")
+    assert (tmp_path / "ppc.png").stat().st_size > 20_000 and (tmp_path / "adstock.png").stat().st_size > 10_000
+
+
+def test_sbc_runs_through_the_batch_sampler_and_ranks_are_consistent(tmp_path):
+    from mmm_jax.validation import sbc
+
+    df, _ = simulate(40, 2, seed=6)
+    cfg = ModelConfig(date="date", target="sales", channels=["tv", "search"], seasonality=0, trend=False)
+    res = _quiet(sbc, cfg, df, n=6, chains=2, warmup=60, draws=50, thin=5, out=tmp_path / "sbc", progress=False)
+    names = ["intercept", "beta[0]", "beta[1]", "alpha[0]", "alpha[1]", "lam[0]", "lam[1]", "sigma"]
+    assert sorted(res.ranks.columns) == sorted(names) and len(res.ranks) == 6
+    assert res.n_ranks == 2 * 10 + 1
+    assert res.ranks.to_numpy().min() >= 0 and res.ranks.to_numpy().max() <= res.n_ranks - 1
+    cov = res.coverage
+    assert ((cov[["coverage_50", "coverage_90"]] >= 0) & (cov[["coverage_50", "coverage_90"]] <= 1)).all().all()
+    assert (cov["coverage_90"] >= cov["coverage_50"] - 1e-12).all()  # the 90% interval holds the 50% one
+    assert res.stats["n"] == 6 and len(res.diagnostics) == 6
+    for f in ("sbc_ranks.csv", "sbc_coverage.csv", "sbc_diagnostics.csv", "sbc.json", "sbc_ranks.png", "sbc_ecdf.png"):
+        assert (tmp_path / "sbc" / f).exists(), f
+    again = _quiet(sbc, cfg, df, n=6, chains=2, warmup=60, draws=50, thin=5, progress=False)
+    pd.testing.assert_frame_equal(again.ranks, res.ranks)  # same seed, same ranks
+
+
+def test_cli_cv_and_sbc(tmp_path, capsys):
+    from mmm_jax.cli import main
+
+    df, _ = simulate(56, 2, seed=7)
+    data = tmp_path / "d.csv"
+    df.to_csv(data, index=False)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("date: date\ntarget: sales\nchannels: [tv, search]\ncontrols: [price_index]\nseasonality: 1\n")
+    fast = ["--chains", "1", "--warmup", "60", "--draws", "60", "--no-progress"]
+    assert main(["cv", str(data), "--config", str(cfg), "--folds", "2", "--horizon", "6", "--out",
+                 str(tmp_path / "cv"), *fast]) == 0
+    assert (tmp_path / "cv" / "cv.png").exists() and len(pd.read_csv(tmp_path / "cv" / "cv_metrics.csv")) == 2
+    assert main(["cv", str(data), "--config", str(cfg), "--folds", "20", "--horizon", "6", "--out",
+                 str(tmp_path / "cv2"), *fast]) == 2
+    assert "training weeks" in capsys.readouterr().err
+    assert main(["sbc", "--config", str(cfg), "--data", str(data), "--n", "4", "--out", str(tmp_path / "sbc"),
+                 *fast]) == 0
+    assert "4 simulations" in capsys.readouterr().out
+    assert main(["fit", str(data), "--config", str(cfg), "--out", str(tmp_path / "fit"), "--holdout", "6",
+                 "--log-likelihood", *fast]) == 0
+    import json
+
+    report = json.loads((tmp_path / "fit" / "diagnostics.json").read_text())
+    assert report["holdout"]["n"] == 6 and "hold-out from" in capsys.readouterr().out
+    assert "log_likelihood" in mmm_jax.load(tmp_path / "fit").idata.groups()

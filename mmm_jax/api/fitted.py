@@ -205,6 +205,52 @@ class FittedModel:
         """The stored posterior mapped back to the sampler's unconstrained variables."""
         raise NotImplementedError
 
+    def prior_predictive(self, df: pd.DataFrame, *, draws: int = 500, seed: int = 0, lift_tests=None):
+        """Draws from the prior (PyMC's forward sampling of the same model, built on ``df``).
+
+        Returns an ``InferenceData`` with ``prior`` (the free parameters and deterministics on the
+        scaled data, plus ``mu_original`` and ``roas`` — contribution over the data's weeks /
+        spend, per channel (and market) — in original units), ``prior_predictive`` (``y``,
+        original units: what the model expects the target to look like before seeing it) and
+        ``observed_data``. Does not change this model (a fitted model stays fitted).
+        """
+        import numpy as np
+        import pymc as pm
+        import xarray as xr
+
+        other = type(self)(self.config)
+        other.build(df, lift_tests=lift_tests)
+        if int(draws) < 1:
+            raise ValueError(f"draws must be >= 1, got {draws}")
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            idata = pm.sample_prior_predictive(int(draws), model=other.model, random_seed=seed)
+        ts = np.asarray(other.scaling.target_scale, dtype=float)
+        per_cell = ts[:, None] if ts.ndim else ts  # (G, 1) / ()
+        prior = idata.prior
+        y = idata.prior_predictive["y"]
+        mask = np.asarray(other.model_inputs()["mask"])
+        contrib = prior["channel_contribution"].values * (ts[:, None, None] if ts.ndim else ts)  # (..., [G,] T, C)
+        tot = (contrib * mask[..., None]).sum(axis=-2)
+        spend = other._spend_totals()
+        roas_dims = prior["channel_contribution"].dims[:2] + tuple(d for d in prior["channel_contribution"].dims[2:]
+                                                                    if d != "date")
+        prior = prior.assign(mu_original=prior["mu"] * per_cell,
+                             roas=(roas_dims, tot / np.where(spend > 0, spend, np.nan)))
+        observed = idata.observed_data["y"] * per_cell
+        observed = observed.where(xr.DataArray(mask > 0, dims=observed.dims))
+        import arviz as az
+
+        return az.InferenceData(prior=prior, prior_predictive=xr.Dataset({"y": y * per_cell}),
+                                observed_data=xr.Dataset({"y": observed}))
+
+    def _spend_totals(self):
+        """Spend per channel (markets: per market and channel, model channel order) over the
+        model's unmasked weeks, original units."""
+        raise NotImplementedError
+
     def holdout_metrics(self) -> dict[str, float]:
         """Scores of the posterior predictive on the fit's held-out weeks (``fit(..., holdout=)``):
         ``{"holdout_start", "n", "crps", "crps_relative", "mape", "coverage_50", "coverage_90"}``

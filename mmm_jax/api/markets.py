@@ -367,6 +367,12 @@ class HierarchicalMMM(FittedModel):
     def _likelihood(self) -> str:
         return self.config.base.likelihood
 
+    def _spend_totals(self) -> np.ndarray:
+        b = self.config.base
+        order = [b.channels.index(c) for c in self.channels]
+        spend = self.panel.spend[:, :, order]  # (G, T, C) original units, model channel order
+        return (spend * (self.arrays["mask"] > 0)[:, :, None]).sum(axis=1)
+
     def _cell_labels(self) -> dict:
         return {"date": self.panel.dates, "market": self.panel.markets}
 

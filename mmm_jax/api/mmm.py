@@ -272,6 +272,9 @@ class MMM(FittedModel):
     def _likelihood(self) -> str:
         return self.config.likelihood
 
+    def _spend_totals(self) -> np.ndarray:
+        return (self.data.spend * self._arrays["mask"][:, None]).sum(axis=0)
+
     def _cell_labels(self) -> dict:
         return {"date": self.data.dates}
 

@@ -284,7 +284,7 @@ def lift_table_from_constant_data(cd) -> pd.DataFrame | None:
     """The lift-test table stored by :func:`lift_constant_data` (None when the fit had none)."""
     if cd is None or "lift_channel" not in cd:
         return None
-    market = [None if str(m) == "" else str(m) for m in np.asarray(cd["lift_market"].values)]
+    market = pd.Series([None if str(m) == "" else str(m) for m in np.asarray(cd["lift_market"].values)], dtype=object)
     return pd.DataFrame({
         "channel": [str(c) for c in np.asarray(cd["lift_channel"].values)], "market": market,
         "start": pd.DatetimeIndex(cd["lift_start"].values).as_unit("ns"),
