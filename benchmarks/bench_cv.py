@@ -52,7 +52,8 @@ else:
         rows.append({"fold": int(name.split("_")[1]), **m.holdout_metrics(), **m.diagnostics()})
 ru = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
 cpu = sum(r.ru_utime + r.ru_stime for r in ru)
-print("@@BENCH_RESULT@@ " + json.dumps({"wall_s": time.perf_counter() - t0, "cpu_s": cpu, "folds": rows}, default=float))
+result = {"wall_s": time.perf_counter() - t0, "cpu_s": cpu, "folds": rows}
+print("@@BENCH_RESULT@@ " + json.dumps(result, default=float))
 '''
 
 

@@ -119,7 +119,8 @@ def main(argv=None) -> int:
         tr = table[(table.seed == s) & (table.channel == ch)].iloc[0]
         md.append(f"| {s} | {tr['corr']:.3f} | {ch} | {tr['true_roas']:.3f} | {r['none']:.1%} | {r['lift']:.1%} |")
     for ch in PAIR:
-        md.append(f"| mean | | {ch} | | {summary.loc[('none', ch), 'mean']:.1%} | {summary.loc[('lift', ch), 'mean']:.1%} |")
+        none, lift = summary.loc[("none", ch), "mean"], summary.loc[("lift", ch), "mean"]
+        md.append(f"| mean | | {ch} | | {none:.1%} | {lift:.1%} |")
     (RESULTS / "lift_recovery_latest.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     shutil.rmtree(out, ignore_errors=True)

@@ -375,7 +375,7 @@ def cmd_batch(a) -> int:
     kw = dict(by=a.by, config=a.config, out=a.out, chains=a.chains, warmup=a.warmup, draws=a.draws,
               target_accept=a.target_accept, max_tree_depth=a.max_tree_depth, seed=a.seed, chunk_size=a.chunk_size,
               devices=devices, force=a.force, overwrite=a.overwrite, retry_failed=a.retry_failed,
-              progress=not a.no_progress, lift_tests=a.lift_tests)
+              progress=not a.no_progress, lift_tests=a.lift_tests, holdout=a.holdout, log_likelihood=a.log_likelihood)
     res = fit_many(a.data, max_chunks=a.max_chunks, **kw)  # any config: single-market brands or market panels
     m = res.manifest()
     atomic_write_text(Path(a.out) / "manifest.csv", m.to_csv(index=False))
@@ -458,6 +458,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lift-tests", default=None, metavar="PATH",
                    help="lift tests (CSV/Parquet: channel, [market], start, end, delta_spend, delta_response, sigma"
                    ", and the --by column) entering the likelihood; default: the config's lift_tests")
+    p.add_argument("--holdout", type=_holdout, default=None, metavar="WEEKS|DATE",
+                   help="keep every brand's last WEEKS (or the weeks from DATE on) out of the likelihood")
+    p.add_argument("--log-likelihood", action="store_true", help="store every brand's pointwise log-likelihood")
     p.set_defaults(func=cmd_batch)
     p = sub.add_parser("cv", help="time-slice cross-validation: rolling origins fitted as one batch")
     p.add_argument("data", help="CSV or Parquet: one brand, a long market panel (market config), or many brands "

@@ -156,7 +156,8 @@ def test_markets_lift_national_and_local_tests(national_panel, rng):
         a, ci = dict(arrays), cfg.base.channels.index(r.channel)
         if r.channel in cfg.national_channels:
             a["national_spend"] = arrays["national_spend"].copy()
-            a["national_spend"][:, cfg.national_channels.index(r.channel)] += w * r.delta_spend / h.scaling.spend_scale[0, ci]
+            j = cfg.national_channels.index(r.channel)
+            a["national_spend"][:, j] += w * r.delta_spend / h.scaling.spend_scale[0, ci]
             gs = range(len(P.markets))
         else:
             g = P.markets.index(r.market)
@@ -215,7 +216,8 @@ def test_batch_padding_adds_nothing_and_each_brand_gets_its_tests(tmp_path, rng)
     for i, w in enumerate([70, 56, 62]):
         frames[f"b{i}"], _ = simulate(w, 3, seed=10 + i)
     d0, d1 = frames["b0"].date, frames["b1"].date
-    lt = pd.concat([_tests(d0, [("tv", 30, 4, 800.0, 700.0, 200.0), ("search", 50, 3, 50.0, 40.0, 20.0)]).assign(brand="b0"),
+    lt = pd.concat([_tests(d0, [("tv", 30, 4, 800.0, 700.0, 200.0),
+                                ("search", 50, 3, 50.0, 40.0, 20.0)]).assign(brand="b0"),
                     _tests(d1, [("tv", 20, 5, 500.0, 400.0, 100.0)]).assign(brand="b1")], ignore_index=True)
     prepared = {b: prepare_brand(b, f, cfg, lt[lt.brand == b].drop(columns="brand")) for b, f in frames.items()}
     sizes = lift_sizes([b.arrays for b in prepared.values()])

@@ -241,3 +241,21 @@ def test_cli_cv_and_sbc(tmp_path, capsys):
     report = json.loads((tmp_path / "fit" / "diagnostics.json").read_text())
     assert report["holdout"]["n"] == 6 and "hold-out from" in capsys.readouterr().out
     assert "log_likelihood" in mmm_jax.load(tmp_path / "fit").idata.groups()
+
+
+def test_batch_log_likelihood_equals_the_single_fit_formula(tmp_path):
+    frames = {f"b{i}": simulate(w, 3, seed=20 + i)[0] for i, w in enumerate([50, 44])}
+    res = _quiet(fit_many, frames, config=CFG, out=tmp_path / "b", holdout=4, log_likelihood=True, **SMALL)
+    m = res.load("b1")
+    ll = m.idata.log_likelihood["y"]
+    assert ll.dims == ("chain", "draw", "date") and ll.sizes["date"] == 40
+    post = m.idata.posterior
+    mu = post["mu_original"].values[0, 7, :40]
+    sd = float(post["sigma"].values[0, 7]) * m.scaling.target_scale
+    np.testing.assert_allclose(ll.values[0, 7], stats.norm.logpdf(frames["b1"]["sales"].to_numpy()[:40], mu, sd),
+                               rtol=1e-9)
+    dfp, _ = simulate_panel(n_markets=2, n_weeks=40, n_channels=2, seed=2, n_short=0)
+    hc = HierarchicalConfig(ModelConfig(date="date", target="sales", channels=["tv", "search"], seasonality=1),
+                            market=("market",))
+    res = _quiet(fit_many, {"p": dfp}, config=hc, out=tmp_path / "p", log_likelihood=True, **SMALL)
+    assert res.load("p").idata.log_likelihood["y"].sizes["obs"] == 80

@@ -160,10 +160,7 @@ class FittedModel:
         """Add (or replace) the ``log_likelihood`` group (see :meth:`fit`'s ``log_likelihood``) from
         ``samples`` (the sampler's unconstrained draws; default: mapped back from the posterior).
         Returns the group's Dataset."""
-        import numpy as np
-        import xarray as xr
-
-        from ..posterior.results import pointwise_log_likelihood
+        from ..posterior.results import log_likelihood_dataset, pointwise_log_likelihood, set_log_likelihood
 
         self._require_fit()
         if self.logdensity is None:
@@ -173,25 +170,9 @@ class FittedModel:
         data = self.model_inputs()
         ll = pointwise_log_likelihood(self.logdensity, samples, data, target_scale=self.scaling.target_scale,
                                       likelihood=self._likelihood(), batch_size=chunk_draws)
-        keep = np.asarray(data["mask"]) > 0
-        coords = {"chain": np.arange(ll.shape[0]), "draw": np.arange(ll.shape[1])}
         labels = self._cell_labels()
-        if keep.ndim == 1:
-            ds = xr.Dataset({"y": (("chain", "draw", "date"), ll[..., keep])},
-                            coords={**coords, "date": np.asarray(labels["date"])[keep]})
-        else:
-            g, t = np.nonzero(keep)
-            ds = xr.Dataset({"y": (("chain", "draw", "obs"), ll[:, :, g, t])},
-                            coords={**coords, "obs": np.arange(len(g)),
-                                    "market": ("obs", np.asarray(labels["market"])[g]),
-                                    "date": ("obs", np.asarray(labels["date"])[t])})
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if "log_likelihood" in self.idata.groups():
-                del self.idata.log_likelihood
-            self.idata.add_groups(log_likelihood=ds)
+        ds = log_likelihood_dataset(ll, data["mask"], labels["date"], labels.get("market"))
+        set_log_likelihood(self.idata, ds)
         return ds
 
     def _likelihood(self) -> str:
@@ -288,7 +269,8 @@ class FittedModel:
         self._require_fit()
         tests = lift_table_from_constant_data(self.idata.get("constant_data"))
         if tests is None or "lift_prediction" not in self.idata.posterior:
-            raise ValueError("this fit has no lift tests (fit(..., lift_tests=table) or lift_tests: PATH in the config)")
+            raise ValueError("this fit has no lift tests (fit(..., lift_tests=table) or lift_tests: PATH in the "
+                             "config)")
         da = self.idata.posterior["lift_prediction"]
         n = len(tests)
         draws = da.values.reshape((-1, da.shape[-1]))[:, :n]

@@ -23,7 +23,14 @@ from ..data.features import Scaling
 from ..data.lift import lift_constant_data, lift_sizes
 from ..inference.base import SamplerConfig
 from ..model.build import build_pymc_model
-from ..posterior.results import dims_for, draw_quantities, to_inference_data
+from ..posterior.results import (
+    cell_log_likelihood,
+    dims_for,
+    draw_quantities,
+    log_likelihood_dataset,
+    set_log_likelihood,
+    to_inference_data,
+)
 from .jobs import nonfinite_draws, short_error, write_brand_result
 from .run import BatchKind, Job, Template, default_chunk_size
 from .stack import BrandData, brand_seed, prepare_brand, stack_brands
@@ -51,7 +58,7 @@ def _brand_template(pending: list[BrandData], ok: list[BrandData], job: Job) -> 
     per_brand = 8.0 * cfg.chains * (cfg.warmup + cfg.draws) * (n_params + 8) * 3
     S = cfg.chains * cfg.draws
     q_bytes = 8.0 * S * T * (3 * len(config.channels) + 6)
-    qfn = quantity_fn(ld, config.likelihood, batch_size=job.chunk_draws)
+    qfn = quantity_fn(ld, config.likelihood, batch_size=job.chunk_draws, log_likelihood=job.log_likelihood)
 
     def postprocess(c, chunk: int) -> int:
         """Posterior quantities for this process's brands, a few at a time, then one file each."""
@@ -93,11 +100,19 @@ def _write_brand(job: Job, b: BrandData, q, stats, ld, free, wall) -> bool:
            "wall_s": wall}
 
     def build():
-        sliced = slice_brand(q, ld, b.n_weeks, b.present, job.config,
+        quantities = dict(q)
+        ll = quantities.pop("log_likelihood", None)
+        sliced = slice_brand(quantities, ld, b.n_weeks, b.present, job.config,
                              n_tests=0 if b.lift_tests is None else len(b.lift_tests))
-        return (nonfinite_draws(sliced, free)
-                or brand_idata(b, sliced, stats, ld, job.cfg, free, brand_seed(job.seed, b.name), job.job_hash,
-                               {"sampling_share": wall}, job.config))
+        bad = nonfinite_draws(sliced, free)
+        if bad:
+            return bad
+        idata = brand_idata(b, sliced, stats, ld, job.cfg, free, brand_seed(job.seed, b.name), job.job_hash,
+                            {"sampling_share": wall}, job.config)
+        if ll is not None:
+            set_log_likelihood(idata, log_likelihood_dataset(np.asarray(ll)[..., : b.n_weeks], b.arrays["mask"],
+                                                             b.data.dates))
+        return idata
 
     return write_brand_result(job.store, b.name, rec, build)
 
@@ -113,8 +128,9 @@ def _template(brands: list[BrandData], config: ModelConfig, T: int, lift: Mappin
     return compile_logdensity(model), {"free": free}
 
 
-def quantity_fn(ld: LogDensity, likelihood: str, batch_size: int = 256):
-    """jit(vmap over brands) of the per-draw quantities; compiled once per job."""
+def quantity_fn(ld: LogDensity, likelihood: str, batch_size: int = 256, log_likelihood: bool = False):
+    """jit(vmap over brands) of the per-draw quantities (with ``log_likelihood``, also each target
+    cell's log-likelihood, key ``"log_likelihood"``); compiled once per job."""
 
     def per_brand(samples, data, target_scale, total_spend, key_data):
         n = next(iter(samples.values())).shape
@@ -124,8 +140,11 @@ def quantity_fn(ld: LogDensity, likelihood: str, batch_size: int = 256):
 
         def one(args):
             p, k = args
-            return draw_quantities(ld, p, data, k, target_scale=target_scale, total_spend=total_spend,
-                                   likelihood=likelihood)
+            q = draw_quantities(ld, p, data, k, target_scale=target_scale, total_spend=total_spend,
+                                likelihood=likelihood)
+            if log_likelihood:
+                q["log_likelihood"] = cell_log_likelihood(ld, p, data, target_scale, likelihood)
+            return q
 
         out = jax.lax.map(one, (flat, keys), batch_size=min(batch_size, S))
         return {k: v.reshape((n[0], n[1], *v.shape[1:])) for k, v in out.items()}

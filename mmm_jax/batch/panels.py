@@ -217,6 +217,9 @@ def _write_brand(job: Job, b: PanelBrand, row, k_pp, wall) -> bool:
         stats["diverging"] = stats["diverging"].astype(bool)
         result = SampleResult(samples=samples, stats=stats, timings={"sampling_share": wall}, sampler="blackjax",
                               config=job.cfg)
-        return h.attach(result, key=k_pp, seed=brand_seed(job.seed, b.name), chunk_draws=job.chunk_draws)
+        idata = h.attach(result, key=k_pp, seed=brand_seed(job.seed, b.name), chunk_draws=job.chunk_draws)
+        if job.log_likelihood:
+            h.add_log_likelihood(samples, chunk_draws=job.chunk_draws)
+        return idata
 
     return write_brand_result(job.store, b.name, rec, build)

@@ -209,6 +209,7 @@ def fit_many(
     chunk_draws: int = 256,
     lift_tests=None,
     holdout=None,
+    log_likelihood: bool = False,
 ) -> BatchResult:
     """Fit one model per brand, many brands per compiled call; resumable.
 
@@ -270,6 +271,9 @@ def fit_many(
         held-out date), as ``MMM.fit(holdout=)``: scaling on the training weeks, the held-out
         weeks masked; a loaded brand's ``holdout_metrics()`` scores them. A brand the hold-out
         leaves too short fails by name.
+    log_likelihood : bool
+        Store every brand's pointwise ``log_likelihood`` group (as ``MMM.fit(log_likelihood=True)``),
+        so that :func:`mmm_jax.compare` / ``az.loo`` work on loaded brands.
 
     Returns
     -------
@@ -305,10 +309,12 @@ def fit_many(
     kind = kind_of(config, lift, holdout)
     job = {"format_version": _FORMAT_VERSION, **kind.job_fields(template_weeks), "config": config.to_dict(),
            "sampler": sampler_job_fields(cfg), "seed": int(seed),
-           **({} if holdout is None else {"holdout": str(holdout)})}
+           **({} if holdout is None else {"holdout": str(holdout)}),
+           **({"log_likelihood": True} if log_likelihood else {})}
     try:
         job_hash = store.open_job(job, force=force)
-        ctx = Job(config, cfg, store, job_hash, package_versions(), int(seed), template_weeks, int(chunk_draws))
+        ctx = Job(config, cfg, store, job_hash, package_versions(), int(seed), template_weeks, int(chunk_draws),
+                  bool(log_likelihood))
         return _run(frames, kind, ctx, chunk_size=chunk_size, devices=devices, vmap_group=vmap_group,
                     vmap_chains=vmap_chains, retry_failed=retry_failed, progress=progress, max_chunks=max_chunks,
                     t_start=t_start)
@@ -327,6 +333,7 @@ class Job(NamedTuple):
     seed: int
     template_weeks: int | None
     chunk_draws: int
+    log_likelihood: bool = False
 
     @property
     def record(self) -> dict:

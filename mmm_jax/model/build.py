@@ -270,7 +270,8 @@ def _media_columns(x, x_nat, config: ModelConfig, ad_p, sat_p, mult, G: int, n_n
     one brand: (T, C)) and national spend ``x_nat`` (T, C_nat, or None when ``n_nat == 0``);
     ``ad_p`` / ``sat_p`` flat (C * G,) channel-major; ``mult`` (T, C) the HSGP media multiplier
     of the varying parameter, or None."""
-    return _response(_spend_columns(x, x_nat, config, G, n_nat), config, ad_p, _column_saturation(config, sat_p, mult, G))
+    cols = _spend_columns(x, x_nat, config, G, n_nat)
+    return _response(cols, config, ad_p, _column_saturation(config, sat_p, mult, G))
 
 
 def lift_prediction(config: ModelConfig, cols, base, ad_p: dict, sat_p: dict, beta_cols, lift: dict):
@@ -304,7 +305,9 @@ def _lift_likelihood(config: ModelConfig, pred, lift: dict) -> None:
         return mask * pm.logp(pm.Normal.dist(mu, sigma), value)
 
     def dist(mu, sigma, mask, size):
-        return pm.Gamma.dist(mu=pt.abs(mu) + 1e-12, sigma=sigma, size=size) if gamma else pm.Normal.dist(mu, sigma, size=size)
+        if gamma:
+            return pm.Gamma.dist(mu=pt.abs(mu) + 1e-12, sigma=sigma, size=size)
+        return pm.Normal.dist(mu, sigma, size=size)
 
     pm.CustomDist("lift", pred, lift["lift_sigma"], lift["lift_mask"], dist=dist, logp=logp,
                   observed=lift["lift_observed"], dims="lift_test")

@@ -28,6 +28,9 @@ __all__ = [
     "ConvergenceWarning",
     "posterior_quantities",
     "pointwise_log_likelihood",
+    "log_likelihood_dataset",
+    "cell_log_likelihood",
+    "set_log_likelihood",
     "draw_quantities",
     "to_inference_data",
     "diagnostics",
@@ -163,14 +166,44 @@ def pointwise_log_likelihood(ld: LogDensity, samples: Mapping[str, np.ndarray], 
     first = next(iter(samples.values()))
     n_chains, n_draws = first.shape[:2]
     flat = {k: jnp.asarray(v).reshape((n_chains * n_draws, *v.shape[2:])) for k, v in samples.items()}
-    shift = 0.0 if likelihood in COUNT_LIKELIHOODS else jnp.log(jnp.asarray(target_scale, dtype=float))[..., None]
 
     def one(params):
-        return ld.pointwise_loglik(params, data)["y"] - shift * data["mask"]
+        return cell_log_likelihood(ld, params, data, target_scale, likelihood)
 
     fn = jax.jit(lambda f: jax.lax.map(one, f, batch_size=min(batch_size, n_chains * n_draws)))
     ll = np.asarray(fn(flat))
     return ll.reshape((n_chains, n_draws, *ll.shape[1:]))
+
+
+def log_likelihood_dataset(ll: np.ndarray, mask: np.ndarray, dates, markets=None) -> xr.Dataset:
+    """The ``log_likelihood`` group of :func:`pointwise_log_likelihood`'s ``ll`` ((chains, draws,
+    [G,] T)), the observed cells only (``mask > 0``): dim ``date`` for one brand, ``obs`` (with
+    ``market`` and ``date`` coordinates) for markets."""
+    keep = np.asarray(mask) > 0
+    coords = {"chain": np.arange(ll.shape[0]), "draw": np.arange(ll.shape[1])}
+    if keep.ndim == 1:
+        return xr.Dataset({"y": (("chain", "draw", "date"), ll[..., keep])},
+                          coords={**coords, "date": np.asarray(dates)[keep]})
+    g, t = np.nonzero(keep)
+    return xr.Dataset({"y": (("chain", "draw", "obs"), ll[:, :, g, t])},
+                      coords={**coords, "obs": np.arange(len(g)), "market": ("obs", np.asarray(markets)[g]),
+                              "date": ("obs", np.asarray(dates)[t])})
+
+
+def set_log_likelihood(idata: az.InferenceData, ds: xr.Dataset) -> None:
+    """Add (or replace) ``idata``'s ``log_likelihood`` group."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ warns about replacing / adding groups
+        if "log_likelihood" in idata.groups():
+            del idata.log_likelihood
+        idata.add_groups(log_likelihood=ds)
+
+
+def cell_log_likelihood(ld: LogDensity, params, data, target_scale, likelihood: str):
+    """One draw's log-likelihood of every target cell ([G,] T), original units (see
+    :func:`pointwise_log_likelihood`); pure JAX."""
+    shift = 0.0 if likelihood in COUNT_LIKELIHOODS else jnp.log(jnp.asarray(target_scale, dtype=float))[..., None]
+    return ld.pointwise_loglik(params, data)["y"] - shift * data["mask"]
 
 
 #: dims of the post-processed quantities of the single-brand model (the rest come from the model)

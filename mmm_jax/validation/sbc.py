@@ -175,7 +175,8 @@ def sbc(config, df_template: pd.DataFrame, n: int = 100, *, chains: int = 2, war
     ranks_df = pd.DataFrame(ranks)
     ranks_df.index.name = "sim"
     n_ranks = int(np.ceil(draws / thin)) * chains + 1
-    coverage = pd.DataFrame({"coverage_50": pd.DataFrame(inside50).mean(), "coverage_90": pd.DataFrame(inside90).mean()})
+    coverage = pd.DataFrame({"coverage_50": pd.DataFrame(inside50).mean(),
+                             "coverage_90": pd.DataFrame(inside90).mean()})
     coverage["rank_chi2_p"] = [_uniform_p(ranks_df[k].to_numpy(), n_ranks, bins) for k in coverage.index]
     coverage["max_ecdf_diff"] = [_max_ecdf_diff(ranks_df[k].to_numpy(), n_ranks) for k in coverage.index]
     stats = {"n": int(n), "chains": chains, "warmup": warmup, "draws": draws, "thin": thin, "wall_s": wall,
