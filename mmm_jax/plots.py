@@ -210,8 +210,8 @@ def plot_predictive_check(fitted, path: str | Path | None = None, *, prior=None,
 
 def plot_adstock_weights(fitted, path: str | Path | None = None, *, hdi_prob: float = 0.9, n_lags: int = 12,
                          title: str | None = None):
-    """Adstock (carry-over) weights per channel and lag: posterior mean with a ``hdi_prob`` band
-    (equal-tailed). Markets with per-market carry-over: the markets' mean weights per draw.
+    """Adstock (carry-over) weights per channel and lag: posterior mean with the ``hdi_prob`` HDI
+    band. Markets with per-market carry-over: the markets' mean weights per draw.
     ``n_lags``: lags shown for the infinite geometric adstock (the finite ones show their window).
     Returns the Figure; writes a PNG when ``path`` is given."""
     from .media.adstock import adstock_weights_jax
@@ -226,7 +226,10 @@ def plot_adstock_weights(fitted, path: str | Path | None = None, *, hdi_prob: fl
     if w.ndim == 4:  # per market: the markets' mean
         w = w.mean(axis=1)
     channels = list(post["channel"].values)
-    lo, hi = np.quantile(w, [(1 - hdi_prob) / 2, 1 - (1 - hdi_prob) / 2], axis=0)
+    import arviz as az
+
+    band = np.asarray(az.hdi(w[None], hdi_prob=hdi_prob))  # (C, L, 2)
+    lo, hi = band[..., 0], band[..., 1]
     mean = w.mean(axis=0)
     n = len(channels)
     cols = min(3, n)
@@ -234,7 +237,7 @@ def plot_adstock_weights(fitted, path: str | Path | None = None, *, hdi_prob: fl
     fig, axes = plt.subplots(rows, cols, figsize=(4.3 * cols, 3.1 * rows), squeeze=False, constrained_layout=True)
     lags = np.arange(w.shape[-1])
     for i, (ax, ch) in enumerate(zip(axes.ravel(), channels, strict=False)):
-        ax.fill_between(lags, lo[i], hi[i], color=f"C{i}", alpha=0.25, label=f"{hdi_prob:.0%} interval")
+        ax.fill_between(lags, lo[i], hi[i], color=f"C{i}", alpha=0.25, label=f"{hdi_prob:.0%} HDI")
         ax.plot(lags, mean[i], "o-", color=f"C{i}", ms=3, label="posterior mean")
         ax.set_title(ch)
         ax.set_xlabel("lag (weeks)")
