@@ -109,6 +109,18 @@ def _sampler_args(p: argparse.ArgumentParser, draws: int = 1000,
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _calibration_args(p: argparse.ArgumentParser, *, batch: bool) -> None:
+    """``--lift-tests``, ``--holdout`` and ``--log-likelihood`` of ``fit`` (one model) and ``batch`` (every brand)."""
+    p.add_argument("--lift-tests", default=None, metavar="PATH",
+                   help="lift tests (CSV/Parquet: channel, [market], start, end, delta_spend, delta_response, sigma"
+                   + (", and the --by column" if batch else "") + ") entering the likelihood; default: the config's "
+                   "lift_tests")
+    whose = "every brand's" if batch else "the"
+    p.add_argument("--holdout", type=_holdout, default=None, metavar="WEEKS|DATE",
+                   help=f"keep {whose} last WEEKS (or the weeks from DATE on) out of the likelihood and score them")
+    p.add_argument("--log-likelihood", action="store_true", help=f"store {whose} pointwise log-likelihood (for LOO)")
+
+
 def _holdout(text: str):
     """``--holdout``: a number of weeks or a date."""
     return int(text) if text.strip().isdigit() else text
@@ -432,12 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="new folder to write the fitted model to (an earlier run's "
                                                 "folder is replaced; any other existing folder is refused)")
     p.add_argument("--overwrite", action="store_true", help=overwrite_help)
-    p.add_argument("--lift-tests", default=None, metavar="PATH",
-                   help="lift tests (CSV/Parquet: channel, [market], start, end, delta_spend, delta_response, sigma"
-                   ") entering the likelihood; default: the config's lift_tests")
-    p.add_argument("--holdout", type=_holdout, default=None, metavar="WEEKS|DATE",
-                   help="keep the last WEEKS (or the weeks from DATE on) out of the likelihood and score them")
-    p.add_argument("--log-likelihood", action="store_true", help="store the pointwise log-likelihood (for LOO)")
+    _calibration_args(p, batch=False)
     _sampler_args(p)
     p.set_defaults(func=cmd_fit)
     p = sub.add_parser("batch", help="fit one model per brand/market for many brands (resumable)")
@@ -455,12 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="refit everything if OUT holds another configuration")
     p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     p.add_argument("--retry-failed", action="store_true", help="also refit brands that failed before")
-    p.add_argument("--lift-tests", default=None, metavar="PATH",
-                   help="lift tests (CSV/Parquet: channel, [market], start, end, delta_spend, delta_response, sigma"
-                   ", and the --by column) entering the likelihood; default: the config's lift_tests")
-    p.add_argument("--holdout", type=_holdout, default=None, metavar="WEEKS|DATE",
-                   help="keep every brand's last WEEKS (or the weeks from DATE on) out of the likelihood")
-    p.add_argument("--log-likelihood", action="store_true", help="store every brand's pointwise log-likelihood")
+    _calibration_args(p, batch=True)
     p.set_defaults(func=cmd_batch)
     p = sub.add_parser("cv", help="time-slice cross-validation: rolling origins fitted as one batch")
     p.add_argument("data", help="CSV or Parquet: one brand, a long market panel (market config), or many brands "

@@ -190,6 +190,13 @@ def test_prior_predictive_and_plots(tmp_path):
     np.testing.assert_allclose(prior.observed_data["y"].values, df["sales"].to_numpy())
     again = MMM(CFG).prior_predictive(df, draws=200, seed=1)
     np.testing.assert_array_equal(again.prior_predictive["y"].values, y.values)  # same seed, same draws
+    dfp, _ = simulate_panel(n_markets=3, n_weeks=40, n_channels=2, seed=3, n_short=1, short_weeks=20)
+    hc = HierarchicalConfig(ModelConfig(date="date", target="sales", channels=["tv", "search"], seasonality=1),
+                            market=("market",))
+    hp = HierarchicalMMM(hc).prior_predictive(dfp, draws=50)
+    assert hp.prior["roas"].dims == ("chain", "draw", "market", "channel")
+    absent = np.isnan(hp.observed_data["y"].values)  # the short market's missing weeks
+    assert absent.sum() == 20 and np.isnan(hp.prior_predictive["y"].values[0, 0][absent]).all()
     _quiet(m.fit, df, holdout=6, **SMALL)
     plot_predictive_check(m, tmp_path / "ppc.png", prior=prior)
     plot_adstock_weights(m, tmp_path / "adstock.png")

@@ -193,18 +193,20 @@ class FittedModel:
         scaled data, plus ``mu_original`` and ``roas`` — contribution over the data's weeks /
         spend, per channel (and market) — in original units), ``prior_predictive`` (``y``,
         original units: what the model expects the target to look like before seeing it) and
-        ``observed_data``. Does not change this model (a fitted model stays fitted).
+        ``observed_data`` (markets: NaN on the weeks a market does not have). Does not change this
+        model (a fitted model stays fitted).
         """
+        import warnings
+
+        import arviz as az
         import numpy as np
         import pymc as pm
         import xarray as xr
 
-        other = type(self)(self.config)
-        other.build(df, lift_tests=lift_tests)
         if int(draws) < 1:
             raise ValueError(f"draws must be >= 1, got {draws}")
-        import warnings
-
+        other = type(self)(self.config)
+        other.build(df, lift_tests=lift_tests)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             idata = pm.sample_prior_predictive(int(draws), model=other.model, random_seed=seed)
@@ -220,11 +222,9 @@ class FittedModel:
                                                                     if d != "date")
         prior = prior.assign(mu_original=prior["mu"] * per_cell,
                              roas=(roas_dims, tot / np.where(spend > 0, spend, np.nan)))
-        observed = idata.observed_data["y"] * per_cell
-        observed = observed.where(xr.DataArray(mask > 0, dims=observed.dims))
-        import arviz as az
-
-        return az.InferenceData(prior=prior, prior_predictive=xr.Dataset({"y": y * per_cell}),
+        live = xr.DataArray(mask > 0, dims=idata.observed_data["y"].dims)  # markets: weeks a market has
+        observed = (idata.observed_data["y"] * per_cell).where(live)
+        return az.InferenceData(prior=prior, prior_predictive=xr.Dataset({"y": (y * per_cell).where(live)}),
                                 observed_data=xr.Dataset({"y": observed}))
 
     def _spend_totals(self):
