@@ -279,7 +279,7 @@ def cmd_sbc(a) -> int:
     import pandas as pd
 
     from .data.validate import read_table
-    from .persist import check_output_dir, mark_output_dir
+    from .persist import check_output_dir
     from .validation import sbc
 
     if a.data is None:
@@ -288,10 +288,9 @@ def cmd_sbc(a) -> int:
         df = load_example()[0]
     else:
         df = read_table(a.data)
-    out = mark_output_dir(check_output_dir(a.out, "sbc", overwrite=a.overwrite,
-                                           inputs=[p for p in (a.data, a.config) if p]), "sbc")
+    out = check_output_dir(a.out, "sbc", overwrite=a.overwrite, inputs=[p for p in (a.data, a.config) if p])
     res = sbc(a.config, df, n=a.n, chains=a.chains, warmup=a.warmup, draws=a.draws, target_accept=a.target_accept,
-              seed=a.seed, out=out, progress=not a.no_progress)
+              seed=a.seed, out=out, overwrite=a.overwrite, progress=not a.no_progress)
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 140):
         print(res.coverage.to_string())
     cov = res.coverage

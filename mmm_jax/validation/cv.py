@@ -27,6 +27,7 @@ import pandas as pd
 from ..batch.run import BatchResult, fit_many
 from ..config.markets import HierarchicalConfig, load_config
 from ..data.validate import DataError
+from ..persist import atomic_write_text
 
 __all__ = ["time_slice_cv", "CVResult", "fold_frames"]
 
@@ -142,10 +143,10 @@ def time_slice_cv(df: pd.DataFrame, config, *, folds: int = 4, horizon: int = 13
                               "hdi_95%": float(r["hdi_95%"])})
     metrics, roas = pd.DataFrame(rows), pd.DataFrame(roas_rows)
     folder = Path(out)
-    metrics.to_csv(folder / "cv_metrics.csv", index=False)
-    roas.to_csv(folder / "cv_roas.csv", index=False)
-    (folder / "cv_settings.json").write_text(json.dumps({"folds": int(folds), "horizon": int(horizon), "by": by,
-                                                         "stats": res.stats}, indent=2, default=str))
+    atomic_write_text(folder / "cv_metrics.csv", metrics.to_csv(index=False))
+    atomic_write_text(folder / "cv_roas.csv", roas.to_csv(index=False))
+    atomic_write_text(folder / "cv_settings.json", json.dumps({"folds": int(folds), "horizon": int(horizon), "by": by,
+                                                               "stats": res.stats}, indent=2, default=str))
     return CVResult(metrics, roas, res, res.stats)
 
 

@@ -35,6 +35,7 @@ from ..batch.engine import brand_mesh, key_data_for, make_batch_sampler, run_chu
 from ..batch.run import Progress, default_layout
 from ..batch.stack import brand_seed
 from ..inference.base import SamplerConfig, checked
+from ..persist import atomic_write_text, check_output_dir, mark_output_dir
 
 __all__ = ["sbc", "SBCResult", "prior_draws"]
 
@@ -105,7 +106,8 @@ class SBCResult:
 
 def sbc(config, df_template: pd.DataFrame, n: int = 100, *, chains: int = 2, warmup: int = 300, draws: int = 300,
         thin: int | None = None, target_accept: float = 0.9, seed: int = 0, chunk_size: int | None = None,
-        devices=None, bins: int = 20, out: str | os.PathLike | None = None, progress: bool = True) -> SBCResult:
+        devices=None, bins: int = 20, out: str | os.PathLike | None = None, overwrite: bool = False,
+        progress: bool = True) -> SBCResult:
     """Simulation-based calibration of ``config``'s model on ``df_template``'s design.
 
     Parameters
@@ -124,11 +126,15 @@ def sbc(config, df_template: pd.DataFrame, n: int = 100, *, chains: int = 2, war
     chunk_size, devices : simulations per compiled call and devices (defaults as in ``fit_many``)
     bins : rank histogram bins for the uniformity test and plot
     out : folder for ``sbc_ranks.csv``, ``sbc_coverage.csv``, ``sbc_diagnostics.csv``,
-        ``sbc.json``, ``sbc_ranks.png``, ``sbc_ecdf.png`` (optional)
+        ``sbc.json``, ``sbc_ranks.png``, ``sbc_ecdf.png`` (optional): new, empty or an earlier SBC
+        output (checked before any work); ``overwrite=True`` also writes into another folder,
+        keeping its files
     """
     t0 = time.perf_counter()
     if int(n) < 2:
         raise ValueError(f"n must be >= 2 simulations, got {n}")
+    if out is not None:
+        out = check_output_dir(out, "sbc", overwrite=overwrite)
     model = model_for(config)
     model.build(df_template, lift_tests=False)
     ld, base = model.logdensity, model.model_inputs()
@@ -184,7 +190,7 @@ def sbc(config, df_template: pd.DataFrame, n: int = 100, *, chains: int = 2, war
              "devices": int(mesh.devices.size), "seed": int(seed)}
     res = SBCResult(ranks_df, coverage, n_ranks, pd.DataFrame(diag), stats)
     if out is not None:
-        _write(res, Path(out), bins)
+        _write(res, mark_output_dir(out, "sbc"), bins)
     return res
 
 
@@ -219,11 +225,10 @@ def _max_ecdf_diff(ranks: np.ndarray, n_ranks: int) -> float:
 
 
 def _write(res: SBCResult, out: Path, bins: int) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    res.ranks.to_csv(out / "sbc_ranks.csv")
-    res.coverage.to_csv(out / "sbc_coverage.csv", index_label="parameter")
-    res.diagnostics.to_csv(out / "sbc_diagnostics.csv", index=False)
-    (out / "sbc.json").write_text(json.dumps({"stats": res.stats, "n_ranks": res.n_ranks,
-                                              "coverage": res.coverage.to_dict(orient="index")}, indent=2))
+    atomic_write_text(out / "sbc_ranks.csv", res.ranks.to_csv())
+    atomic_write_text(out / "sbc_coverage.csv", res.coverage.to_csv(index_label="parameter"))
+    atomic_write_text(out / "sbc_diagnostics.csv", res.diagnostics.to_csv(index=False))
+    atomic_write_text(out / "sbc.json", json.dumps({"stats": res.stats, "n_ranks": res.n_ranks,
+                                                    "coverage": res.coverage.to_dict(orient="index")}, indent=2))
     res.plot(out / "sbc_ranks.png", bins=bins)
     res.plot_ecdf(out / "sbc_ecdf.png")
