@@ -203,7 +203,7 @@ def run_ours(spec: dict) -> dict:
         "jax_device_count": jax.local_device_count(),
         "jax_platform": jax.default_backend(),
         "x64": bool(jax.config.jax_enable_x64),
-        "compilation_cache_dir": bool(os.environ.get("MMM_JAX_CACHE_DIR")),
+        "compilation_cache_dir": os.environ.get("MMM_JAX_CACHE_DIR", "default") not in ("0", "off"),
         "roas_mean": {str(k): float(v) for k, v in mmm.roas()["mean"].items()},
         "posterior": posterior_moments(mmm.idata.posterior, free),
     }

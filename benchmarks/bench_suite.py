@@ -286,8 +286,8 @@ def run_all(a, runs: list[dict], tmp: Path, pmm_python: str | None, t_start: flo
         }
         env = dict(_CLEAN_ENV)
         env.update(r.get("env", {}))
-        if r.get("cache"):
-            env["MMM_JAX_CACHE_DIR"] = str(cache_dir)
+        # every other run compiles from scratch: the cache (on by default) is off for it
+        env["MMM_JAX_CACHE_DIR"] = str(cache_dir) if r.get("cache") else "0"
         if r["sampler"] == "pmm-numpyro":
             python, worker = pmm_python, HERE / "_pmm_worker.py"
         else:

@@ -8,12 +8,17 @@
   for ``max(4, cpu_count)`` host devices (``MMM_JAX_HOST_DEVICES=n`` to choose, ``0`` to
   leave XLA_FLAGS alone). Accelerators are unaffected. If JAX was already initialised by
   the caller, nothing changes and chains run vectorised.
-* XLA persistent compilation cache (opt-in): ``MMM_JAX_CACHE_DIR=/path`` stores every
-  compiled program there (``jax_compilation_cache_dir``, no minimum compile time), so a
-  later process that compiles the same program (same model, shapes, settings — and, for
-  single fits, whose data are baked into the program, the same data) loads it instead of
-  recompiling. ``MMM_JAX_CACHE_MIN_COMPILE_S`` sets the minimum compile time worth caching
-  (default 0).
+* XLA persistent compilation cache, on by default: every compiled program is stored in
+  :func:`default_cache_dir` (``$XDG_CACHE_HOME/mmm_jax/xla``, else ``~/.cache/mmm_jax/xla``),
+  so a later process that compiles the same program (same model structure, data shapes and
+  sampler settings: the data are inputs of the programs, not constants) loads it instead of
+  recompiling — seconds saved on every fit after the first. ``MMM_JAX_CACHE_DIR=/path`` picks
+  another folder, ``MMM_JAX_CACHE_DIR=0`` (or ``off``) turns it off. The cache is an LRU of
+  at most ``MMM_JAX_CACHE_MAX_MB`` (default 1024) MiB whose reads and writes take a file lock,
+  so concurrent processes (a batch on several hosts, pytest-xdist workers) never see a
+  half-written entry. ``MMM_JAX_CACHE_MIN_COMPILE_S`` sets the minimum compile time worth
+  caching (default 0). A cache already set up by the caller (``jax_compilation_cache_dir``) is
+  left as it is; a folder that cannot be created turns the cache off with a log message.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from __future__ import annotations
 import os
 import re
 
-__all__ = ["configure", "set_host_devices", "enable_compilation_cache"]
+__all__ = ["configure", "set_host_devices", "enable_compilation_cache", "default_cache_dir"]
+
+_OFF = ("0", "off", "false", "no", "none", "")
 
 
 def _backends_initialized() -> bool:
@@ -62,14 +69,42 @@ def _use_float32() -> None:
     jax.config.update("jax_enable_x64", False)
 
 
-def enable_compilation_cache(path: str | os.PathLike, min_compile_time_s: float = 0.0) -> None:
-    """Turn on JAX's persistent compilation cache in ``path`` (created if missing)."""
+def default_cache_dir() -> str:
+    """Where compiled programs are kept unless ``MMM_JAX_CACHE_DIR`` says otherwise."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "mmm_jax", "xla")
+
+
+def enable_compilation_cache(path: str | os.PathLike, min_compile_time_s: float = 0.0,
+                             max_bytes: int = 1024 * 2**20) -> None:
+    """Turn on JAX's persistent compilation cache in ``path`` (created if missing): an LRU of at
+    most ``max_bytes`` whose reads and writes are serialised by a file lock (safe when several
+    processes share the folder)."""
     import jax
 
     os.makedirs(path, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", os.fspath(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_time_s))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_compilation_cache_max_size", int(max_bytes))
+
+
+def _configure_cache() -> None:
+    import logging
+
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:  # the caller set one up: theirs
+        return
+    path = os.environ.get("MMM_JAX_CACHE_DIR")
+    if path is not None and path.strip().lower() in _OFF:
+        return
+    path = path or default_cache_dir()
+    try:
+        enable_compilation_cache(path, float(os.environ.get("MMM_JAX_CACHE_MIN_COMPILE_S", "0")),
+                                 int(float(os.environ.get("MMM_JAX_CACHE_MAX_MB", "1024")) * 2**20))
+    except (OSError, ValueError, RuntimeError) as err:
+        logging.getLogger("mmm_jax").info("compilation cache off: %s (%s)", path, err)
 
 
 def configure() -> None:
@@ -79,9 +114,7 @@ def configure() -> None:
         jax.config.update("jax_enable_x64", True)
     else:
         _use_float32()
-    cache = os.environ.get("MMM_JAX_CACHE_DIR")
-    if cache:
-        enable_compilation_cache(cache, float(os.environ.get("MMM_JAX_CACHE_MIN_COMPILE_S", "0")))
+    _configure_cache()
     want = os.environ.get("MMM_JAX_HOST_DEVICES")
     if want == "0":
         return

@@ -99,20 +99,99 @@ class FittedModel:
         **sampler_kwargs : further :class:`mmm_jax.inference.SamplerConfig` fields
             (``max_tree_depth``, ``dense_mass``, ``chain_method``).
 
+        With ``until={"rhat": 1.01, "ess": 400}`` (targets ``rhat``, ``ess`` = bulk ESS,
+        ``ess_tail``) the sampler draws ``draws`` per chain, then keeps drawing in chunks of 100
+        until every free parameter meets the targets or ``max_draws`` per chain (default
+        ``max(4 * draws, 2000)``) are drawn; ``fit_settings["stopped"]`` (and the posterior's
+        ``until`` attribute) say which target stopped it, after how many draws.
+
         Warns :class:`mmm_jax.ConvergenceWarning` when max R-hat > 1.01 or there are divergences.
         """
         t0 = time.perf_counter()
         self.build(df, lift_tests=lift_tests, holdout=holdout)
-        t_build = time.perf_counter() - t0
+        return self._sample_and_attach(None, time.perf_counter() - t0, sampler=sampler, chains=chains,
+                                       warmup=warmup, draws=draws, target_accept=target_accept, seed=seed,
+                                       progress=progress, chunk_draws=chunk_draws, log_likelihood=log_likelihood,
+                                       **sampler_kwargs)
+
+    def refresh(self, df: pd.DataFrame, *, warmup: int = 200, draws: int | None = None, seed: int | None = None,
+                progress: bool = True, chunk_draws: int = 256, lift_tests=None, holdout=None,
+                log_likelihood: bool = False, **sampler_kwargs: Any) -> az.InferenceData:
+        """Refit on ``df`` — typically the same data with new weeks added — starting from this fit.
+
+        The chains start at this fit's last draws with this fit's step sizes and (diagonal)
+        inverse mass matrices (saved with the fit; for fits saved before they were, estimated from
+        the draws), so the warm-up only re-tunes the step size: ``warmup`` (default 200)
+        iterations instead of a cold window adaptation. The model is built on ``df`` exactly as
+        :meth:`fit` builds it (scaling refitted, same config), so the posterior is the one a cold
+        fit of ``df`` targets. Sampler, chains, target_accept and tree depth are this fit's;
+        ``draws`` (default: this fit's) and ``seed`` (default: this fit's + 1) may change, and
+        ``until`` / ``max_draws`` work as in :meth:`fit`. ``lift_tests``, ``holdout``,
+        ``log_likelihood``: as in :meth:`fit` (``lift_tests=None``: the config's).
+
+        Raises ``ValueError`` when ``df`` changes the model's parameters (a new channel, control,
+        market or basis size): refit with :meth:`fit` then.
+        """
+        import numpy as np
+
+        from ..compile import unconstrained_draws
+        from ..inference import warm_start
+
+        self._require_fit()
+        fs = self.fit_settings
+        sampler = fs.get("sampler", "numpyro")
+        if sampler not in ("numpyro", "blackjax"):
+            raise ValueError(f"refresh starts NUTS from this fit's adaptation; this fit used sampler {sampler!r} "
+                             "(ChEES / MEADS adapt all chains together): refit with fit()")
+        fixed = {k: fs[k] for k in ("chains", "target_accept", "max_tree_depth") if k in fs}
+        clash = sorted(set(sampler_kwargs) & {*fixed, "sampler", "dense_mass"})
+        if clash:
+            raise TypeError(f"refresh keeps this fit's {clash}; refit with fit() to change them")
+        if fs.get("dense_mass"):
+            raise ValueError("refresh carries diagonal mass matrices; this fit used dense_mass=True: refit with fit()")
+        t0 = time.perf_counter()
+        tuned = fs.get("tuned") or {}
+        if "last_positions" in tuned:  # each chain's last draw: (chains, 1, ...) is all warm_start needs
+            before = {k: np.asarray(v, dtype=float)[:, None] for k, v in tuned["last_positions"].items()}
+        else:  # a fit saved without them: map the stored posterior back
+            before = unconstrained_draws(self.model, self.idata.posterior)
+        shapes = {k: v.shape[2:] for k, v in before.items()}
+        start = warm_start(before, tuned.get("step_size"), tuned.get("inverse_mass_matrix"))
+        self.build(df, lift_tests=lift_tests, holdout=holdout)
+        now = dict(self.logdensity.param_shapes)
+        changed = sorted(k for k in set(now) | set(shapes) if tuple(now.get(k, ())) != tuple(shapes.get(k, ()))
+                         or (k in now) != (k in shapes))
+        if changed:
+            raise ValueError(f"refresh needs the same parameters as the fit it starts from; {changed} changed shape "
+                             f"(before {[shapes.get(k) for k in changed]}, now {[now.get(k) for k in changed]}): "
+                             "refit with fit()")
+        return self._sample_and_attach(
+            start, time.perf_counter() - t0, sampler=sampler, warmup=warmup, draws=int(draws or fs.get("draws", 1000)),
+            seed=int(fs.get("seed", 0)) + 1 if seed is None else seed, progress=progress, chunk_draws=chunk_draws,
+            log_likelihood=log_likelihood, **fixed, **sampler_kwargs)
+
+    def _sample_and_attach(self, start, build_seconds: float, *, sampler: str, seed: int, chunk_draws: int,
+                           log_likelihood: bool, **settings: Any) -> az.InferenceData:
+        """Sample the built model (``start``: a warm start or None), post-process, check convergence;
+        ``build_seconds``: what building took (recorded in the timings)."""
+        t0 = time.perf_counter()
         k_sample, k_pp = jax.random.split(jax.random.key(seed))
-        result = sample(self.logdensity, self.model_inputs(), key=k_sample, sampler=sampler, chains=chains,
-                        warmup=warmup, draws=draws, target_accept=target_accept, progress=progress, **sampler_kwargs)
+        result = sample(self.logdensity, self.model_inputs(), key=k_sample, sampler=sampler, start=start, **settings)
         t1 = time.perf_counter()
         self.attach(result, key=k_pp, seed=seed, chunk_draws=chunk_draws)
+        if result.tuned is not None:  # where a refresh starts from (kept in the saved fit's meta.json)
+            self.fit_settings["tuned"] = {"step_size": result.tuned[0].tolist(),
+                                          "inverse_mass_matrix": result.tuned[1].tolist(),
+                                          "last_positions": {k: v[:, -1].tolist() for k, v in result.samples.items()}}
+        if start is not None:
+            self.fit_settings["refreshed"] = True
+        if result.stopped is not None:
+            self.fit_settings["stopped"] = result.stopped
+            self.idata.posterior.attrs["until"] = json.dumps(result.stopped)
         if log_likelihood:
             self.add_log_likelihood(result.samples, chunk_draws=chunk_draws)
-        self.timings = {"build_compile": t_build, **result.timings, "postprocess": time.perf_counter() - t1,
-                        "wall": time.perf_counter() - t0}
+        self.timings = {"build_compile": build_seconds, **result.timings, "postprocess": time.perf_counter() - t1,
+                        "wall": time.perf_counter() - t0 + build_seconds}
         for g in self.idata.groups():
             self.idata[g].attrs["timings"] = json.dumps(self.timings)
         if self.holdout_start is not None:

@@ -25,9 +25,11 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from ..compile import LogDensity, initial_params
-from .base import SampleResult, SamplerConfig, bind_data, resolve_chain_method
+from .base import SampleResult, SamplerConfig, data_inputs, resolve_chain_method
 from .chunked import CHUNK_ITERATIONS, by_device, from_devices, iterate, pmap_chains, run_chunked
 from .progress import report_progress
+from .until import StopRule
+from .warmstart import WarmStart
 
 __all__ = ["AdaptState", "ChainCarry", "window_adaptation", "sample_blackjax", "nuts_init", "nuts_steps", "nuts_chain",
            "tuned_of", "chain_inputs"]
@@ -42,11 +44,13 @@ class AdaptState(NamedTuple):
     inverse_mass_matrix: jax.Array
 
 
-def window_adaptation(target_accept: float, dense_mass: bool):
+def window_adaptation(target_accept: float, dense_mass: bool, adapt_mass_matrix: bool = True):
     """Stan's window adaptation as ``(init, update, final)``.
 
-    ``init(n_dims) -> AdaptState``; ``update(state, stage, is_window_end, position_flat,
-    acceptance) -> AdaptState``; ``final(state) -> (step_size, inverse_mass_matrix)``.
+    ``init(n_dims, initial_step_size=1.0, inverse_mass_matrix=None) -> AdaptState``;
+    ``update(state, stage, is_window_end, position_flat, acceptance) -> AdaptState``;
+    ``final(state) -> (step_size, inverse_mass_matrix)``. ``adapt_mass_matrix=False`` tunes the
+    step size only and keeps the initial inverse mass matrix (a refresh).
     """
     from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
     from blackjax.adaptation.step_size import dual_averaging_adaptation
@@ -54,20 +58,26 @@ def window_adaptation(target_accept: float, dense_mass: bool):
     mm_init, mm_update, mm_final = mass_matrix_adaptation(is_diagonal_matrix=not dense_mass)
     da_init, da_update, da_final = dual_averaging_adaptation(target_accept)
 
-    def init(n_dims: int, initial_step_size: float = 1.0) -> AdaptState:
+    def init(n_dims: int, initial_step_size=1.0, inverse_mass_matrix=None) -> AdaptState:
         mm = mm_init(n_dims)
-        return AdaptState(da_init(initial_step_size), mm, jnp.asarray(initial_step_size), mm.inverse_mass_matrix)
+        imm = mm.inverse_mass_matrix if inverse_mass_matrix is None else jnp.asarray(inverse_mass_matrix)
+        step = jnp.asarray(initial_step_size, dtype=jnp.result_type(float))
+        return AdaptState(da_init(step), mm, step, imm)
 
     def update(state: AdaptState, stage, is_window_end, position_flat, acceptance) -> AdaptState:
         da = da_update(state.da_state, acceptance)
         # slow windows (stage 1) also accumulate the covariance
-        mm = jax.lax.cond(stage == 1, lambda m: mm_update(m, position_flat), lambda m: m, state.mm_state)
+        mm = state.mm_state
+        if adapt_mass_matrix:
+            mm = jax.lax.cond(stage == 1, lambda m: mm_update(m, position_flat), lambda m: m, mm)
         step = jnp.exp(da.log_step_size)
         new = AdaptState(da, mm, step, state.inverse_mass_matrix)
 
         def end_window(s: AdaptState) -> AdaptState:
-            m = mm_final(s.mm_state)
             d = da_init(da_final(s.da_state))
+            if not adapt_mass_matrix:
+                return AdaptState(d, s.mm_state, jnp.exp(d.log_step_size), s.inverse_mass_matrix)
+            m = mm_final(s.mm_state)
             return AdaptState(d, m, jnp.exp(d.log_step_size), m.inverse_mass_matrix)
 
         return jax.lax.cond(is_window_end, end_window, lambda s: s, new)
@@ -97,12 +107,16 @@ def _schedule(cfg: SamplerConfig) -> np.ndarray:
     return out
 
 
-def nuts_init(logdensity, init_position, key, cfg: SamplerConfig) -> ChainCarry:
-    """Start ONE chain at ``init_position`` (unconstrained pytree) with its own adaptation state."""
+def nuts_init(logdensity, init_position, key, cfg: SamplerConfig, step_size=None,
+              inverse_mass_matrix=None) -> ChainCarry:
+    """Start ONE chain at ``init_position`` (unconstrained pytree) with its own adaptation state;
+    ``step_size`` and ``inverse_mass_matrix`` (diagonal, ``(d,)``) start it from an earlier
+    fit's adaptation (a refresh: :func:`nuts_steps` then tunes the step size only)."""
     import blackjax
 
     a_init, _, a_final = window_adaptation(cfg.target_accept, cfg.dense_mass)
-    adapt = a_init(ravel_pytree(init_position)[0].shape[0])
+    n_dims = ravel_pytree(init_position)[0].shape[0]
+    adapt = a_init(n_dims) if step_size is None else a_init(n_dims, step_size, inverse_mass_matrix)
     if cfg.warmup == 0:
         step_size, imm = a_final(adapt)
         adapt = adapt._replace(step_size=step_size, inverse_mass_matrix=imm)
@@ -110,12 +124,13 @@ def nuts_init(logdensity, init_position, key, cfg: SamplerConfig) -> ChainCarry:
 
 
 def nuts_steps(logdensity, carry: ChainCarry, start, n, cfg: SamplerConfig, size: int = CHUNK_ITERATIONS,
-               on_step=None):
+               on_step=None, adapt_mass_matrix: bool = True):
     """Iterations ``start .. start + n - 1`` of ONE chain (warm-up first, then draws).
 
     ``start`` and ``n <= size`` may be traced, so one compiled program serves every chunk.
     During warm-up the adaptation state is updated after every transition and frozen at its
     end. ``on_step(steps_done, warmup + draws)`` is a host hook called about 50 times per run.
+    ``adapt_mass_matrix=False``: the warm-up tunes the step size only (a refresh).
 
     Returns ``(carry, (positions, stats))``: pytree and dict of ``(size, ...)`` buffers whose
     first ``n`` rows hold these iterations.
@@ -123,7 +138,7 @@ def nuts_steps(logdensity, carry: ChainCarry, start, n, cfg: SamplerConfig, size
     import blackjax
 
     kernel = blackjax.nuts.build_kernel()
-    _, a_update, a_final = window_adaptation(cfg.target_accept, cfg.dense_mass)
+    _, a_update, a_final = window_adaptation(cfg.target_accept, cfg.dense_mass, adapt_mass_matrix)
     n_warm, n_total = cfg.warmup, cfg.warmup + cfg.draws
     schedule = _schedule(cfg)
     stage, window_end = jnp.asarray(schedule[:, 0]), jnp.asarray(schedule[:, 1], dtype=bool)
@@ -194,45 +209,61 @@ def chain_inputs(ld: LogDensity, key: jax.Array, cfg: SamplerConfig):
     return initial_params(ld, key_init, cfg.chains, cfg.jitter), jax.random.split(key_run, cfg.chains)
 
 
-def sample_blackjax(ld: LogDensity, data: dict | None, *, key: jax.Array, config: SamplerConfig) -> SampleResult:
+def sample_blackjax(ld: LogDensity, data: dict | None, *, key: jax.Array, config: SamplerConfig,
+                    start: WarmStart | None = None) -> SampleResult:
     """NUTS on every chain, ``pmap`` (one chain per device) or ``vmap``, in chunks of
     :data:`~mmm_jax.inference.chunked.CHUNK_ITERATIONS` iterations (see
-    :mod:`mmm_jax.inference.chunked`). ``timings["warmup"]`` ends when the last warm-up chunk
-    returns (compilation included)."""
-    logdensity = bind_data(ld, data)
+    :mod:`mmm_jax.inference.chunked`); the data are an argument of the compiled programs.
+    ``timings["warmup"]`` ends when the last warm-up chunk returns (compilation included).
+    ``start``: a warm start (see :func:`mmm_jax.inference.sample`); ``config.until``: draw until
+    converged (iteration ``i`` draws with the same key whatever the stopping point)."""
+    data = data_inputs(ld, data)
     init, keys = chain_inputs(ld, key, config)
+    if start is not None:
+        init = {k: jnp.asarray(v) for k, v in start.positions.items()}
     chain_method = resolve_chain_method(config)
     if chain_method == "sequential":
         chain_method = "vectorized"
+    n_draws = config.draws if config.until is None else config.max_draws
+    run_cfg = config._replace(draws=n_draws)
+    warm = start is not None
+    tuned0 = (jnp.zeros(config.chains), jnp.zeros((config.chains, 1))) if not warm else (
+        jnp.asarray(start.step_size), jnp.asarray(start.inverse_mass_matrix))
 
-    def init_one(pos, k):
-        return nuts_init(logdensity, pos, k, config)
+    def init_one(pos, k, step_size, imm, d):
+        logdensity = lambda p: ld.logp(p, d)  # noqa: E731
+        return nuts_init(logdensity, pos, k, run_cfg, *((step_size, imm) if warm else ()))
 
     size = CHUNK_ITERATIONS
 
-    def steps_one(carry, start, n):
-        return nuts_steps(logdensity, carry, start, n, config, size)
+    def steps_one(carry, start_, n, d):
+        return nuts_steps(lambda p: ld.logp(p, d), carry, start_, n, run_cfg, size, adapt_mass_matrix=not warm)
 
+    mapped = (init, keys, *tuned0)
     if chain_method == "parallel":  # chains over devices; several on a device run one after another
-        init_fn = pmap_chains(init_one, config.chains, 2, 2)
-        steps_fn = pmap_chains(steps_one, config.chains, 1, 3)
-        init, keys = by_device((init, keys), config.chains)
+        init_fn = pmap_chains(init_one, config.chains, 4, 5)
+        steps_fn = pmap_chains(steps_one, config.chains, 1, 4)
+        mapped = by_device(mapped, config.chains)
     else:
-        init_fn = jax.jit(jax.vmap(init_one))
-        steps_fn = jax.jit(jax.vmap(steps_one, in_axes=(0, None, None)))
+        init_fn = jax.jit(jax.vmap(init_one, in_axes=(0, 0, 0, 0, None)))
+        steps_fn = jax.jit(jax.vmap(steps_one, in_axes=(0, None, None, None)))
+    to_chains = (lambda t: from_devices(t, config.chains)) if chain_method == "parallel" else (lambda t: t)
+    rule = None
+    if config.until is not None:
+        rule = StopRule(config.until, config.draws, n_draws, lambda out: to_chains(out[0]))
 
     bar = None
     if config.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.warmup + config.draws, desc=f"NUTS ({config.chains} chains, {chain_method})", unit="it")
+        bar = tqdm(total=config.warmup + n_draws, desc=f"NUTS ({config.chains} chains, {chain_method})", unit="it")
     t0 = time.perf_counter()
     try:
         draw_axis = 2 if chain_method == "parallel" else 1
-        _, (positions, stats), t1 = run_chunked(steps_fn, init_fn(init, keys), config.warmup, config.draws,
-                                                draw_axis=draw_axis, size=size, bar=bar)
-        if chain_method == "parallel":  # (devices, chains per device, ...) -> (chains, ...)
-            positions, stats = from_devices((positions, stats), config.chains)
+        last, (positions, stats), t1 = run_chunked(lambda c, s_, n: steps_fn(c, s_, n, data), init_fn(*mapped, data),
+                                                   config.warmup, n_draws, draw_axis=draw_axis, size=size, bar=bar,
+                                                   stop=rule, first_check=config.draws)
+        positions, stats, adapt = to_chains((positions, stats, jax.device_get(last.adapt)))
     finally:
         if bar is not None:
             bar.close()
@@ -240,10 +271,13 @@ def sample_blackjax(ld: LogDensity, data: dict | None, *, key: jax.Array, config
     samples = {k: np.asarray(v) for k, v in positions.items()}
     stats = {k: np.asarray(v) for k, v in stats.items()}
     stats["diverging"] = stats["diverging"].astype(bool)
+    imm = np.asarray(adapt.inverse_mass_matrix)
     return SampleResult(
         samples=samples,
         stats=stats,
         timings={"warmup": t1 - t0, "sampling": t2 - t1, "total": t2 - t0},
         sampler="blackjax",
         config=config._replace(chain_method=chain_method),
+        stopped=None if rule is None else rule.summary(samples),
+        tuned=(np.asarray(adapt.step_size), imm) if imm.ndim == 2 else None,
     )

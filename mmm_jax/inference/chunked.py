@@ -24,11 +24,16 @@ __all__ = ["CHUNK_ITERATIONS", "chunk_plan", "iterate", "run_chunked", "chain_la
 CHUNK_ITERATIONS = 100
 
 
-def chunk_plan(n_warm: int, n_draws: int, size: int = CHUNK_ITERATIONS) -> list[tuple[int, int]]:
+def chunk_plan(n_warm: int, n_draws: int, size: int = CHUNK_ITERATIONS, split_at: int | None = None
+               ) -> list[tuple[int, int]]:
     """``[(start, n), ...]``: warm-up then draws in chunks of at most ``size`` iterations; no chunk
-    spans the end of warm-up."""
-    warm = [(s, min(size, n_warm - s)) for s in range(0, n_warm, size)]
-    return warm + [(n_warm + s, min(size, n_draws - s)) for s in range(0, n_draws, size)]
+    spans the end of warm-up, nor draw ``split_at`` (where a stopping rule first looks)."""
+    def spans(a, b):
+        return [(s, min(size, b - s)) for s in range(a, b, size)]
+
+    cut = n_draws if split_at is None else min(max(int(split_at), 0), n_draws)
+    return [*spans(0, n_warm), *((n_warm + s, n) for s, n in spans(0, cut)),
+            *((n_warm + s, n) for s, n in spans(cut, n_draws))]
 
 
 def iterate(step, carry, start, n, size: int):
@@ -49,17 +54,25 @@ def iterate(step, carry, start, n, size: int):
     return jax.lax.fori_loop(0, n, body, (carry, buf))
 
 
-def run_chunked(step, state, n_warm: int, n_draws: int, draw_axis: int, size: int = CHUNK_ITERATIONS, bar=None):
+def run_chunked(step, state, n_warm: int, n_draws: int, draw_axis: int, size: int = CHUNK_ITERATIONS, bar=None,
+                stop=None, first_check: int | None = None):
     """Run ``step(state, start, n) -> (state, buffers)`` over every chunk of :func:`chunk_plan`.
 
     ``buffers`` is a pytree of arrays with ``size`` rows along ``draw_axis``, the first ``n`` filled.
-    Each chunk is waited for (one program at a time holds memory). Returns ``(state, draws,
-    t_warm)``: the draw chunks as host NumPy arrays concatenated along ``draw_axis`` (``None``
-    when ``n_draws == 0``) and ``time.perf_counter()`` when warm-up ended.
+    Each chunk is waited for (one program at a time holds memory). ``stop(draws) -> bool``, if
+    given, sees the draws so far (host arrays concatenated along ``draw_axis``) after every draw
+    chunk and ends the run early when it returns True (``n_draws`` is then the most draws); a
+    chunk ends at draw ``first_check`` so that the first check can come there.
+    Returns ``(state, draws, t_warm)``: the draw chunks as host NumPy arrays concatenated along
+    ``draw_axis`` (``None`` when ``n_draws == 0``) and ``time.perf_counter()`` when warm-up ended.
     """
     parts = []
     t_warm = time.perf_counter()
-    for start, n in chunk_plan(n_warm, n_draws, size):
+
+    def joined():
+        return jax.tree.map(lambda *xs: np.concatenate(xs, axis=draw_axis), *parts) if parts else None
+
+    for start, n in chunk_plan(n_warm, n_draws, size, first_check):
         state, out = step(state, np.int32(start), np.int32(n))
         if start < n_warm:
             jax.block_until_ready(state)
@@ -68,8 +81,15 @@ def run_chunked(step, state, n_warm: int, n_draws: int, draw_axis: int, size: in
             parts.append(jax.tree.map(lambda x: np.asarray(x).take(np.arange(n), axis=draw_axis), jax.device_get(out)))
         if bar is not None:
             bar.update(n)
-    draws = jax.tree.map(lambda *xs: np.concatenate(xs, axis=draw_axis), *parts) if parts else None
-    return state, draws, t_warm
+        if stop is not None and start >= n_warm and start + n < n_warm + n_draws:
+            draws = joined()
+            parts = [draws]
+            if stop(draws):
+                if bar is not None:  # the run ends here, short of its most draws
+                    bar.total = bar.n
+                    bar.refresh()
+                break
+    return state, joined(), t_warm
 
 
 def chain_layout(n_chains: int, n_devices: int | None = None, cores: int | None = None) -> tuple[int, int]:

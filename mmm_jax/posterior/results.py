@@ -99,13 +99,17 @@ def posterior_quantities(
     total_spend = jnp.sum(jnp.asarray(spend) * data["mask"][:, None], axis=0)
     keys = None if key is None else jax.random.split(key, n_chains * n_draws)
 
-    def one(args):
-        params, k = args
-        return draw_quantities(ld, params, data, k, target_scale=target_scale, total_spend=total_spend,
-                               likelihood=likelihood)
+    # data, spend and scale are arguments, not constants: one compiled program (and the persistent
+    # compilation cache) serves every data set of these shapes
+    def run(flat, keys, data, total_spend, ts):
+        def one(args):
+            params, k = args
+            return draw_quantities(ld, params, data, k, target_scale=ts, total_spend=total_spend,
+                                   likelihood=likelihood)
 
-    fn = jax.jit(lambda flat, keys: jax.lax.map(one, (flat, keys), batch_size=min(batch_size, n_chains * n_draws)))
-    res = fn(flat, keys)
+        return jax.lax.map(one, (flat, keys), batch_size=min(batch_size, n_chains * n_draws))
+
+    res = jax.jit(run)(flat, keys, data, total_spend, jnp.asarray(target_scale, dtype=float))
     return {k: np.asarray(v).reshape((n_chains, n_draws, *v.shape[1:])) for k, v in res.items()}
 
 
@@ -167,11 +171,11 @@ def pointwise_log_likelihood(ld: LogDensity, samples: Mapping[str, np.ndarray], 
     n_chains, n_draws = first.shape[:2]
     flat = {k: jnp.asarray(v).reshape((n_chains * n_draws, *v.shape[2:])) for k, v in samples.items()}
 
-    def one(params):
-        return cell_log_likelihood(ld, params, data, target_scale, likelihood)
+    def run(f, data, ts):
+        return jax.lax.map(lambda params: cell_log_likelihood(ld, params, data, ts, likelihood), f,
+                           batch_size=min(batch_size, n_chains * n_draws))
 
-    fn = jax.jit(lambda f: jax.lax.map(one, f, batch_size=min(batch_size, n_chains * n_draws)))
-    ll = np.asarray(fn(flat))
+    ll = np.asarray(jax.jit(run)(flat, data, jnp.asarray(target_scale, dtype=float)))
     return ll.reshape((n_chains, n_draws, *ll.shape[1:]))
 
 
