@@ -36,7 +36,7 @@ def run_pmm(spec: dict) -> dict:
 
     import_s = time.perf_counter() - t_imp
 
-    nuts_sampler = spec["run"].split("-", 1)[1]  # numpyro | pymc
+    nuts_sampler = spec["run"].split("-", 1)[1]  # numpyro | pymc | default (both: PyMC's choice)
     date, target, channels = spec["date"], spec["target"], list(spec["channels"])
     df, _ = load_data(spec)
     df = df.copy()
@@ -76,7 +76,7 @@ def run_pmm(spec: dict) -> dict:
         draws=spec["draws"],
         target_accept=spec["target_accept"],
     )
-    if nuts_sampler != "pymc":
+    if nuts_sampler not in ("pymc", "default"):
         sample_kwargs["nuts_sampler"] = nuts_sampler
     with timer("fit"):
         idata = mmm.fit(X, y, progressbar=spec.get("progress", False), random_seed=spec["seed"], **sample_kwargs)

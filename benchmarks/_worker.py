@@ -52,6 +52,7 @@ def run_ours(spec: dict) -> dict:
         target_accept=spec["target_accept"],
         seed=spec["seed"],
         progress=spec.get("progress", False),
+        **({"until": spec["until"], "max_draws": spec.get("max_draws")} if spec.get("until") else {}),
     )
     timings = {k: float(v) for k, v in mmm.timings.items()}
     free = [rv.name for rv in mmm.model.free_RVs]
@@ -69,7 +70,7 @@ def run_ours(spec: dict) -> dict:
         "timings_raw": timings,
         "mmm_jax_file": __import__("mmm_jax").__file__,
         "import_s": import_s,
-        "sampler_settings": {k: v for k, v in mmm.fit_settings.items()},
+        "sampler_settings": {k: v for k, v in mmm.fit_settings.items() if k != "tuned"},
         "jax_device_count": jax.local_device_count(),
         "jax_platform": jax.default_backend(),
         "roas_mean": {str(k): float(v) for k, v in mmm.roas()["mean"].items()},
