@@ -84,7 +84,9 @@ def run_pmm(spec: dict) -> dict:
     wall = t["build"] + t["fit"]
     sampling = float(idata.posterior.attrs.get("sampling_time", float("nan")))
 
-    post = idata.posterior
+    # PyMC-Marketing 1.x returns an xarray DataTree (ArviZ 1): take its groups as Datasets
+    post = idata.posterior.to_dataset() if hasattr(idata.posterior, "to_dataset") else idata.posterior
+    stats = idata.sample_stats.to_dataset() if hasattr(idata.sample_stats, "to_dataset") else idata.sample_stats
     target_scale = float(np.asarray(mmm.scalers["_target"]).squeeze())
     contrib = post["channel_contribution"].transpose("chain", "draw", "date", "channel").values * target_scale
     spend = df[channels].to_numpy(dtype=float)
@@ -111,6 +113,7 @@ def run_pmm(spec: dict) -> dict:
         "pmm_controls": controls,
         "pmm_standardize_controls": bool(spec.get("pmm_standardize_controls")),
         "sampler_settings": {"nuts_sampler": nuts_sampler, **sample_kwargs},
+        "inference_library": str(idata.posterior.attrs.get("inference_library", "")),
         "roas_mean": roas_from_contributions(contrib, spend, channels),
         "target_scale": target_scale,
     }
@@ -119,7 +122,7 @@ def run_pmm(spec: dict) -> dict:
 
         out["jax_device_count"] = jax.local_device_count()
         out["jax_platform"] = jax.default_backend()
-    out.update(convergence(post, idata.sample_stats, free))
+    out.update(convergence(post, stats, free))
     return out
 
 

@@ -121,8 +121,9 @@ class FittedModel:
 
         The chains start at this fit's last draws with this fit's step sizes and (diagonal)
         inverse mass matrices (saved with the fit; for fits saved before they were, estimated from
-        the draws), so the warm-up only re-tunes the step size: ``warmup`` (default 200)
-        iterations instead of a cold window adaptation. The model is built on ``df`` exactly as
+        the draws), so a short warm-up — ``warmup`` (default 200) iterations of the same window
+        adaptation, started from them instead of from unit step size and identity — is enough
+        (measured: benchmarks/README.md, "Refresh"). The model is built on ``df`` exactly as
         :meth:`fit` builds it (scaling refitted, same config), so the posterior is the one a cold
         fit of ``df`` targets. Sampler, chains, target_accept and tree depth are this fit's;
         ``draws`` (default: this fit's) and ``seed`` (default: this fit's + 1) may change, and

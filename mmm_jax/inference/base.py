@@ -102,7 +102,7 @@ def sample(
     start : WarmStart, optional
         Start every chain from these positions, step sizes and (diagonal) inverse mass matrices
         instead of PyMC's initial point with a cold adaptation (a refresh); the warm-up then
-        tunes the step size only. NumPyro and BlackJAX NUTS only.
+        adapts from them (a short warm-up does). NumPyro and BlackJAX NUTS only.
     **settings
         Fields of :class:`SamplerConfig` (chains, warmup, draws, target_accept, ...). With
         ``until`` (``{"rhat": 1.01, "ess": 400}``, see :mod:`mmm_jax.inference.until`) the

@@ -44,13 +44,13 @@ class AdaptState(NamedTuple):
     inverse_mass_matrix: jax.Array
 
 
-def window_adaptation(target_accept: float, dense_mass: bool, adapt_mass_matrix: bool = True):
+def window_adaptation(target_accept: float, dense_mass: bool):
     """Stan's window adaptation as ``(init, update, final)``.
 
     ``init(n_dims, initial_step_size=1.0, inverse_mass_matrix=None) -> AdaptState``;
     ``update(state, stage, is_window_end, position_flat, acceptance) -> AdaptState``;
-    ``final(state) -> (step_size, inverse_mass_matrix)``. ``adapt_mass_matrix=False`` tunes the
-    step size only and keeps the initial inverse mass matrix (a refresh).
+    ``final(state) -> (step_size, inverse_mass_matrix)``. A given ``inverse_mass_matrix`` (a
+    refresh) is used until the first slow window ends and replaces it.
     """
     from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
     from blackjax.adaptation.step_size import dual_averaging_adaptation
@@ -67,17 +67,13 @@ def window_adaptation(target_accept: float, dense_mass: bool, adapt_mass_matrix:
     def update(state: AdaptState, stage, is_window_end, position_flat, acceptance) -> AdaptState:
         da = da_update(state.da_state, acceptance)
         # slow windows (stage 1) also accumulate the covariance
-        mm = state.mm_state
-        if adapt_mass_matrix:
-            mm = jax.lax.cond(stage == 1, lambda m: mm_update(m, position_flat), lambda m: m, mm)
+        mm = jax.lax.cond(stage == 1, lambda m: mm_update(m, position_flat), lambda m: m, state.mm_state)
         step = jnp.exp(da.log_step_size)
         new = AdaptState(da, mm, step, state.inverse_mass_matrix)
 
         def end_window(s: AdaptState) -> AdaptState:
-            d = da_init(da_final(s.da_state))
-            if not adapt_mass_matrix:
-                return AdaptState(d, s.mm_state, jnp.exp(d.log_step_size), s.inverse_mass_matrix)
             m = mm_final(s.mm_state)
+            d = da_init(da_final(s.da_state))
             return AdaptState(d, m, jnp.exp(d.log_step_size), m.inverse_mass_matrix)
 
         return jax.lax.cond(is_window_end, end_window, lambda s: s, new)
@@ -111,7 +107,7 @@ def nuts_init(logdensity, init_position, key, cfg: SamplerConfig, step_size=None
               inverse_mass_matrix=None) -> ChainCarry:
     """Start ONE chain at ``init_position`` (unconstrained pytree) with its own adaptation state;
     ``step_size`` and ``inverse_mass_matrix`` (diagonal, ``(d,)``) start it from an earlier
-    fit's adaptation (a refresh: :func:`nuts_steps` then tunes the step size only)."""
+    fit's adaptation (a refresh: the warm-up starts from them)."""
     import blackjax
 
     a_init, _, a_final = window_adaptation(cfg.target_accept, cfg.dense_mass)
@@ -124,13 +120,12 @@ def nuts_init(logdensity, init_position, key, cfg: SamplerConfig, step_size=None
 
 
 def nuts_steps(logdensity, carry: ChainCarry, start, n, cfg: SamplerConfig, size: int = CHUNK_ITERATIONS,
-               on_step=None, adapt_mass_matrix: bool = True):
+               on_step=None):
     """Iterations ``start .. start + n - 1`` of ONE chain (warm-up first, then draws).
 
     ``start`` and ``n <= size`` may be traced, so one compiled program serves every chunk.
     During warm-up the adaptation state is updated after every transition and frozen at its
     end. ``on_step(steps_done, warmup + draws)`` is a host hook called about 50 times per run.
-    ``adapt_mass_matrix=False``: the warm-up tunes the step size only (a refresh).
 
     Returns ``(carry, (positions, stats))``: pytree and dict of ``(size, ...)`` buffers whose
     first ``n`` rows hold these iterations.
@@ -138,7 +133,7 @@ def nuts_steps(logdensity, carry: ChainCarry, start, n, cfg: SamplerConfig, size
     import blackjax
 
     kernel = blackjax.nuts.build_kernel()
-    _, a_update, a_final = window_adaptation(cfg.target_accept, cfg.dense_mass, adapt_mass_matrix)
+    _, a_update, a_final = window_adaptation(cfg.target_accept, cfg.dense_mass)
     n_warm, n_total = cfg.warmup, cfg.warmup + cfg.draws
     schedule = _schedule(cfg)
     stage, window_end = jnp.asarray(schedule[:, 0]), jnp.asarray(schedule[:, 1], dtype=bool)
@@ -237,7 +232,7 @@ def sample_blackjax(ld: LogDensity, data: dict | None, *, key: jax.Array, config
     size = CHUNK_ITERATIONS
 
     def steps_one(carry, start_, n, d):
-        return nuts_steps(lambda p: ld.logp(p, d), carry, start_, n, run_cfg, size, adapt_mass_matrix=not warm)
+        return nuts_steps(lambda p: ld.logp(p, d), carry, start_, n, run_cfg, size)
 
     mapped = (init, keys, *tuned0)
     if chain_method == "parallel":  # chains over devices; several on a device run one after another

@@ -67,7 +67,7 @@ def sample_numpyro(ld: LogDensity, data: dict | None, *, key: jax.Array, config:
     def init_one(k, p, step_size, imm, d):
         k, _ = jax.random.split(k)  # as numpyro.infer.NUTS.init does: same seed, same draws as MCMC
         return init_kernel(p, n_warm, step_size=step_size, inverse_mass_matrix=imm,
-                           adapt_mass_matrix=start is None, dense_mass=config.dense_mass,
+                           adapt_mass_matrix=True, dense_mass=config.dense_mass,
                            target_accept_prob=config.target_accept, max_tree_depth=config.max_tree_depth,
                            model_args=(d,), rng_key=k)
 

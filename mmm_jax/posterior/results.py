@@ -1,8 +1,9 @@
 """From raw sampler output to a labelled ArviZ ``InferenceData``.
 
-Deterministics (contributions, baseline, mean) are computed after sampling, in one
-vectorised, jitted pass over all draws (chunked with ``lax.map`` to bound memory), then
-converted to original units and labelled with (chain, draw, date, channel).
+Deterministics (contributions, baseline, mean) are computed after sampling by one compiled,
+vectorised program over blocks of draws (:func:`map_draws`: memory bounded by a block, one
+program for every draw count), then converted to original units and labelled with (chain,
+draw, date, channel).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "ConvergenceWarning",
     "posterior_quantities",
     "pointwise_log_likelihood",
+    "map_draws",
     "log_likelihood_dataset",
     "cell_log_likelihood",
     "set_log_likelihood",
@@ -99,18 +101,34 @@ def posterior_quantities(
     total_spend = jnp.sum(jnp.asarray(spend) * data["mask"][:, None], axis=0)
     keys = None if key is None else jax.random.split(key, n_chains * n_draws)
 
-    # data, spend and scale are arguments, not constants: one compiled program (and the persistent
-    # compilation cache) serves every data set of these shapes
-    def run(flat, keys, data, total_spend, ts):
-        def one(args):
-            params, k = args
-            return draw_quantities(ld, params, data, k, target_scale=ts, total_spend=total_spend,
-                                   likelihood=likelihood)
+    def block(blk, data, total_spend, ts):
+        params, keys_b = blk
+        return jax.vmap(lambda p, k: draw_quantities(ld, p, data, k, target_scale=ts, total_spend=total_spend,
+                                                     likelihood=likelihood))(params, keys_b)
 
-        return jax.lax.map(one, (flat, keys), batch_size=min(batch_size, n_chains * n_draws))
-
-    res = jax.jit(run)(flat, keys, data, total_spend, jnp.asarray(target_scale, dtype=float))
+    res = map_draws(block, (flat, keys), (data, total_spend, jnp.asarray(target_scale, dtype=float)),
+                    n_chains * n_draws, batch_size)
     return {k: np.asarray(v).reshape((n_chains, n_draws, *v.shape[1:])) for k, v in res.items()}
+
+
+def map_draws(block, per_draw, shared: tuple, n: int, batch_size: int):
+    """``block(per_draw_block, *shared)`` over ``n`` draws in blocks of ``batch_size`` (the last one
+    padded with copies of the last draw, dropped again): ONE compiled program of a fixed block
+    shape serves every draw count, so runs of any length (``until``) and any data of the same
+    shapes (``shared`` are arguments, not constants) load it from the persistent compilation
+    cache. Returns the outputs stacked along a leading ``(n,)`` axis (host NumPy arrays)."""
+    b = max(1, int(batch_size))
+    n_blocks = -(-n // b)
+    pad = n_blocks * b - n
+
+    def padded(x):
+        return jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x
+
+    per_draw = jax.tree.map(padded, per_draw)
+    fn = jax.jit(block)
+    outs = [jax.device_get(fn(jax.tree.map(lambda x, i=i: x[i * b:(i + 1) * b], per_draw), *shared))
+            for i in range(n_blocks)]
+    return jax.tree.map(lambda *xs: np.concatenate(xs)[:n], *outs)
 
 
 def draw_quantities(ld: LogDensity, params, data, key=None, *, target_scale, total_spend, likelihood: str,
@@ -171,11 +189,10 @@ def pointwise_log_likelihood(ld: LogDensity, samples: Mapping[str, np.ndarray], 
     n_chains, n_draws = first.shape[:2]
     flat = {k: jnp.asarray(v).reshape((n_chains * n_draws, *v.shape[2:])) for k, v in samples.items()}
 
-    def run(f, data, ts):
-        return jax.lax.map(lambda params: cell_log_likelihood(ld, params, data, ts, likelihood), f,
-                           batch_size=min(batch_size, n_chains * n_draws))
+    def block(f, data, ts):
+        return jax.vmap(lambda params: cell_log_likelihood(ld, params, data, ts, likelihood))(f)
 
-    ll = np.asarray(jax.jit(run)(flat, data, jnp.asarray(target_scale, dtype=float)))
+    ll = map_draws(block, flat, (data, jnp.asarray(target_scale, dtype=float)), n_chains * n_draws, batch_size)
     return ll.reshape((n_chains, n_draws, *ll.shape[1:]))
 
 
