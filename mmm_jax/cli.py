@@ -135,7 +135,41 @@ def _fit_kwargs(a) -> dict:
         target_accept=a.target_accept,
         seed=a.seed,
         progress=not a.no_progress,
+        **_until_kwargs(a),
     )
+
+
+def _until_kwargs(a) -> dict:
+    until = getattr(a, "until", None)
+    return {} if until is None else {"until": until, "max_draws": a.max_draws}
+
+
+def _until(text: str) -> dict:
+    """``--until rhat=1.01,ess=400``: the convergence targets (see mmm_jax.inference.until)."""
+    from .inference.until import check_until
+
+    out = {}
+    for part in filter(None, (x.strip() for x in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected NAME=VALUE[,...], e.g. rhat=1.01,ess=400; got {part!r}") \
+                from None
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {part!r}")
+    try:
+        return check_until(out)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _until_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--until", type=_until, default=None, metavar="rhat=1.01,ess=400",
+                   help="after --draws, keep drawing (chunks of 100) until every free parameter meets these targets "
+                        "(rhat, ess = bulk ESS, ess_tail)")
+    p.add_argument("--max-draws", type=_int_at_least(1), default=None,
+                   help="with --until: most draws per chain (default max(4 x draws, 2000))")
 
 
 def _print_diagnostics(mmm) -> None:
@@ -193,40 +227,64 @@ def cmd_fit(a) -> int:
     from .api.markets import HierarchicalMMM
     from .config.markets import HierarchicalConfig, load_config
     from .data.validate import read_table
-    from .plots import plot_decomposition, plot_roas
 
     cfg = load_config(a.config)
     kind = "markets" if isinstance(cfg, HierarchicalConfig) else "brand"
     check_output_dir(a.out, kind, overwrite=a.overwrite,
                      inputs=[a.data, a.config, *([a.lift_tests] if a.lift_tests else [])])  # before any work
     df = read_table(a.data)
-    if isinstance(cfg, HierarchicalConfig):  # markets: one joint model
-        h = HierarchicalMMM(cfg)
-        h.fit(df, lift_tests=a.lift_tests, holdout=a.holdout, log_likelihood=a.log_likelihood, **_fit_kwargs(a))
-        out = h.save(a.out, overwrite=a.overwrite)
+    model = HierarchicalMMM(cfg) if isinstance(cfg, HierarchicalConfig) else MMM(cfg)
+    model.fit(df, lift_tests=a.lift_tests, holdout=a.holdout, log_likelihood=a.log_likelihood, **_fit_kwargs(a))
+    return _write_fit(model, a)
+
+
+def cmd_refresh(a) -> int:
+    from .api.fitted import load
+    from .data.validate import DataError, read_table
+    from .persist import output_kind
+
+    kind = output_kind(a.run) if Path(a.run).is_dir() else None
+    check_output_dir(a.out, kind or "brand", overwrite=a.overwrite, inputs=[a.data])  # before any work
+    model = load(a.run)
+    df = read_table(a.data)
+    try:
+        model.refresh(df, warmup=a.warmup, draws=a.draws, seed=a.seed, progress=not a.no_progress,
+                      lift_tests=a.lift_tests, holdout=a.holdout, log_likelihood=a.log_likelihood,
+                      **_until_kwargs(a))
+    except ValueError as err:  # the data change the model's parameters, or the fit cannot be refreshed
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"{a.run}: {err}") from None
+    return _write_fit(model, a)
+
+
+def _write_fit(model, a) -> int:
+    """Save a fitted model to ``a.out`` with its tables, plots and diagnostics (``fit``, ``refresh``)."""
+    from .api.markets import HierarchicalMMM
+    from .plots import plot_decomposition, plot_roas
+
+    out = model.save(a.out, overwrite=a.overwrite)
+    _write_lift_fit(model, out)
+    report = {**model.diagnostics(), "timings": model.timings, **_holdout_report(model)}
+    if "stopped" in model.fit_settings:
+        report["until"] = model.fit_settings["stopped"]
+    if isinstance(model, HierarchicalMMM):  # markets: one joint model
         for level in ("market", "national"):
-            h.roas(level).to_csv(out / f"roas_{level}.csv")
-        h.contributions().to_csv(out / "contributions.csv")
-        _write_lift_fit(h, out)
-        (out / "diagnostics.json").write_text(json.dumps({**h.diagnostics(), "timings": h.timings,
-                                                          **_holdout_report(h)}, indent=2))
-        print(h.roas("national").to_string())
-        _print_diagnostics(h)
+            model.roas(level).to_csv(out / f"roas_{level}.csv")
+        model.contributions().to_csv(out / "contributions.csv")
+        (out / "diagnostics.json").write_text(json.dumps(report, indent=2))
+        print(model.roas("national").to_string())
+        _print_diagnostics(model)
         print(f"\nwrote {out}/ (model, idata.nc, roas_market.csv, roas_national.csv, contributions.csv)")
         return 0
-    mmm = MMM(cfg)
-    mmm.fit(df, lift_tests=a.lift_tests, holdout=a.holdout, log_likelihood=a.log_likelihood, **_fit_kwargs(a))
-    out = mmm.save(a.out, overwrite=a.overwrite)
-    _write_lift_fit(mmm, out)
-    mmm.summary().to_csv(out / "summary.csv")
-    mmm.roas().to_csv(out / "roas.csv")
-    mmm.contributions().to_csv(out / "contributions.csv")
-    plot_decomposition(mmm, out / "decomposition.png")
-    plot_roas(mmm, out / "roas.png")
-    (out / "diagnostics.json").write_text(json.dumps({**mmm.diagnostics(), "timings": mmm.timings,
-                                                      **_holdout_report(mmm)}, indent=2))
-    print(mmm.roas().to_string())
-    _print_diagnostics(mmm)
+    model.summary().to_csv(out / "summary.csv")
+    model.roas().to_csv(out / "roas.csv")
+    model.contributions().to_csv(out / "contributions.csv")
+    plot_decomposition(model, out / "decomposition.png")
+    plot_roas(model, out / "roas.png")
+    (out / "diagnostics.json").write_text(json.dumps(report, indent=2))
+    print(model.roas().to_string())
+    _print_diagnostics(model)
     print(f"\nwrote {out}/ (model, idata.nc, summary.csv, roas.csv, contributions.csv, decomposition.png)")
     return 0
 
@@ -445,7 +503,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     _calibration_args(p, batch=False)
     _sampler_args(p)
+    _until_args(p)
     p.set_defaults(func=cmd_fit)
+    p = sub.add_parser("refresh", help="refit a saved model on extended data, starting from its last draws and "
+                                       "adaptation (short warm-up)")
+    p.add_argument("run", help="a folder written by `mmm-jax fit` (or `refresh`)")
+    p.add_argument("data", help="CSV or Parquet: the data with the new weeks (same columns as the fit's)")
+    p.add_argument("--out", required=True, help="folder to write the refreshed model to (RUN itself is replaced "
+                                                "only when named here)")
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    p.add_argument("--warmup", type=_int_at_least(0), default=200)
+    p.add_argument("--draws", type=_int_at_least(1), default=None, help="default: the fit's")
+    p.add_argument("--seed", type=_int_at_least(0), default=None, help="default: the fit's + 1")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _calibration_args(p, batch=False)
+    _until_args(p)
+    p.set_defaults(func=cmd_refresh)
     p = sub.add_parser("batch", help="fit one model per brand/market for many brands (resumable)")
     p.add_argument("data", help="long-format CSV/Parquet (with --by) or a directory of per-brand files")
     p.add_argument("--by", default=None, help="brand/market column of a long-format table")
@@ -521,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_bench, bench_suite=suite)
     try:
         a = parser.parse_args(argv)
+        if getattr(a, "max_draws", None) is not None and getattr(a, "until", None) is None:
+            parser.error(f"{a.command}: --max-draws needs --until (e.g. --until rhat=1.01,ess=400)")
     except SystemExit as exit_:  # --help, --version, or a one-line argument error (exit 2)
         return int(exit_.code or 0)
     # PyTensor's C backend warns about BLAS at import; we run on JAX, so it is noise here.

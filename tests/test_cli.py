@@ -144,3 +144,28 @@ def test_fit_and_batch_with_market_keys_hsgp_counts_and_a_roas_prior(tmp_path, c
     m = pd.read_csv(batch / "manifest.csv")
     assert sorted(m["brand"]) == ["b0", "b1"] and (m["status"] == "done").all(), m.to_dict("records")
     assert "done" in capsys.readouterr().out
+
+
+def test_fit_until_and_refresh_from_the_command_line(tmp_path, capsys):
+    df, truth = simulate(64, 2, seed=5)
+    data, cfg = write_inputs(tmp_path, df.iloc[:60], {"channels": list(truth.channels)})
+    run, new = tmp_path / "run", tmp_path / "more.csv"
+    df.to_csv(new, index=False)
+    assert main(["fit", str(data), "--config", str(cfg), "--out", str(run), "--chains", "2", "--warmup", "100",
+                 "--draws", "30", "--until", "rhat=1.5,ess=20", "--max-draws", "230", "--no-progress"]) == 0
+    d = json.loads((run / "diagnostics.json").read_text())
+    assert d["until"]["until"] == {"rhat": 1.5, "ess": 20.0} and d["until"]["draws"] in (30, 130, 230)
+    out = tmp_path / "refreshed"
+    assert main(["refresh", str(run), str(new), "--out", str(out), "--warmup", "50", "--draws", "40",
+                 "--no-progress"]) == 0
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["fit_settings"]["refreshed"] is True and meta["fit_settings"]["warmup"] == 50
+    assert len(pd.read_csv(out / "data.csv")) == 64 and (run / "idata.nc").exists()  # the fit it started from stays
+    capsys.readouterr()
+    # argument errors: one line, exit 2
+    assert main(["fit", str(data), "--config", str(cfg), "--out", str(tmp_path / "x"), "--until", "rhat=0.9"]) == 2
+    assert "must be > 1" in capsys.readouterr().err
+    assert main(["fit", str(data), "--config", str(cfg), "--out", str(tmp_path / "x"), "--max-draws", "9"]) == 2
+    assert "--max-draws needs --until" in capsys.readouterr().err
+    assert main(["refresh", str(tmp_path / "nope"), str(new), "--out", str(tmp_path / "y")]) == 2
+    assert "mmm-jax refresh: error:" in capsys.readouterr().err
