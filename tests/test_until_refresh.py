@@ -250,3 +250,26 @@ def test_compilation_cache_is_shared_safely_and_serves_other_data(tmp_path):
     lines, err = _out(_probe(tmp_path, env, "1"))
     assert int(lines["HITS"]) >= 2, err[-2000:]  # at least the chains' init and chunk programs
     assert "Error reading persistent compilation cache" not in err
+
+
+def test_markets_fit_until_and_refresh(tmp_path):
+    """The market model takes the same until / refresh (one FittedModel path); a new market is refused."""
+    from mmm_jax.hierarchical import HierarchicalConfig, HierarchicalMMM, simulate_panel
+
+    df, truth = simulate_panel(3, 44, 2, seed=2)
+    base = ModelConfig(date="date", target="sales", channels=tuple(truth.channels))
+    cfg = HierarchicalConfig(base, market="market")
+    dates = sorted(df["date"].unique())
+    first = df[df["date"] < dates[40]]
+    h = HierarchicalMMM(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        h.fit(first, chains=2, warmup=100, draws=30, until={"ess": 1e9}, max_draws=130, progress=False)
+        assert h.fit_settings["stopped"]["stopped_by"] == "max_draws"
+        assert h.idata.posterior.sizes["draw"] == 130
+        h.refresh(df, warmup=60, draws=40, progress=False)
+    assert h.fit_settings["refreshed"] is True and h.idata.posterior.sizes["draw"] == 40
+    assert h.idata.posterior_predictive["y"].sizes["date"] == 44
+    more, _ = simulate_panel(4, 44, 2, seed=2)
+    with pytest.raises(ValueError, match="changed shape"):
+        h.refresh(more, progress=False)
