@@ -273,3 +273,13 @@ def test_markets_fit_until_and_refresh(tmp_path):
     more, _ = simulate_panel(4, 44, 2, seed=2)
     with pytest.raises(ValueError, match="changed shape"):
         h.refresh(more, progress=False)
+
+
+def test_batch_job_fields_leave_out_until():
+    """A batch runs fixed draws: until / max_draws stay out of its job hash, so batch folders
+    written before they existed resume instead of refitting."""
+    from mmm_jax.batch.run import sampler_job_fields
+    from mmm_jax.inference import SamplerConfig
+
+    assert sorted(sampler_job_fields(SamplerConfig())) == ["chains", "dense_mass", "draws", "jitter",
+                                                           "max_tree_depth", "target_accept", "warmup"]

@@ -128,8 +128,10 @@ def summarize(m: pd.DataFrame, stats: Mapping | None = None) -> str:
 
 def sampler_job_fields(cfg: SamplerConfig) -> dict:
     """The sampler settings that define a job's results (recorded and hashed by the store)."""
+    # until / max_draws: single fits only (a batch runs fixed draws); left out so that the jobs of
+    # batch folders written before they existed keep their hash
     return {k: v for k, v in cfg._asdict().items() if k not in ("progress", "chain_method", "split_timing",
-                                                                 "gradient_batching")}
+                                                                 "gradient_batching", "until", "max_draws")}
 
 
 def pending_brands(store: ResultStore, ok: list, bad: list, job_hash: str, versions: dict, retry_failed: bool) -> list:
