@@ -135,7 +135,6 @@ class FittedModel:
         """
         import numpy as np
 
-        from ..compile import unconstrained_draws
         from ..inference import warm_start
 
         self._require_fit()
@@ -155,7 +154,7 @@ class FittedModel:
         if "last_positions" in tuned:  # each chain's last draw: (chains, 1, ...) is all warm_start needs
             before = {k: np.asarray(v, dtype=float)[:, None] for k, v in tuned["last_positions"].items()}
         else:  # a fit saved without them: map the stored posterior back
-            before = unconstrained_draws(self.model, self.idata.posterior)
+            before = self._unconstrained_draws()
         shapes = {k: v.shape[2:] for k, v in before.items()}
         start = warm_start(before, tuned.get("step_size"), tuned.get("inverse_mass_matrix"))
         self.build(df, lift_tests=lift_tests, holdout=holdout)

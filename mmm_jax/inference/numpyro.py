@@ -81,7 +81,7 @@ def sample_numpyro(ld: LogDensity, data: dict | None, *, key: jax.Array, config:
         return iterate(step, state, 0, n, CHUNK_ITERATIONS)
 
     if start is None and config.dense_mass:
-        step0, imm0 = step0, None
+        imm0 = None  # NumPyro starts a dense mass matrix at the identity itself
     mapped = (keys, init, step0, imm0)
     if chain_method == "parallel":  # chains over devices; several on a device run one after another
         init_fn = pmap_chains(init_one, n_chains, 4, 5)
