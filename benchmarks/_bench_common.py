@@ -25,6 +25,8 @@ RESULT_MARKER = "@@BENCH_RESULT@@ "
 VERSION_PACKAGES = (
     "mmm_jax",
     "pymc-marketing",
+    "google-meridian",
+    "tensorflow-probability",
     "pymc",
     "pytensor",
     "numpyro",

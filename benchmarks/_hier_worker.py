@@ -9,6 +9,7 @@ Prints one ``@@BENCH_RESULT@@ {...}`` line.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 
@@ -21,10 +22,12 @@ def _load(spec):
     from mmm_jax import ModelConfig
     from mmm_jax.hierarchical import HierarchicalConfig, HierarchicalMMM
 
-    df = pd.read_csv(spec["data_csv"], parse_dates=["date"])
-    base = ModelConfig(date="date", target="sales", channels=spec["channels"], controls=["price_index"],
+    m = spec.get("model") or {"date": "date", "target": "sales", "channels": spec["channels"],
+                              "controls": ["price_index"], "market": "market", "population": None}
+    df = pd.read_csv(spec["data_csv"], parse_dates=[m["date"]])
+    base = ModelConfig(date=m["date"], target=m["target"], channels=m["channels"], controls=m["controls"],
                        saturation=spec.get("saturation", "logistic"))
-    return df, HierarchicalMMM(HierarchicalConfig(base, market="market"))
+    return df, HierarchicalMMM(HierarchicalConfig(base, market=m["market"], population=m.get("population")))
 
 
 def grad_cost(h, n_loop: int = 200, repeats: int = 5) -> dict:
@@ -77,12 +80,17 @@ def run(spec: dict) -> dict:
             warnings.simplefilter("ignore")
             h.fit(df, sampler=spec["run"].split("-", 1)[1], chains=spec["chains"], warmup=spec["warmup"],
                   draws=spec["draws"], target_accept=spec["target_accept"], seed=spec["seed"], progress=False,
-                  chain_method=spec.get("chain_method", "auto"))
+                  chain_method=spec.get("chain_method", "auto"),
+                  **({"until": spec["until"]} if spec.get("until") else {}))
         t = h.timings
         free = [rv.name for rv in h.model.free_RVs]
         out = {"wall_s": t["wall"], "breakdown_s": {k: t[k] for k in ("build_compile", "total", "postprocess")},
                "jax_platform": jax.default_backend(), "device_kind": jax.devices()[0].device_kind}
         out.update(convergence(h.idata.posterior, h.idata.sample_stats, free))
+        if spec.get("until"):
+            out["stopped"] = json.loads(h.idata.posterior.attrs.get("until", "null"))
+        if spec.get("roi"):  # national ROAS (total contribution over the markets / total spend)
+            out["roi_mean"] = {str(c): float(v) for c, v in h.roas(level="national")["mean"].items()}
         return out
     import pymc as pm
 

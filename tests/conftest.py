@@ -12,6 +12,23 @@ import pytest  # noqa: E402
 import mmm_jax  # noqa: E402,F401  (applies float64 and host-device settings before JAX starts)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """After each test module, drop JAX's in-process caches of traced and compiled programs.
+
+    Every fitted model leaves its traced programs in JAX's caches (about 45 MB per fit); over the
+    whole suite a pytest-xdist worker would grow past 8 GB. Later modules recompile what they
+    need (from the persistent compilation cache where it is on).
+    """
+    yield
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261124)
