@@ -184,6 +184,11 @@ def output_kind(path: str | os.PathLike) -> str | None:
     return None
 
 
+def _marker_in_writing(name: str) -> bool:
+    """``name`` is the temporary file :func:`atomic_write_bytes` writes the marker through."""
+    return name.startswith(f".{MARKER}.") and name.endswith(".tmp")
+
+
 def _compatible(found: str, kind: str) -> bool:
     return found == kind or (found in _RUN_KINDS and kind in _RUN_KINDS)
 
@@ -222,7 +227,9 @@ def check_output_dir(path: str | os.PathLike, kind: str, *, overwrite: bool = Fa
             raise OutputDirError(f"{flag} {path}: holds an mmm_jax {found} output, not a {kind} one; name a new "
                                  "folder (or pass --overwrite to write into it anyway)")
         return p
-    entries = sorted(e.name for e in p.iterdir())
+    # another process of the same job may be writing the marker this moment (its temporary file
+    # is all there is): the folder is an mmm_jax output in the making, not someone else's
+    entries = sorted(e.name for e in p.iterdir() if not _marker_in_writing(e.name))
     if not entries:
         return p
     for f in inputs:

@@ -104,6 +104,18 @@ def test_save_never_deletes_what_the_user_made(fitted, monkeypatch):
         check_output_dir(mine, "brand", overwrite=True, inputs=[data])
 
 
+def test_a_folder_whose_marker_is_being_written_is_ours(tmp_path):
+    """Two processes of one batch job share --out: the second may look while the first is
+    writing the marker (only its temporary file is there); that folder is not someone else's."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "..mmm_jax.10042.utvucw5b.tmp")  # atomic_write_bytes(out / ".mmm_jax").write_text("{")
+    assert check_output_dir(out, "batch") == out
+    (out / "notes.txt").write_text("the user's")
+    with pytest.raises(OutputDirError, match=r"it holds notes\.txt\)"):
+        check_output_dir(out, "batch")
+
+
 def test_cli_refuses_bad_out_before_fitting(fitted, capsys, monkeypatch):
     root, _, data, cfg = fitted
     mine = root / "mine"
