@@ -212,10 +212,10 @@ def markdown(report: dict) -> str:
             lines.append(f"| {key.split('/')[0]} | {key.split('/')[1]} | {r.get('status')}: {r.get('error', '')[:80]} "
                          "| | | | | | |")
             continue
-        every = r.get("all_variables", {}).get("max_rhat")
+        every = _num(r["all_variables"]["max_rhat"], 4) if "all_variables" in r else "–"  # ours: free ones only
         lines.append(f"| {key.split('/')[0]} | {key.split('/')[1]} | {r['wall_s']:.1f} | {_num(r['min_ess_bulk'], 0)} "
                      f"({r['min_ess_bulk_param']}) | {_num(r['max_rhat'], 4)} | {r['divergences']} | "
-                     f"{'yes' if converged(r) else 'no'} | {_num(every, 4)} | {(r.get('other_cpu_share') or 0):.1%} |")
+                     f"{'yes' if converged(r) else 'no'} | {every} | {(r.get('other_cpu_share') or 0):.1%} |")
     lines += ["", "| data | Meridian wall ÷ ours (time to converged) |", "|---|---:|"]
     for name, q in report["ratios"].items():
         note = "" if q["meridian_converged"] else " (Meridian not converged: a lower bound)"
