@@ -42,7 +42,6 @@ _CLEAN_ENV = dict(os.environ)
 
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
-import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -55,7 +54,7 @@ sys.path.insert(0, str(HERE))
 
 import bench_single as bs  # noqa: E402
 from _bench_common import versions  # noqa: E402
-from bench_peers import find_python312  # noqa: E402
+from bench_peers import setup_venv312, write_report  # noqa: E402
 
 RUNS = ("ours-converged", "meridian")
 CONVERGED = {"rhat": 1.01, "ess": 400}
@@ -111,14 +110,10 @@ def parse_args(argv=None):
 def meridian_interpreter(a) -> tuple[str | None, str | None]:
     """(python, None) or (None, why the Meridian run is skipped)."""
     if a.setup_meridian_venv:
-        base = find_python312()
-        if base is None:
-            return None, "no Python >= 3.12 found (google-meridian 2.1 with jax needs one)"
-        py = bs.venv_python(MERIDIAN_VENV)
-        if not py.exists():
-            subprocess.run([base, "-m", "venv", str(MERIDIAN_VENV)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", *MERIDIAN_PACKAGES], check=True, env=_CLEAN_ENV)
-        a.meridian_python = str(py)
+        py, why = setup_venv312(MERIDIAN_VENV, MERIDIAN_PACKAGES, "google-meridian 2.1 with jax")
+        if py is None:
+            return None, why
+        a.meridian_python = py
     if not a.meridian_python:
         return None, "no Meridian interpreter: pass --meridian-python PATH or --setup-meridian-venv"
     r = subprocess.run([a.meridian_python, "-c", "import meridian, sys; print(meridian.__version__)"],
@@ -246,6 +241,9 @@ def main(argv=None) -> int:
             skipped["meridian"] = why
             a.runs = [r for r in a.runs if r != "meridian"]
             bs.log(f"NOTE: {why}")
+    if not a.runs:
+        bs.log("nothing left to run")
+        return 1
     opts = SimpleNamespace(timeout=a.timeout, show_worker_output=a.show_worker_output)
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench_meridian_") as tmp_s:
@@ -293,15 +291,7 @@ def main(argv=None) -> int:
         "results": results,
         "ratios": ratios,
     }
-    report = bs._finite(report)
-    md = markdown(report)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    (out / f"bench_meridian_{stamp}.json").write_text(json.dumps(bs._redact_paths(report), indent=2, default=str))
-    (out / f"bench_meridian_{stamp}.md").write_text(md)
-    print(md)
-    bs.log(f"wrote {out / f'bench_meridian_{stamp}.json'} (and .md)")
+    write_report(report, markdown, a.out, "bench_meridian", now)
     return 0 if all(r.get("status") == "ok" for r in results.values()) else 1
 
 

@@ -100,17 +100,26 @@ def find_python312() -> str | None:
     return None
 
 
+def setup_venv312(venv: Path, packages, needs: str) -> tuple[str | None, str | None]:
+    """Create ``venv`` with the first Python >= 3.12 (if missing) and pip install ``packages``
+    into it: (its python, None), or (None, why not) where no such Python exists."""
+    base = find_python312()
+    if base is None:
+        return None, f"no Python >= 3.12 found ({needs} needs one)"
+    py = bs.venv_python(venv)
+    if not py.exists():
+        subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", *packages], check=True, env=_CLEAN_ENV)
+    return str(py), None
+
+
 def pmm_interpreter(a) -> tuple[str | None, str | None]:
     """(python, None) or (None, why the pmm runs are skipped)."""
     if a.setup_pmm_venv:
-        base = find_python312()
-        if base is None:
-            return None, "no Python >= 3.12 found (PyMC-Marketing 1.3 needs one)"
-        py = bs.venv_python(PMM_VENV)
-        if not py.exists():
-            subprocess.run([base, "-m", "venv", str(PMM_VENV)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", *PMM_PACKAGES], check=True, env=_CLEAN_ENV)
-        a.pmm_python = str(py)
+        py, why = setup_venv312(PMM_VENV, PMM_PACKAGES, "PyMC-Marketing 1.3")
+        if py is None:
+            return None, why
+        a.pmm_python = py
     if not a.pmm_python:
         return None, "no PyMC-Marketing interpreter: pass --pmm-python PATH or --setup-pmm-venv"
     why = bs.check_pmm_python(a.pmm_python)
@@ -200,6 +209,9 @@ def main(argv=None) -> int:
             skipped = {r: why for r in a.runs if r.startswith("pmm")}
             a.runs = [r for r in a.runs if not r.startswith("pmm")]
             bs.log(f"NOTE: {why}")
+    if not a.runs:
+        bs.log("nothing left to run")
+        return 1
     opts = SimpleNamespace(timeout=a.timeout, show_worker_output=a.show_worker_output)
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench_peers_") as tmp_s:
@@ -254,16 +266,23 @@ def main(argv=None) -> int:
         "results": {f"{run}/seed{s}": r for (run, s), r in results.items()},
     }
     report["summary"] = summarise(results, a)
-    report = bs._finite(report)
-    md = markdown(report)
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    (out / f"bench_peers_{stamp}.json").write_text(json.dumps(bs._redact_paths(report), indent=2, default=str))
-    (out / f"bench_peers_{stamp}.md").write_text(md)
-    print(md)
-    bs.log(f"wrote {out / f'bench_peers_{stamp}.json'} (and .md)")
+    write_report(report, markdown, a.out, "bench_peers", now)
     return 0 if all(r.get("status") == "ok" for r in results.values()) else 1
+
+
+def write_report(report: dict, render, out_dir, name: str, now) -> dict:
+    """Make ``report`` JSON-safe, write ``<out_dir>/<name>_<UTC stamp>.json`` (machine paths
+    redacted) and ``.md`` (``render(report)``), print the Markdown; returns the safe report."""
+    report = bs._finite(report)
+    md = render(report)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"{name}_{now.strftime('%Y%m%dT%H%M%SZ')}"
+    stem.with_suffix(".json").write_text(json.dumps(bs._redact_paths(report), indent=2, default=str))
+    stem.with_suffix(".md").write_text(md)
+    print(md)
+    bs.log(f"wrote {stem}.json (and .md)")
+    return report
 
 
 if __name__ == "__main__":
