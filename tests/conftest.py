@@ -17,7 +17,7 @@ def _release_compiled_programs():
     """After each test module, drop JAX's in-process caches of traced and compiled programs.
 
     Every fitted model leaves its traced programs in JAX's caches (about 45 MB per fit); over the
-    whole suite a pytest-xdist worker would grow past 8 GB. Later modules recompile what they
+    whole suite a pytest-xdist worker grew to about 7.5 GB. Later modules recompile what they
     need (from the persistent compilation cache where it is on).
     """
     yield
