@@ -7,7 +7,6 @@ import sys
 import textwrap
 import warnings
 
-import jax
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
@@ -283,3 +282,29 @@ def test_batch_job_fields_leave_out_until():
 
     assert sorted(sampler_job_fields(SamplerConfig())) == ["chains", "dense_mass", "draws", "jitter",
                                                            "max_tree_depth", "target_accept", "warmup"]
+
+
+def test_compilation_cache_scans_for_eviction_once_per_sixteenth_written(tmp_path):
+    """JAX's LRU scans every entry on every write (O(entries) per compiled program); ours scans
+    on the first write, then after max_size/16 bytes, and still keeps the folder near its bound."""
+    from mmm_jax._runtime import throttled_lru_class
+
+    folder = tmp_path / "xla"
+    folder.mkdir()
+    for i in range(200):  # an old cache of 200 x 1 KiB entries, oldest first
+        (folder / f"old{i:03d}-cache").write_bytes(b"x" * 1024)
+        (folder / f"old{i:03d}-atime").write_bytes(int(i).to_bytes(8, "little"))
+
+    def size():
+        return sum(f.stat().st_size for f in folder.glob("*-cache"))
+
+    cache = throttled_lru_class()(str(folder), max_size=160 * 1024)  # scan every 10 KiB written
+    cache.put("new000", b"y" * 1024)
+    assert cache.scans == 1 and size() <= 160 * 1024
+    assert not (folder / "old000-cache").exists() and (folder / "old199-cache").exists()  # oldest went
+    for i in range(1, 10):  # 9 KiB more: below the 10 KiB step, no scan, the folder may grow
+        cache.put(f"new{i:03d}", b"y" * 1024)
+    assert cache.scans == 1 and size() == 169 * 1024
+    assert cache.get("new005") == b"y" * 1024
+    cache.put("new010", b"y" * 1024)  # 10 KiB since the last scan: scan, back within bound
+    assert cache.scans == 2 and size() <= 160 * 1024 and (folder / "new010-cache").exists()
