@@ -1,8 +1,13 @@
 """mmm_jax: Bayesian marketing mix models written in PyMC, compiled to JAX, sampled with
 NumPyro and BlackJAX NUTS."""
 
+import logging as _logging
+
 from ._runtime import configure as _configure
 
+# the library logs under "mmm_jax" (fits, until, batches, the compilation cache) and stays quiet
+# unless the application configures logging (the CLI does: --quiet / --verbose)
+_logging.getLogger("mmm_jax").addHandler(_logging.NullHandler())
 _configure()
 
 from .api.fitted import FittedModel, load, model_for  # noqa: E402

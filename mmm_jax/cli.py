@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 import time
@@ -436,6 +437,8 @@ def cmd_optimize(a) -> int:
 def cmd_batch(a) -> int:
     from .batch import fit_many
 
+    if a.export:  # refuse a bad export folder before any work
+        check_output_dir(a.export, "export", overwrite=a.overwrite, inputs=[a.data, a.out], flag="--export")
     devices = None
     if a.devices:
         import jax
@@ -451,7 +454,23 @@ def cmd_batch(a) -> int:
     atomic_write_text(Path(a.out) / "last_run.json", json.dumps(res.stats, indent=2, default=str))
     print(res.summary())
     print(f"wrote {Path(a.out) / 'manifest.sqlite'} (+ manifest.csv) and {Path(a.out) / 'brands'}/<brand>.nc")
+    if a.export:
+        _export([a.out], a.export, a.export_format, 0.9, not a.no_progress)
     return 0 if (m["status"] == "done").any() or m.empty else 1
+
+
+def _export(runs: list[str], out: str, fmt: str, hdi_prob: float, progress: bool) -> None:
+    from .export import export_runs
+
+    written = export_runs(runs, out, fmt=fmt, hdi_prob=hdi_prob, progress=progress)
+    mark_output_dir(out, "export")
+    print(f"wrote {', '.join(str(p) for p in written.values())}")
+
+
+def cmd_export(a) -> int:
+    check_output_dir(a.out, "export", overwrite=a.overwrite, inputs=a.runs)
+    _export(a.runs, a.out, a.format, a.hdi_prob, not a.no_progress)
+    return 0
 
 
 def _bench_suite():
@@ -484,7 +503,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = _Parser(prog="mmm-jax", description=__doc__)
     parser.add_argument("--version", action="version", version=f"mmm-jax {__version__}")
-    parser.add_argument("--verbose", action="store_true", help="show full tracebacks of errors")
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("--verbose", action="store_true", help="debug messages, and full tracebacks of errors")
+    loud.add_argument("--quiet", action="store_true", help="only warnings, errors and the results (no progress "
+                                                           "bars or progress messages)")
     sub = parser.add_subparsers(dest="command", required=True)
     overwrite_help = ("also write into an existing folder that is not an mmm_jax output of this kind "
                       "(mmm_jax's files replace same-named ones; other files are kept)")
@@ -534,8 +556,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="refit everything if OUT holds another configuration")
     p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     p.add_argument("--retry-failed", action="store_true", help="also refit brands that failed before")
+    p.add_argument("--export", default=None, metavar="DIR",
+                   help="afterwards write roas, contributions and diagnostics tables of every brand to DIR "
+                        "(as `mmm-jax export OUT --out DIR`)")
+    p.add_argument("--export-format", choices=("parquet", "csv"), default="parquet")
     _calibration_args(p, batch=True)
     p.set_defaults(func=cmd_batch)
+    p = sub.add_parser("export", help="write ROAS, weekly contributions and diagnostics of fitted runs as one "
+                                      "Parquet/CSV table each (for dashboards)")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="batch output folders (`mmm-jax batch`) and/or fitted-model "
+                                                          "folders (`mmm-jax fit` / `refresh`)")
+    p.add_argument("--out", required=True, help="folder for roas.*, contributions.* and diagnostics.*")
+    p.add_argument("--format", choices=("parquet", "csv"), default="parquet", help="default: parquet")
+    p.add_argument("--hdi-prob", type=_float_in(0.0, 1.0, hi_open=True), default=0.9,
+                   help="HDI probability of the ROAS bounds (default 0.9)")
+    p.add_argument("--overwrite", action="store_true", help=overwrite_help)
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("cv", help="time-slice cross-validation: rolling origins fitted as one batch")
     p.add_argument("data", help="CSV or Parquet: one brand, a long market panel (market config), or many brands "
                                 "with --by")
@@ -600,6 +637,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(exit_.code or 0)
     # PyTensor's C backend warns about BLAS at import; we run on JAX, so it is noise here.
     warnings.filterwarnings("ignore", message=".*BLAS.*")
+    if a.quiet and hasattr(a, "no_progress"):
+        a.no_progress = True
+    logger = logging.getLogger("mmm_jax")
+    level = logger.level
+    handler = _log_to_stderr(logging.DEBUG if a.verbose else logging.WARNING if a.quiet else logging.INFO)
     shown = warnings.showwarning
     if not a.verbose:  # one line per warning, without the source line it came from
         warnings.showwarning = _show_warning
@@ -621,6 +663,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         warnings.showwarning = shown
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _log_to_stderr(level: int) -> logging.Handler:
+    """Show the ``mmm_jax`` logger's messages at ``level`` and above as ``mmm-jax: message`` lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("mmm-jax: %(message)s"))
+    logger = logging.getLogger("mmm_jax")
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    return handler
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -49,6 +49,7 @@ __all__ = [
     "output_kind",
     "atomic_write_bytes",
     "atomic_write_text",
+    "write_table",
     "netcdf_bytes",
     "read_netcdf",
     "file_digest",
@@ -60,7 +61,7 @@ FORMAT_VERSION = 1
 #: Marker file of every folder mmm_jax creates.
 MARKER = ".mmm_jax"
 #: Kinds of output folder; a fitted model is ``"brand"`` or ``"markets"``.
-KINDS = ("brand", "markets", "batch", "budget", "demo", "cv", "sbc")
+KINDS = ("brand", "markets", "batch", "budget", "demo", "cv", "sbc", "export")
 _RUN_KINDS = ("brand", "markets")
 #: errno values that mean "the storage failed", not "this brand is bad": retry later.
 STORAGE_ERRNOS = {errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS, errno.ENOMEM, errno.EFBIG}
@@ -104,26 +105,35 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode())
 
 
+def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``frame`` (without its index) atomically as Parquet (suffix ``.parquet`` / ``.pq``,
+    pyarrow) or CSV (any other suffix); returns the path."""
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_text(path, frame.to_csv(index=False))
+
+
 def netcdf_bytes(idata) -> bytes:
     """The InferenceData as NetCDF-4 bytes (one HDF5 group per InferenceData group, uncompressed:
     posterior draws barely compress and zlib took 5x longer than the write)."""
-    buf = io.BytesIO()
-    for i, group in enumerate(idata.groups()):
-        getattr(idata, group).to_netcdf(buf, mode="w" if i == 0 else "a", group=group, engine="h5netcdf")
-    return buf.getvalue()
+    from .compat import idata_netcdf_bytes
+
+    return idata_netcdf_bytes(idata)
 
 
 def read_netcdf(path: str | os.PathLike, *, expect: dict | None = None):
     """Read an InferenceData file fully into memory; ``expect`` (``{"bytes", "sha256"}``) is
     checked first. A damaged file raises :class:`RunFormatError` naming it."""
-    import arviz as az
+    from .compat import idata_from_netcdf
 
     path = Path(path)
     if expect:
         check_digest(path, expect)
     try:
-        idata = az.from_netcdf(str(path))
-        idata.load()
+        idata = idata_from_netcdf(str(path))
     except (OSError, ValueError, KeyError) as err:
         raise RunFormatError(f"{path}: not a readable InferenceData file ({type(err).__name__}: "
                              f"{str(err).splitlines()[0] if str(err) else ''}); it is truncated or damaged") from None

@@ -226,9 +226,9 @@ def plot_adstock_weights(fitted, path: str | Path | None = None, *, hdi_prob: fl
     if w.ndim == 4:  # per market: the markets' mean
         w = w.mean(axis=1)
     channels = list(post["channel"].values)
-    import arviz as az
+    from .compat import hdi_array
 
-    band = np.asarray(az.hdi(w[None], hdi_prob=hdi_prob))  # (C, L, 2)
+    band = hdi_array(w[None], hdi_prob)  # (C, L, 2)
     lo, hi = band[..., 0], band[..., 1]
     mean = w.mean(axis=0)
     n = len(channels)

@@ -33,6 +33,7 @@ from mmm_jax.batch import (
     stack_brands,
 )
 from mmm_jax.batch.engine import key_data_for, run_chunk
+from mmm_jax.compat import idata_from_netcdf, new_idata
 from mmm_jax.compile import compile_logdensity, initial_params
 from mmm_jax.datasets import simulate
 from mmm_jax.inference import SamplerConfig
@@ -226,6 +227,37 @@ def test_fit_many_isolates_failures_and_records_everything(batch_run):
 
 
 @pytest.mark.slow
+def test_export_tables_of_a_batch_with_a_failed_and_a_damaged_brand(batch_run, tmp_path):
+    """roas / contributions / diagnostics as Parquet: the numbers are the loaded brands' own; a
+    brand that failed, and one whose file is damaged, are rows with their error."""
+    import shutil
+
+    from mmm_jax.batch import load_brand
+    from mmm_jax.export import export_runs
+
+    long, out, res = batch_run
+    copy = tmp_path / "batch"
+    shutil.copytree(out, copy)
+    damaged = copy / read_manifest(copy).set_index("brand").loc["b3", "file"]
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    files = export_runs([copy], tmp_path / "export", progress=False)
+    roas, contrib, diag = (pd.read_parquet(files[t]) for t in ("roas", "contributions", "diagnostics"))
+    assert sorted(diag["brand"]) == ["b0", "b1", "b2", "b3", "b4"]
+    d = diag.set_index("brand")
+    assert d.loc["b4", "status"] == "failed" and "missing value (NaN)" in d.loc["b4", "error"]
+    assert d.loc["b3", "status"] == "unreadable" and "b3" in d.loc["b3", "error"]
+    b1 = load_brand(out, "b1")
+    assert d.loc["b1", "max_rhat"] == pytest.approx(b1.diagnostics()["max_rhat"])
+    r1 = roas[roas["brand"] == "b1"].set_index("channel")
+    pd.testing.assert_series_equal(r1["mean"], b1.roas()["mean"], check_names=False)
+    assert (roas["level"] == "brand").all() and roas["market"].isna().all()
+    assert sorted(roas.loc[roas["brand"] == "b2", "channel"]) == ["search", "tv"]  # its channels only
+    c1 = contrib[contrib["brand"] == "b1"].pivot(index="date", columns="component", values="mean")
+    np.testing.assert_allclose(c1[b1.contributions().columns].to_numpy(), b1.contributions().to_numpy())
+    assert set(contrib["brand"]) == {"b0", "b1", "b2"} and (contrib["sd"] >= 0).all()
+
+
+@pytest.mark.slow
 def test_batch_brand_agrees_with_single_fit(batch_run):
     """Brand b1 of the batch vs MMM.fit of b1 alone with the same per-brand key (blackjax,
     chains vectorised): posterior means of ROAS and sigma within 3 Monte Carlo standard errors."""
@@ -292,7 +324,7 @@ def test_store_writes_atomically_and_cleans_temp_files(tmp_path):
     assert sorted(store.brand_dir.glob(".*.tmp")) == sorted([live, fresh])
     live.unlink()
     fresh.unlink()
-    idata = az.from_dict(posterior={"x": np.zeros((1, 3))})
+    idata = new_idata({"posterior": az.convert_to_dataset({"x": np.zeros((1, 3))})})
     store.write_brand("a/b c", idata, {"config_hash": "h", "n_weeks": 3})
     store.write_failure("z", "bad data: column 'tv', row 2", {"config_hash": "h"})
     rows = store.finished()
@@ -343,7 +375,7 @@ def test_sigkill_mid_job_then_rerun_has_every_brand_exactly_once(tmp_path):
     files = sorted(p.name for p in (out / "brands").iterdir())
     assert files == [f"b{i}.nc" for i in range(6)]  # no temp files, no duplicates
     for p in (out / "brands").iterdir():
-        idata = az.from_netcdf(str(p))
+        idata = idata_from_netcdf(str(p))
         assert idata.posterior.sizes["draw"] == 40
     assert f"{6 - killed_at} fitted" in rerun.stdout
 
@@ -402,7 +434,8 @@ def test_write_brand_result_isolates_the_brand_and_stops_on_the_disk():
         write_brand_result(s, "z", {}, full_disk)
     assert "z" not in s.failed  # the disk's failure is not the brand's
     rng = np.random.default_rng(0)
-    idata = az.from_dict(posterior={"a": rng.normal(size=(2, 200))}, sample_stats={"diverging": np.zeros((2, 200), bool)})
+    idata = new_idata({"posterior": az.convert_to_dataset({"a": rng.normal(size=(2, 200))}),
+                       "sample_stats": az.convert_to_dataset({"diverging": np.zeros((2, 200), bool)})})
     assert write_brand_result(s, "w", {"wall_s": 1.0}, lambda: idata)
     rec = s.written["w"]
     assert rec["divergences"] == 0 and rec["converged"] == 1 and rec["wall_s"] == 1.0 and rec["max_rhat"] < 1.05

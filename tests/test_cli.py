@@ -144,6 +144,19 @@ def test_fit_and_batch_with_market_keys_hsgp_counts_and_a_roas_prior(tmp_path, c
     m = pd.read_csv(batch / "manifest.csv")
     assert sorted(m["brand"]) == ["b0", "b1"] and (m["status"] == "done").all(), m.to_dict("records")
     assert "done" in capsys.readouterr().out
+    # one table each for the fitted market model and the batch, as CSV
+    exp = tmp_path / "export"
+    assert main(["export", str(out), str(batch), "--out", str(exp), "--format", "csv", "--no-progress"]) == 0
+    roas = pd.read_csv(exp / "roas.csv")
+    nat = roas[(roas["run"] == str(out)) & (roas["level"] == "national")].set_index("channel")
+    np.testing.assert_allclose(nat.loc[["tv", "search", "social"], "mean"], h.roas("national")["mean"], rtol=1e-9)
+    assert len(roas[(roas["run"] == str(batch)) & (roas["level"] == "market")]) == 2 * 3 * 3
+    diag = pd.read_csv(exp / "diagnostics.csv")
+    assert sorted(diag["brand"]) == ["b0", "b1", "fit"] and (diag["status"] == "done").all()
+    contrib = pd.read_csv(exp / "contributions.csv")
+    assert contrib["market"].notna().all() and set(contrib["component"]) == {"tv", "search", "social"}
+    assert main(["export", str(data), "--out", str(tmp_path / "e2")]) == 2  # a CSV, not a run
+    assert "not an mmm_jax output" in capsys.readouterr().err and not (tmp_path / "e2").exists()
 
 
 def test_fit_until_and_refresh_from_the_command_line(tmp_path, capsys):
@@ -155,9 +168,12 @@ def test_fit_until_and_refresh_from_the_command_line(tmp_path, capsys):
                  "--draws", "30", "--until", "rhat=1.5,ess=20", "--max-draws", "230", "--no-progress"]) == 0
     d = json.loads((run / "diagnostics.json").read_text())
     assert d["until"]["until"] == {"rhat": 1.5, "ess": 20.0} and d["until"]["draws"] in (30, 130, 230)
+    err = capsys.readouterr().err  # progress messages: mmm_jax's logger, one line each
+    assert "mmm-jax: fitted brand: numpyro, 2 chains x" in err and "mmm-jax: until: " in err
     out = tmp_path / "refreshed"
-    assert main(["refresh", str(run), str(new), "--out", str(out), "--warmup", "50", "--draws", "40",
-                 "--no-progress"]) == 0
+    assert main(["--quiet", "refresh", str(run), str(new), "--out", str(out), "--warmup", "50", "--draws", "40"]) == 0
+    err = capsys.readouterr().err  # --quiet: no progress messages, no progress bars
+    assert "mmm-jax: refreshed" not in err and "%|" not in err
     meta = json.loads((out / "meta.json").read_text())
     assert meta["fit_settings"]["refreshed"] is True and meta["fit_settings"]["warmup"] == 50
     assert len(pd.read_csv(out / "data.csv")) == 64 and (run / "idata.nc").exists()  # the fit it started from stays

@@ -23,6 +23,7 @@ from mmm_jax.data.validate import DataError
 from mmm_jax import MMM, ModelConfig
 from mmm_jax.batch import BatchResult, ResultStore, fit_many, read_manifest
 from mmm_jax.batch.store import StoreLockedError
+from mmm_jax.compat import group_names
 from mmm_jax.budget import BudgetError
 from mmm_jax.cli import main
 from mmm_jax.datasets import simulate
@@ -277,7 +278,7 @@ def _all_groups_load(out: Path, brands) -> None:
     for b in brands:
         idata = res.idata(b)
         for g in GROUPS:
-            assert g in idata.groups(), (b, g)
+            assert g in group_names(idata), (b, g)
         assert idata.posterior.sizes["draw"] == 30
 
 

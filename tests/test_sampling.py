@@ -9,6 +9,7 @@ import pytest
 from mmm_jax.model.build import build_pymc_model
 
 from mmm_jax import MMM, ConvergenceWarning, ModelConfig, NotFittedError
+from mmm_jax.compat import group_names
 from mmm_jax.compile import compile_logdensity
 from mmm_jax.datasets import simulate
 from mmm_jax.inference import sample
@@ -78,7 +79,7 @@ def test_inference_data_groups_dims_and_units(fitted, small_problem):
     df, truth, cfg = small_problem
     idata = fitted.idata
     for g in ("posterior", "posterior_predictive", "sample_stats", "observed_data", "constant_data"):
-        assert g in idata.groups()
+        assert g in group_names(idata)
     post = idata.posterior
     assert post["channel_contribution_original"].dims == ("chain", "draw", "date", "channel")
     assert post["roas"].dims == ("chain", "draw", "channel")

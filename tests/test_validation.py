@@ -13,6 +13,7 @@ from scipy import stats
 import mmm_jax
 from mmm_jax import MMM, ModelConfig
 from mmm_jax.batch import fit_many
+from mmm_jax.compat import group_names
 from mmm_jax.data.features import fit_model_scaling
 from mmm_jax.data.holdout import holdout_split
 from mmm_jax.datasets import simulate, simulate_counts
@@ -247,7 +248,7 @@ def test_cli_cv_and_sbc(tmp_path, capsys):
 
     report = json.loads((tmp_path / "fit" / "diagnostics.json").read_text())
     assert report["holdout"]["n"] == 6 and "hold-out from" in capsys.readouterr().out
-    assert "log_likelihood" in mmm_jax.load(tmp_path / "fit").idata.groups()
+    assert "log_likelihood" in group_names(mmm_jax.load(tmp_path / "fit").idata)
 
 
 def test_batch_log_likelihood_equals_the_single_fit_formula(tmp_path):

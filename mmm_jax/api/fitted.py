@@ -19,6 +19,7 @@ same model builder (:func:`mmm_jax.model.build.build_pymc_model`), compile step,
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 
+from ..compat import get_group, group_names, hdi_array, new_idata, summary
 from ..inference import sample
 from ..persist import RunFormatError, output_kind, save_run
 from ..posterior.results import check_convergence, diagnostics, free_parameter_names
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
     from .mmm import MMM
 
 __all__ = ["FittedModel", "NotFittedError", "model_for", "load"]
+
+log = logging.getLogger(__name__)
 
 
 class NotFittedError(RuntimeError):
@@ -192,11 +196,17 @@ class FittedModel:
             self.add_log_likelihood(result.samples, chunk_draws=chunk_draws)
         self.timings = {"build_compile": build_seconds, **result.timings, "postprocess": time.perf_counter() - t1,
                         "wall": time.perf_counter() - t0 + build_seconds}
-        for g in self.idata.groups():
+        for g in group_names(self.idata):
             self.idata[g].attrs["timings"] = json.dumps(self.timings)
         if self.holdout_start is not None:
             self.idata.posterior.attrs["holdout_metrics"] = json.dumps(self.holdout_metrics())
-        check_convergence(self.diagnostics())
+        d = self.diagnostics()
+        log.info("%s %s: %s, %d chains x %d draws in %.1f s (build %.1f s, sampling %.1f s, post-processing %.1f s); "
+                 "max R-hat %.4f, min bulk ESS %.0f, %d divergences", "refreshed" if start is not None else "fitted",
+                 self.kind, sampler, self.idata.posterior.sizes["chain"], self.idata.posterior.sizes["draw"],
+                 self.timings["wall"], build_seconds, self.timings.get("total", float("nan")),
+                 self.timings["postprocess"], d["max_rhat"], d["min_ess_bulk"], d["divergences"])
+        check_convergence(d)
         return self.idata
 
     def build(self, df: pd.DataFrame, *, lift_tests=None, holdout=None) -> None:
@@ -228,12 +238,10 @@ class FittedModel:
     def summary(self, var_names: list[str] | None = None, hdi_prob: float = 0.94) -> pd.DataFrame:
         """ArviZ summary (mean, sd, HDI, R-hat, bulk/tail ESS) of the free parameters and ROAS
         (and national ROAS where there are markets)."""
-        import arviz as az
-
         self._require_fit()
         names = var_names or [*free_parameter_names(self.idata),
                               *(n for n in self.summary_quantities if n in self.idata.posterior)]
-        return az.summary(self.idata, var_names=names, hdi_prob=hdi_prob)
+        return summary(self.idata, names, hdi_prob)
 
     def add_log_likelihood(self, samples: dict | None = None, *, chunk_draws: int = 256):
         """Add (or replace) the ``log_likelihood`` group (see :meth:`fit`'s ``log_likelihood``) from
@@ -277,7 +285,6 @@ class FittedModel:
         """
         import warnings
 
-        import arviz as az
         import numpy as np
         import pymc as pm
         import xarray as xr
@@ -303,8 +310,8 @@ class FittedModel:
                              roas=(roas_dims, tot / np.where(spend > 0, spend, np.nan)))
         live = xr.DataArray(mask > 0, dims=idata.observed_data["y"].dims)  # markets: weeks a market has
         observed = (idata.observed_data["y"] * per_cell).where(live)
-        return az.InferenceData(prior=prior, prior_predictive=xr.Dataset({"y": (y * per_cell).where(live)}),
-                                observed_data=xr.Dataset({"y": observed}))
+        return new_idata({"prior": prior, "prior_predictive": xr.Dataset({"y": (y * per_cell).where(live)}),
+                          "observed_data": xr.Dataset({"y": observed})})
 
     def _spend_totals(self):
         """Spend per channel (markets: per market and channel, model channel order) over the
@@ -340,20 +347,19 @@ class FittedModel:
         model's lift for the same spend change and weeks, and ``z`` = (mean - measured) / sigma.
         Raises ``ValueError`` when the fit had no lift tests.
         """
-        import arviz as az
         import numpy as np
 
         from ..data.lift import lift_table_from_constant_data
 
         self._require_fit()
-        tests = lift_table_from_constant_data(self.idata.get("constant_data"))
+        tests = lift_table_from_constant_data(get_group(self.idata, "constant_data"))
         if tests is None or "lift_prediction" not in self.idata.posterior:
             raise ValueError("this fit has no lift tests (fit(..., lift_tests=table) or lift_tests: PATH in the "
                              "config)")
         da = self.idata.posterior["lift_prediction"]
         n = len(tests)
         draws = da.values.reshape((-1, da.shape[-1]))[:, :n]
-        hdi = az.hdi(da.values[..., :n], hdi_prob=hdi_prob)  # (n, 2)
+        hdi = hdi_array(da.values[..., :n], hdi_prob)  # (n, 2)
         out = tests.rename(columns={"delta_response": "measured"})
         out["mean"], out["median"] = draws.mean(axis=0), np.median(draws, axis=0)
         out[f"hdi_{(1 - hdi_prob) / 2:.0%}"], out[f"hdi_{1 - (1 - hdi_prob) / 2:.0%}"] = hdi[:, 0], hdi[:, 1]

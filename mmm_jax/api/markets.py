@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..compat import get_group, hdi_bounds
 from ..compile import LogDensity, compile_logdensity, unconstrained_draws
 from ..config.markets import HierarchicalConfig
 from ..data.holdout import holdout_split, mask_holdout, training_weeks
@@ -232,11 +233,10 @@ class HierarchicalMMM(FittedModel):
         return self.idata.posterior[name]
 
     def _table(self, da: xr.DataArray, hdi_prob: float) -> pd.DataFrame:
-        name = da.name
-        hdi = az.hdi(da, hdi_prob=hdi_prob)[name]
+        lower, upper = hdi_bounds(da, hdi_prob)
         lo, hi = f"hdi_{(1 - hdi_prob) / 2:.0%}", f"hdi_{1 - (1 - hdi_prob) / 2:.0%}"
         df = xr.Dataset({"mean": da.mean(("chain", "draw")), "median": da.median(("chain", "draw")),
-                         lo: hdi.sel(hdi="lower", drop=True), hi: hdi.sel(hdi="higher", drop=True)}).to_dataframe()
+                         lo: lower, hi: upper}).to_dataframe()
         return df
 
     def contributions(self) -> pd.DataFrame:
@@ -356,7 +356,7 @@ class HierarchicalMMM(FittedModel):
         and budgets work; without it ``roas``, ``cac``, ``contributions`` and ``diagnostics``)."""
         self = cls(config)
         if df is not None:
-            table = lift_table_from_constant_data(idata.get("constant_data"))
+            table = lift_table_from_constant_data(get_group(idata, "constant_data"))
             self.build(df, lift_tests=False if table is None else table,
                        holdout=idata.posterior.attrs.get("holdout_start"))
         self.scaling = scaling

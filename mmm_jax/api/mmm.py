@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..compat import get_group, hdi_bounds
 from ..compile import LogDensity, compile_logdensity, unconstrained_draws
 from ..config.model import ModelConfig
 from ..data.features import Scaling, fit_model_scaling, model_arrays
@@ -172,14 +173,14 @@ class MMM(FittedModel):
     def _channel_table(self, name, hdi_prob: float) -> pd.DataFrame:
         self._require_fit()
         da = self.idata.posterior[name] if isinstance(name, str) else name
-        hdi = az.hdi(da, hdi_prob=hdi_prob)[da.name]
+        lower, upper = hdi_bounds(da, hdi_prob)
         lo, hi = f"hdi_{(1 - hdi_prob) / 2:.0%}", f"hdi_{1 - (1 - hdi_prob) / 2:.0%}"
         return pd.DataFrame(
             {
                 "mean": da.mean(("chain", "draw")).values,
                 "median": da.median(("chain", "draw")).values,
-                lo: hdi.sel(hdi="lower").values,
-                hi: hdi.sel(hdi="higher").values,
+                lo: lower.values,
+                hi: upper.values,
             },
             index=pd.Index(da["channel"].values, name="channel"),
         )
@@ -411,7 +412,7 @@ class MMM(FittedModel):
         """A fitted model from its parts: rebuilt on its training data ``df`` with the stored
         ``scaling`` and posterior ``idata`` (what :meth:`load` and the batch's ``load`` use)."""
         self = cls(config)
-        table = lift_table_from_constant_data(idata.get("constant_data"))
+        table = lift_table_from_constant_data(get_group(idata, "constant_data"))
         self.build(df, lift_tests=False if table is None else table, holdout=idata.posterior.attrs.get("holdout_start"))
         self.scaling = scaling
         self.idata = idata

@@ -11,6 +11,7 @@ Rerunning the same call resumes: finished brands are skipped, the rest are fitte
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import warnings
@@ -37,6 +38,8 @@ from .store import ResultStore, read_manifest
 
 __all__ = ["fit_many", "BatchResult", "load_brand", "default_chunk_size", "CPU_VMAP_GROUP", "Progress", "Job",
            "Template", "BatchKind", "pending_brands", "default_layout", "sampler_job_fields"]
+
+log = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 1
 #: Brands vmapped together on a CPU device (1 = no vmap: brands and their chains run one after
@@ -389,6 +392,10 @@ def _run(frames, kind: BatchKind, job: Job, *, chunk_size, devices, vmap_group, 
              "failed_fit": 0, "wall_s": 0.0, "sampling_s": 0.0, "brands_per_min": float("nan"),
              "lockstep_waste": float("nan"), "lockstep_waste_if_sorted": float("nan"),
              "chunk_size": 0, "devices": 0, "compile_s": 0.0}
+    log.info("batch %s: %d brands, %d to fit, %d done already, %d with bad data", job.store.root, len(frames),
+             len(pending), stats["skipped"], len(bad))
+    for b in bad:
+        log.debug("brand %s: %s", b.name, b.reason)
     if not pending:
         return BatchResult(Path(job.store.root), stats)
 
@@ -403,6 +410,8 @@ def _run(frames, kind: BatchKind, job: Job, *, chunk_size, devices, vmap_group, 
                                  on_step=bar.on_step, vmap_group=vmap_group, vmap_chains=vmap_chains)
     chunk = sampler.chunk_size
     stats.update(chunk_size=chunk, devices=n_dev, compile_s=time.perf_counter() - t0, **tpl.info)
+    log.info("batch: %d brands per compiled call on %d device(s), template built in %.1f s", chunk, n_dev,
+             stats["compile_s"])
 
     t_fit = time.perf_counter()
     run_chunks(pending, sampler=sampler, seed=job.seed, store=job.store, record=job.record, stack=tpl.stack,
@@ -411,6 +420,8 @@ def _run(frames, kind: BatchKind, job: Job, *, chunk_size, devices, vmap_group, 
     stats["fit_s"] = time.perf_counter() - t_fit
     stats["wall_s"] = time.perf_counter() - t_start
     stats["brands_per_min"] = 60.0 * stats["fitted"] / max(stats["wall_s"], 1e-9)
+    log.info("batch: %d brands fitted in %.1f s (%.1f brands/min), %d failed while fitting", stats["fitted"],
+             stats["wall_s"], stats["brands_per_min"], stats["failed_fit"])
     return BatchResult(Path(job.store.root), stats)
 
 

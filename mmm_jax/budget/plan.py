@@ -149,9 +149,9 @@ class BudgetPlan:
 
 
 def _hdi(x, prob=0.94):
-    import arviz as az
+    from ..compat import hdi_array
 
-    lo, hi = az.hdi(np.asarray(x), hdi_prob=prob)
+    lo, hi = hdi_array(x, prob)
     return float(lo), float(hi)
 
 

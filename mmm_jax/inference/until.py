@@ -9,11 +9,15 @@ elementwise monotone transforms that map them to the constrained free parameters
 
 from __future__ import annotations
 
+import logging
+
 from collections.abc import Mapping
 
 import numpy as np
 
 __all__ = ["TARGETS", "check_until", "default_max_draws", "convergence", "StopRule"]
+
+log = logging.getLogger(__name__)
 
 #: what ``until`` may ask for: the largest R-hat, the smallest bulk ESS, the smallest tail ESS
 TARGETS = ("rhat", "ess", "ess_tail")
@@ -86,6 +90,12 @@ class StopRule:
         self.checks += 1
         self.last = {"draws": int(n), **convergence(z, tail="ess_tail" in self.until)}
         self.met = self._met(self.last)
+        if self.met:
+            log.info("until: targets %s met after %d draws per chain (max R-hat %.4f, min bulk ESS %.0f)",
+                     self.until, n, self.last["max_rhat"], self.last["min_ess_bulk"])
+        elif n < self.max_draws:
+            log.info("until: after %d draws per chain max R-hat %.4f, min bulk ESS %.0f (targets %s): drawing on",
+                     n, self.last["max_rhat"], self.last["min_ess_bulk"], self.until)
         return self.met
 
     def _met(self, d: dict) -> bool:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from ..compat import compare_loo, group_names, loo_pareto_k
+
 __all__ = ["compare", "PARETO_K_MAX"]
 
 #: Pareto k above which PSIS-LOO's estimate for an observation is unreliable (ArviZ's threshold)
@@ -15,9 +17,9 @@ PARETO_K_MAX = 0.7
 
 def _idata(name: str, fit):
     idata = getattr(fit, "idata", fit)
-    if idata is None or not hasattr(idata, "groups"):
+    if idata is None or not hasattr(idata, "posterior"):
         raise TypeError(f"compare: {name!r} is neither a fitted model nor an InferenceData")
-    if "log_likelihood" not in idata.groups():
+    if "log_likelihood" not in group_names(idata):
         raise ValueError(f"compare: {name!r} has no log_likelihood group; fit it with fit(..., log_likelihood=True) "
                          "or call add_log_likelihood() on the fitted model")
     return idata
@@ -39,8 +41,6 @@ def compare(models: Mapping[str, object], *, scale: str = "log") -> pd.DataFrame
     0.7). Warns (``UserWarning``, one line per model) where ``pareto_k_bad > 0``: those models'
     LOO estimates are unreliable there (refit with K-fold / time-slice CV instead).
     """
-    import arviz as az
-
     if len(models) < 2:
         raise ValueError(f"compare: give at least two models, got {len(models)}")
     data = {name: _idata(name, fit) for name, fit in models.items()}
@@ -50,13 +50,8 @@ def compare(models: Mapping[str, object], *, scale: str = "log") -> pd.DataFrame
     if len(set(sizes.values())) > 1:
         raise ValueError(f"compare: the models score different numbers of observations {sizes}; compare fits "
                          "of the same data (same weeks, markets and hold-out)")
-    bad = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name, idata in data.items():
-            loo = az.loo(idata, pointwise=True, scale=scale)
-            bad[name] = int((loo.pareto_k.values > PARETO_K_MAX).sum())
-        table = az.compare(data, ic="loo", scale=scale)
+    bad = {name: int((loo_pareto_k(idata) > PARETO_K_MAX).sum()) for name, idata in data.items()}
+    table = compare_loo(data, scale)
     table["n_obs"] = [sizes[n] for n in table.index]
     table["pareto_k_bad"] = [bad[n] for n in table.index]
     for name, k in bad.items():

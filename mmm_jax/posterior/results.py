@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 
+from ..compat import add_groups, group, new_idata
 from ..compile import LogDensity
 from ..inference.base import SampleResult
 from ..model.build import nb_alpha
@@ -95,14 +96,14 @@ def posterior_quantities(
         ``roas`` (C,); and ``y`` (T,) when ``key`` is given.
     """
     data = {n: jnp.asarray(data[n]) for n in ld.data_names}
-    first = next(iter(samples.values()))
-    n_chains, n_draws = first.shape[:2]
-    flat = {k: jnp.asarray(v).reshape((n_chains * n_draws, *v.shape[2:])) for k, v in samples.items()}
+    n_chains, n_draws, flat = _flat_draws(samples)
     total_spend = jnp.sum(jnp.asarray(spend) * data["mask"][:, None], axis=0)
-    keys = None if key is None else jax.random.split(key, n_chains * n_draws)
+    impl = None if key is None else jax.random.key_impl(key)
+    keys = None if key is None else np.asarray(jax.random.key_data(jax.random.split(key, n_chains * n_draws)))
 
     def block(blk, data, total_spend, ts):
-        params, keys_b = blk
+        params, key_data = blk
+        keys_b = None if key_data is None else jax.random.wrap_key_data(key_data, impl=impl)
         return jax.vmap(lambda p, k: draw_quantities(ld, p, data, k, target_scale=ts, total_spend=total_spend,
                                                      likelihood=likelihood))(params, keys_b)
 
@@ -111,18 +112,29 @@ def posterior_quantities(
     return {k: np.asarray(v).reshape((n_chains, n_draws, *v.shape[1:])) for k, v in res.items()}
 
 
+def _flat_draws(samples: Mapping[str, np.ndarray]) -> tuple[int, int, dict[str, np.ndarray]]:
+    """(chains, draws, ...) arrays -> (chains, draws, {name: (chains * draws, ...) host array})."""
+    first = next(iter(samples.values()))
+    n_chains, n_draws = first.shape[:2]
+    return n_chains, n_draws, {k: np.asarray(v).reshape((n_chains * n_draws, *np.shape(v)[2:]))
+                               for k, v in samples.items()}
+
+
 def map_draws(block, per_draw, shared: tuple, n: int, batch_size: int):
     """``block(per_draw_block, *shared)`` over ``n`` draws in blocks of ``batch_size`` (the last one
     padded with copies of the last draw, dropped again): ONE compiled program of a fixed block
     shape serves every draw count, so runs of any length (``until``) and any data of the same
     shapes (``shared`` are arguments, not constants) load it from the persistent compilation
-    cache. Returns the outputs stacked along a leading ``(n,)`` axis (host NumPy arrays)."""
+    cache. ``per_draw`` leaves are host arrays with a leading ``(n,)`` axis: padding and blocks are
+    cut in NumPy (eager JAX ops would compile a program per draw count and block). Returns the
+    outputs stacked along a leading ``(n,)`` axis (host NumPy arrays)."""
     b = max(1, int(batch_size))
     n_blocks = -(-n // b)
     pad = n_blocks * b - n
 
     def padded(x):
-        return jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)]) if pad else x
+        x = np.asarray(x)
+        return np.concatenate([x, np.repeat(x[-1:], pad, axis=0)]) if pad else x
 
     per_draw = jax.tree.map(padded, per_draw)
     fn = jax.jit(block)
@@ -185,9 +197,7 @@ def pointwise_log_likelihood(ld: LogDensity, samples: Mapping[str, np.ndarray], 
     plus the result).
     """
     data = {n: jnp.asarray(data[n]) for n in ld.data_names}
-    first = next(iter(samples.values()))
-    n_chains, n_draws = first.shape[:2]
-    flat = {k: jnp.asarray(v).reshape((n_chains * n_draws, *v.shape[2:])) for k, v in samples.items()}
+    n_chains, n_draws, flat = _flat_draws(samples)
 
     def block(f, data, ts):
         return jax.vmap(lambda params: cell_log_likelihood(ld, params, data, ts, likelihood))(f)
@@ -213,11 +223,7 @@ def log_likelihood_dataset(ll: np.ndarray, mask: np.ndarray, dates, markets=None
 
 def set_log_likelihood(idata: az.InferenceData, ds: xr.Dataset) -> None:
     """Add (or replace) ``idata``'s ``log_likelihood`` group."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ArviZ warns about replacing / adding groups
-        if "log_likelihood" in idata.groups():
-            del idata.log_likelihood
-        idata.add_groups(log_likelihood=ds)
+    add_groups(idata, {"log_likelihood": ds})
 
 
 def cell_log_likelihood(ld: LogDensity, params, data, target_scale, likelihood: str):
@@ -321,18 +327,13 @@ def to_inference_data(
     meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (attrs or {}).items()})
     for g in groups.values():
         g.attrs.update(meta)
-    idata = az.InferenceData(**groups)
-    if extra_groups:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # ArviZ warns about groups outside its schema
-            idata.add_groups(dict(extra_groups))
-    return idata
+    return new_idata({**groups, **dict(extra_groups or {})})
 
 
 def diagnostics(idata: az.InferenceData, var_names: list[str] | None = None) -> dict[str, float]:
     """Max R-hat, min bulk/tail ESS over the free parameters, and the divergence count."""
     names = var_names or free_parameter_names(idata)
-    post = idata.posterior[names]
+    post = group(idata, "posterior")[names]
     rhat = az.rhat(post)
     ess_bulk = az.ess(post, method="bulk")
     ess_tail = az.ess(post, method="tail")
