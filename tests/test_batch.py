@@ -249,7 +249,8 @@ def test_export_tables_of_a_batch_with_a_failed_and_a_damaged_brand(batch_run, t
     b1 = load_brand(out, "b1")
     assert d.loc["b1", "max_rhat"] == pytest.approx(b1.diagnostics()["max_rhat"])
     r1 = roas[roas["brand"] == "b1"].set_index("channel")
-    pd.testing.assert_series_equal(r1["mean"], b1.roas()["mean"], check_names=False)
+    assert list(r1.index) == list(b1.roas().index)
+    np.testing.assert_allclose(r1["mean"].to_numpy(), b1.roas()["mean"].to_numpy())
     assert (roas["level"] == "brand").all() and roas["market"].isna().all()
     assert sorted(roas.loc[roas["brand"] == "b2", "channel"]) == ["search", "tv"]  # its channels only
     c1 = contrib[contrib["brand"] == "b1"].pivot(index="date", columns="component", values="mean")
