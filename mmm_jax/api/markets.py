@@ -242,7 +242,7 @@ class HierarchicalMMM(FittedModel):
     def contributions(self) -> pd.DataFrame:
         """Posterior mean (and sd) of weekly contributions, original units, long format."""
         self._require_fit()
-        return self.idata["contribution_summary"].to_dataframe()
+        return get_group(self.idata, "contribution_summary").to_dataframe()
 
     def predict(self, df: pd.DataFrame, *, seed: int = 0, max_draws: int | None = None,
                 chunk_draws: int = 256) -> xr.Dataset:
