@@ -455,21 +455,19 @@ def cmd_batch(a) -> int:
     print(res.summary())
     print(f"wrote {Path(a.out) / 'manifest.sqlite'} (+ manifest.csv) and {Path(a.out) / 'brands'}/<brand>.nc")
     if a.export:
-        _export([a.out], a.export, a.export_format, 0.9, not a.no_progress)
+        _export([a.out], a.export, a.export_format, 0.9, not a.no_progress, a.overwrite)
     return 0 if (m["status"] == "done").any() or m.empty else 1
 
 
-def _export(runs: list[str], out: str, fmt: str, hdi_prob: float, progress: bool) -> None:
+def _export(runs: list[str], out: str, fmt: str, hdi_prob: float, progress: bool, overwrite: bool) -> None:
     from .export import export_runs
 
-    written = export_runs(runs, out, fmt=fmt, hdi_prob=hdi_prob, progress=progress)
-    mark_output_dir(out, "export")
+    written = export_runs(runs, out, fmt=fmt, hdi_prob=hdi_prob, progress=progress, overwrite=overwrite)
     print(f"wrote {', '.join(str(p) for p in written.values())}")
 
 
 def cmd_export(a) -> int:
-    check_output_dir(a.out, "export", overwrite=a.overwrite, inputs=a.runs)
-    _export(a.runs, a.out, a.format, a.hdi_prob, not a.no_progress)
+    _export(a.runs, a.out, a.format, a.hdi_prob, not a.no_progress, a.overwrite)
     return 0
 
 

@@ -30,7 +30,8 @@ import pandas as pd
 import xarray as xr
 
 from .compat import get_group, hdi_bounds
-from .persist import RunFormatError, output_kind, write_table
+from .persist import RunFormatError, check_output_dir, mark_output_dir, output_kind, write_table
+from .posterior.results import RHAT_MAX
 
 __all__ = ["TABLES", "FORMATS", "export_runs", "model_tables"]
 
@@ -72,7 +73,7 @@ def model_tables(model, *, run: str, brand: str, hdi_prob: float = 0.9) -> dict[
         ]).assign(market=pd.NA)
         weeks = int(ch.sizes["date"])
     d = model.diagnostics()
-    diag = {"status": "done", "converged": int(d["max_rhat"] < 1.01 and d["divergences"] == 0), **d,
+    diag = {"status": "done", "converged": int(d["max_rhat"] < RHAT_MAX and d["divergences"] == 0), **d,
             "n_weeks": weeks, "error": None}
     label = {"run": run, "brand": brand}
     roas = roas.assign(**label)[["run", "brand", "level", "market", "channel", "mean", "median", "sd", "hdi_low",
@@ -115,12 +116,14 @@ def _batch_rows(path: Path, run: str, hdi_prob: float, progress: bool) -> Iterab
 
 
 def export_runs(paths: Sequence[str | os.PathLike], dest: str | os.PathLike, *, fmt: str = "parquet",
-                hdi_prob: float = 0.9, progress: bool = True) -> dict[str, Path]:
-    """Write :data:`TABLES` for every brand of ``paths`` into ``dest`` (created if missing).
+                hdi_prob: float = 0.9, progress: bool = True, overwrite: bool = False) -> dict[str, Path]:
+    """Write :data:`TABLES` for every brand of ``paths`` into ``dest``: a new folder, an empty one
+    or an earlier export (``overwrite``: any folder; only the three tables are replaced).
 
     Returns ``{table: file}``. Raises :class:`mmm_jax.persist.RunFormatError` naming a path that
-    is neither a batch output nor a fitted model (before anything is written), ``ValueError`` for
-    an unknown ``fmt`` or ``hdi_prob`` outside (0, 1).
+    is neither a batch output nor a fitted model, :class:`mmm_jax.persist.OutputDirError` for a
+    ``dest`` it may not write to (both before anything is written), ``ValueError`` for an unknown
+    ``fmt`` or ``hdi_prob`` outside (0, 1).
     """
     from .api.fitted import load
 
@@ -139,6 +142,7 @@ def export_runs(paths: Sequence[str | os.PathLike], dest: str | os.PathLike, *, 
             raise RunFormatError(f"{p}: {what}; export reads batch outputs (mmm-jax batch) and fitted models "
                                  "(mmm-jax fit / refresh)")
         kinds.append(kind)
+    check_output_dir(dest, "export", overwrite=overwrite, inputs=paths)
     parts: dict[str, list[pd.DataFrame]] = {t: [] for t in TABLES}
     for p, kind in zip(paths, kinds, strict=True):
         path, run = Path(p), str(p)
@@ -147,8 +151,7 @@ def export_runs(paths: Sequence[str | os.PathLike], dest: str | os.PathLike, *, 
         for tables in found:
             for name, frame in tables.items():
                 parts[name].append(frame)
-    out = Path(dest)
-    out.mkdir(parents=True, exist_ok=True)
+    out = mark_output_dir(dest, "export")
     written = {}
     for name in TABLES:
         frame = pd.concat(parts[name], ignore_index=True) if parts[name] else pd.DataFrame()

@@ -234,6 +234,7 @@ def test_export_tables_of_a_batch_with_a_failed_and_a_damaged_brand(batch_run, t
 
     from mmm_jax.batch import load_brand
     from mmm_jax.export import export_runs
+    from mmm_jax.persist import OutputDirError
 
     long, out, res = batch_run
     copy = tmp_path / "batch"
@@ -256,6 +257,13 @@ def test_export_tables_of_a_batch_with_a_failed_and_a_damaged_brand(batch_run, t
     c1 = contrib[contrib["brand"] == "b1"].pivot(index="date", columns="component", values="mean")
     np.testing.assert_allclose(c1[b1.contributions().columns].to_numpy(), b1.contributions().to_numpy())
     assert set(contrib["brand"]) == {"b0", "b1", "b2"} and (contrib["sd"] >= 0).all()
+    mine = tmp_path / "mine"  # a folder of the user's: refused, nothing written into it
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(OutputDirError, match="not an mmm_jax export output"):
+        export_runs([copy], mine, progress=False)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    assert export_runs([copy], tmp_path / "export", fmt="csv", progress=False)["roas"].exists()  # an export again
 
 
 @pytest.mark.slow

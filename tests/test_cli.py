@@ -140,7 +140,9 @@ def test_fit_and_batch_with_market_keys_hsgp_counts_and_a_roas_prior(tmp_path, c
     assert main(["optimize", str(out), "--total", "1", "--flighting", "--out", str(tmp_path / "b3")]) == 2
     assert "--flighting plans one single-market model" in capsys.readouterr().err and not (tmp_path / "b3").exists()
     batch = tmp_path / "batch"
-    assert main(["batch", str(both), "--by", "brand", "--config", str(cfg), "--out", str(batch), *small]) == 0
+    assert main(["batch", str(both), "--by", "brand", "--config", str(cfg), "--out", str(batch), *small,
+                 "--export", str(tmp_path / "bexp")]) == 0
+    assert sorted(pd.read_parquet(tmp_path / "bexp" / "diagnostics.parquet")["brand"]) == ["b0", "b1"]
     m = pd.read_csv(batch / "manifest.csv")
     assert sorted(m["brand"]) == ["b0", "b1"] and (m["status"] == "done").all(), m.to_dict("records")
     assert "done" in capsys.readouterr().out
