@@ -3,6 +3,8 @@
 * Python 3.11: PyMC 5.28, PyTensor 2.38, ArviZ 0.23 — results are ``arviz.InferenceData``.
 * Python >= 3.12: PyMC 6, PyTensor 3, ArviZ 1 — results are ``xarray.DataTree`` (ArviZ 1 dropped
   ``InferenceData``; a DataTree has the same groups, ``idata.posterior`` etc. work on both).
+  PyTensor 3 calls ``Op.infer_shape(node, input_shapes)`` without ``fgraph``, and ``Op.pullback``
+  where PyTensor 2 calls ``Op.L_op``.
 
 Everything else in mmm_jax goes through these functions where the lines differ: building and
 extending a results object, listing its groups, NetCDF in and out, HDIs, the ArviZ summary and
@@ -20,13 +22,31 @@ from collections.abc import Mapping
 import arviz as az
 import numpy as np
 import pandas as pd
+import pytensor
 import xarray as xr
 
-__all__ = ["ARVIZ_1", "new_idata", "add_groups", "group_names", "group", "get_group", "idata_from_netcdf",
-           "idata_netcdf_bytes", "hdi_array", "hdi_bounds", "summary", "loo_pareto_k", "compare_loo"]
+__all__ = ["ARVIZ_1", "PYTENSOR_3", "pytensor_op", "new_idata", "add_groups", "group_names", "group", "get_group",
+           "idata_from_netcdf", "idata_netcdf_bytes", "hdi_array", "hdi_bounds", "summary", "loo_pareto_k",
+           "compare_loo"]
 
 #: ArviZ >= 1 (DataTree results), else ArviZ 0.x (InferenceData)
 ARVIZ_1 = int(az.__version__.split(".")[0]) >= 1
+#: PyTensor >= 3 (``Op.infer_shape`` without ``fgraph``), else PyTensor 2.x
+PYTENSOR_3 = int(pytensor.__version__.split(".")[0]) >= 3
+
+
+def pytensor_op(cls):
+    """Class decorator for an ``Op`` written for PyTensor 3 — ``infer_shape(self, node,
+    input_shapes)`` and ``pullback(self, inputs, outputs, cotangents)`` — that makes it work on
+    PyTensor 2.x too (``infer_shape`` with ``fgraph``; ``L_op`` for the gradient)."""
+    if PYTENSOR_3:
+        return cls
+    if "infer_shape" in cls.__dict__:
+        shape = cls.__dict__["infer_shape"]
+        cls.infer_shape = lambda self, fgraph, node, input_shapes: shape(self, node, input_shapes)
+    if "pullback" in cls.__dict__:
+        cls.L_op = cls.__dict__["pullback"]
+    return cls
 
 
 def new_idata(groups: Mapping[str, xr.Dataset]):

@@ -43,6 +43,8 @@ from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 from pytensor.link.jax.dispatch import jax_funcify
 
+from ..compat import pytensor_op
+
 __all__ = [
     "AdstockConv",
     "adstock_conv",
@@ -399,6 +401,7 @@ def geometric_recursion_scan_jax(x, alpha):
 
 
 # --------------------------------------------------------------------------- PyTensor Ops
+@pytensor_op
 class AdstockConv(Op):
     """PyTensor Op: causal per-channel convolution ``(x (T, C), w (C, L)) -> (T, C)``."""
 
@@ -417,10 +420,10 @@ class AdstockConv(Op):
         x, w = inputs
         output_storage[0][0] = adstock_conv_np(x, w).astype(node.outputs[0].dtype)
 
-    def infer_shape(self, fgraph, node, input_shapes):
+    def infer_shape(self, node, input_shapes):
         return [input_shapes[0]]
 
-    def L_op(self, inputs, outputs, output_grads):
+    def pullback(self, inputs, outputs, output_grads):
         x, w = inputs
         (g,) = output_grads
         # d/dx: the adjoint of a causal convolution is the same convolution run backwards in time.
@@ -429,6 +432,7 @@ class AdstockConv(Op):
         return [gx.astype(x.dtype), gw.astype(w.dtype)]
 
 
+@pytensor_op
 class _AdstockWeightGrad(Op):
     """Gradient of :class:`AdstockConv` w.r.t. the weights: ``(x, g, L) -> (C, L)``."""
 
@@ -445,7 +449,7 @@ class _AdstockWeightGrad(Op):
         x, g, n_lags = inputs
         output_storage[0][0] = _adstock_wgrad_np(x, g, int(n_lags)).astype(node.outputs[0].dtype)
 
-    def infer_shape(self, fgraph, node, input_shapes):
+    def infer_shape(self, node, input_shapes):
         return [(input_shapes[0][1], node.inputs[2])]
 
 
@@ -525,6 +529,7 @@ def weibull_weights(shape, scale, l_max: int, kind: str = "cdf", normalize: bool
 
 
 # --------------------------------------------------------------------------- infinite geometric
+@pytensor_op
 class GeometricRecursion(Op):
     """PyTensor Op: ``(x (T, C), alpha (C,)) -> y (T, C)`` with ``y_t = x_t + alpha * y_{t-1}``.
 
@@ -548,10 +553,10 @@ class GeometricRecursion(Op):
         x, alpha = inputs
         output_storage[0][0] = geometric_recursion_np(x, alpha).astype(node.outputs[0].dtype)
 
-    def infer_shape(self, fgraph, node, input_shapes):
+    def infer_shape(self, node, input_shapes):
         return [input_shapes[0]]
 
-    def L_op(self, inputs, outputs, output_grads):
+    def pullback(self, inputs, outputs, output_grads):
         x, alpha = inputs
         (y,) = outputs
         (g,) = output_grads
