@@ -29,9 +29,10 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
-from .compat import get_group, hdi_bounds
+from .compat import get_group
 from .persist import RunFormatError, check_output_dir, mark_output_dir, output_kind, write_table
 from .posterior.results import RHAT_MAX
+from .posterior.tables import posterior_table
 
 __all__ = ["TABLES", "FORMATS", "export_runs", "model_tables"]
 
@@ -43,10 +44,7 @@ DIAGNOSTIC_COLUMNS = ("run", "brand", "kind", "status", "converged", "max_rhat",
 
 def _summary(da: xr.DataArray, hdi_prob: float) -> pd.DataFrame:
     """Mean, median, sd and HDI of ``da`` (chain, draw, ...) as a frame with its other dims as columns."""
-    lower, upper = hdi_bounds(da, hdi_prob)
-    stats = xr.Dataset({"mean": da.mean(("chain", "draw")), "median": da.median(("chain", "draw")),
-                        "sd": da.std(("chain", "draw")), "hdi_low": lower, "hdi_high": upper})
-    return stats.to_dataframe().reset_index()
+    return posterior_table(da, hdi_prob, sd=True, hdi_names=("hdi_low", "hdi_high")).reset_index()
 
 
 def model_tables(model, *, run: str, brand: str, hdi_prob: float = 0.9) -> dict[str, pd.DataFrame]:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..compat import get_group, hdi_bounds
+from ..compat import get_group
 from ..compile import LogDensity, compile_logdensity, unconstrained_draws
 from ..config.markets import HierarchicalConfig
 from ..data.holdout import holdout_split, mask_holdout, training_weeks
@@ -36,6 +36,7 @@ from ..model.markets import build_hierarchical_model
 from ..persist import read_run
 from ..posterior.metrics import crps_samples
 from ..posterior.results import draw_quantities, to_inference_data
+from ..posterior.tables import posterior_table
 from .fitted import FittedModel
 from .market_analysis import marginal_frame, response_curve_frames
 
@@ -233,11 +234,7 @@ class HierarchicalMMM(FittedModel):
         return self.idata.posterior[name]
 
     def _table(self, da: xr.DataArray, hdi_prob: float) -> pd.DataFrame:
-        lower, upper = hdi_bounds(da, hdi_prob)
-        lo, hi = f"hdi_{(1 - hdi_prob) / 2:.0%}", f"hdi_{1 - (1 - hdi_prob) / 2:.0%}"
-        df = xr.Dataset({"mean": da.mean(("chain", "draw")), "median": da.median(("chain", "draw")),
-                         lo: lower, hi: upper}).to_dataframe()
-        return df
+        return posterior_table(da, hdi_prob)
 
     def contributions(self) -> pd.DataFrame:
         """Posterior mean (and sd) of weekly contributions, original units, long format."""

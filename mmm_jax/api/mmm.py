@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ..compat import get_group, hdi_bounds
+from ..compat import get_group
 from ..compile import LogDensity, compile_logdensity, unconstrained_draws
 from ..config.model import ModelConfig
 from ..data.features import Scaling, fit_model_scaling, model_arrays
@@ -37,6 +37,7 @@ from ..data.validate import MMMData, validate_frame
 from ..model.build import build_pymc_model
 from ..persist import read_run
 from ..posterior.results import posterior_quantities, to_inference_data
+from ..posterior.tables import posterior_table
 from .fitted import FittedModel, NotFittedError
 
 __all__ = ["MMM", "NotFittedError"]
@@ -173,17 +174,7 @@ class MMM(FittedModel):
     def _channel_table(self, name, hdi_prob: float) -> pd.DataFrame:
         self._require_fit()
         da = self.idata.posterior[name] if isinstance(name, str) else name
-        lower, upper = hdi_bounds(da, hdi_prob)
-        lo, hi = f"hdi_{(1 - hdi_prob) / 2:.0%}", f"hdi_{1 - (1 - hdi_prob) / 2:.0%}"
-        return pd.DataFrame(
-            {
-                "mean": da.mean(("chain", "draw")).values,
-                "median": da.median(("chain", "draw")).values,
-                lo: lower.values,
-                hi: upper.values,
-            },
-            index=pd.Index(da["channel"].values, name="channel"),
-        )
+        return posterior_table(da, hdi_prob)
 
     def contributions(self) -> pd.DataFrame:
         """Posterior-mean weekly decomposition in original units: baseline + one column per channel."""

@@ -1,0 +1,34 @@
+"""Posterior summary tables: mean, median (sd) and HDI of draws over ``chain`` and ``draw``.
+
+One builder for every results table (``MMM.roas()``, ``HierarchicalMMM.roas()``, the export), so
+their statistics and column names agree.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import xarray as xr
+
+from ..compat import hdi_bounds
+
+__all__ = ["hdi_columns", "posterior_table"]
+
+
+def hdi_columns(hdi_prob: float) -> tuple[str, str]:
+    """The HDI column names ArviZ 0.x uses, e.g. ``("hdi_5%", "hdi_95%")`` for 0.9."""
+    return f"hdi_{(1 - hdi_prob) / 2:.0%}", f"hdi_{1 - (1 - hdi_prob) / 2:.0%}"
+
+
+def posterior_table(da: xr.DataArray, hdi_prob: float, *, sd: bool = False,
+                    hdi_names: tuple[str, str] | None = None) -> pd.DataFrame:
+    """Summary of ``da`` (chain, draw, *dims): one row per cell of ``dims`` (the index), columns
+    ``mean``, ``median`` (``sd`` where asked), then the HDI bounds named ``hdi_names`` (default
+    :func:`hdi_columns`). Units are ``da``'s."""
+    lo, hi = hdi_names or hdi_columns(hdi_prob)
+    lower, upper = hdi_bounds(da, hdi_prob)
+    stats = {"mean": da.mean(("chain", "draw")), "median": da.median(("chain", "draw"))}
+    if sd:
+        stats["sd"] = da.std(("chain", "draw"))
+    stats.update({lo: lower, hi: upper})
+    ds = xr.Dataset(stats).reset_coords(drop=True)
+    return ds.to_dataframe()[list(stats)]
