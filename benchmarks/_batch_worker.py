@@ -22,7 +22,7 @@ import time
 import warnings
 from pathlib import Path
 
-from _bench_common import loop_summary, run_main
+from mmm_jax.bench.common import loop_summary, run_main
 
 
 def _brand_frames(spec):

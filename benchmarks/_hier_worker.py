@@ -13,7 +13,7 @@ import json
 import time
 import warnings
 
-from _bench_common import convergence, run_main
+from mmm_jax.bench.common import convergence, run_main
 
 
 def _load(spec):

@@ -12,17 +12,22 @@ own national ROI per channel (``Analyzer.roi()``).
 Spec keys: ``csv``, ``target``, ``geo``, ``time``, ``population``, ``media`` (columns),
 ``spend`` (columns), ``channels`` (names), ``controls``, ``n_chains``, ``n_adapt``, ``n_burnin``,
 ``n_keep``, ``unrolled_leapfrog_steps``, ``seed``, ``roi_prior`` ([mu, sigma]), ``enable_aks``.
-Prints one ``@@BENCH_RESULT@@ {...}`` line (:mod:`_bench_common`).
+Prints one ``@@BENCH_RESULT@@ {...}`` line (:mod:`mmm_jax.bench.common`, loaded by its path: this
+interpreter has no mmm_jax).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("MERIDIAN_BACKEND", "jax")
+# mmm_jax/bench/common.py as the module `common`, by its path: importing mmm_jax here would need mmm_jax
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mmm_jax" / "bench"))
 
-from _bench_common import convergence, run_main  # noqa: E402
+from common import convergence, run_main  # noqa: E402
 
 
 def _data(spec: dict):

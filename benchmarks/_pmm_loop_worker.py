@@ -1,17 +1,21 @@
 """Benchmark worker: a Python loop of PyMC-Marketing fits (numpyro sampler), one per brand,
 in ONE interpreter (as a user's loop would run). Runs in the PyMC-Marketing interpreter.
 
-Each brand is fitted with :func:`_pmm_worker.run_pmm` (same model and settings as the
-single-brand benchmark). Prints one ``@@BENCH_RESULT@@ {...}`` line.
+Each brand is fitted with :func:`mmm_jax.bench.pmm_worker.run_pmm` (same model and settings as
+the single-brand benchmark), loaded by its path like the module ``common`` next to it: this
+interpreter has no mmm_jax. Prints one ``@@BENCH_RESULT@@ {...}`` line.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
-from _bench_common import loop_summary, run_main
-from _pmm_worker import run_pmm
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "mmm_jax" / "bench"))  # by path, without mmm_jax
+
+from common import loop_summary, run_main  # noqa: E402
+from pmm_worker import run_pmm  # noqa: E402
 
 
 def run_loop(spec: dict) -> dict:

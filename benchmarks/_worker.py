@@ -1,7 +1,8 @@
 """Benchmark worker for the runs that live in *our* interpreter.
 
 Runs: ``ours-numpyro``, ``ours-blackjax`` (``mmm_jax.MMM.fit``) and ``pymc-default``
-(``pm.sample`` with PyMC's own NUTS on the very ``pm.Model`` that ``MMM.build`` creates).
+(``pm.sample`` with PyMC's own NUTS on the very ``pm.Model`` that ``MMM.build`` creates:
+:func:`mmm_jax.bench.worker.run_pymc_default`, shared with the suite).
 
 Usage (the parent, ``bench_single.py``, does this)::
 
@@ -13,24 +14,10 @@ Prints one line ``@@BENCH_RESULT@@ {...}`` on stdout.
 from __future__ import annotations
 
 import math
-import os
 import time
 
-from _bench_common import Timer, convergence, load_data, roas_from_contributions, run_main, wrap_timed
-
-
-def _config(spec):
-    from mmm_jax import GeometricAdstock, ModelConfig
-
-    return ModelConfig(
-        date=spec["date"],
-        target=spec["target"],
-        channels=tuple(spec["channels"]),
-        controls=tuple(spec["controls"]),
-        adstock=GeometricAdstock(l_max=spec["l_max"]),
-        trend=True,
-        seasonality=spec["seasonality"],
-    )
+from mmm_jax.bench.common import convergence, load_data, run_main
+from mmm_jax.bench.worker import model_config, run_pymc_default
 
 
 def run_ours(spec: dict) -> dict:
@@ -42,7 +29,7 @@ def run_ours(spec: dict) -> dict:
     import_s = time.perf_counter() - t_imp
     sampler = spec["run"].split("-", 1)[1]  # numpyro | blackjax
     df, _ = load_data(spec)
-    mmm = MMM(_config(spec))
+    mmm = MMM(model_config(spec))
     mmm.fit(
         df,
         sampler=sampler,
@@ -76,63 +63,6 @@ def run_ours(spec: dict) -> dict:
         "roas_mean": {str(k): float(v) for k, v in mmm.roas()["mean"].items()},
     }
     out.update(convergence(mmm.idata.posterior, mmm.idata.sample_stats, free))
-    return out
-
-
-def run_pymc_default(spec: dict) -> dict:
-    t_imp = time.perf_counter()
-    import pymc as pm
-
-    import mmm_jax.api.mmm as facade
-    from mmm_jax import MMM
-
-    import_s = time.perf_counter() - t_imp
-    timer = Timer()
-    # MMM.build also converts the model to a JAX log-density, which PyMC's own sampler does
-    # not need: time that step separately and leave it out of the wall time.
-    wrap_timed(facade, "compile_logdensity", timer, "jax_logdensity_conversion")
-    df, _ = load_data(spec)
-    mmm = MMM(_config(spec))
-    with timer("build_total"):
-        mmm.build(df)
-    cores = min(spec["chains"], os.cpu_count() or 1)
-    with timer("pm_sample"):
-        idata = pm.sample(
-            model=mmm.model,
-            draws=spec["draws"],
-            tune=spec["warmup"],
-            chains=spec["chains"],
-            cores=cores,
-            target_accept=spec["target_accept"],
-            random_seed=spec["seed"],
-            progressbar=spec.get("progress", False),
-        )
-    t = timer.times
-    jax_conv = t.get("jax_logdensity_conversion", 0.0)
-    build = t["build_total"] - jax_conv
-    sampling = float(idata.posterior.attrs.get("sampling_time", float("nan")))
-    wall = build + t["pm_sample"]
-    post = idata.posterior
-    contrib = post["channel_contribution"].transpose("chain", "draw", "date", "channel").values
-    contrib = contrib * float(mmm.scaling.target_scale)
-    free = [rv.name for rv in mmm.model.free_RVs]
-    out = {
-        "wall_s": wall,
-        "breakdown_s": {
-            "build": build,
-            # pm.sample minus PyMC's own sampling clock: PyTensor C compile, init, process start-up,
-            # then trace -> InferenceData and convergence checks
-            "compile_init_postprocess": t["pm_sample"] - sampling,
-            "warmup_plus_sampling": sampling,
-            "excluded_jax_logdensity_conversion": jax_conv,
-        },
-        "import_s": import_s,
-        "sampler_settings": {"nuts_sampler": "pymc", "cores": cores, "chains": spec["chains"],
-                             "tune": spec["warmup"], "draws": spec["draws"],
-                             "target_accept": spec["target_accept"]},
-        "roas_mean": roas_from_contributions(contrib, mmm.data.spend, list(spec["channels"])),
-    }
-    out.update(convergence(post, idata.sample_stats, free))
     return out
 
 

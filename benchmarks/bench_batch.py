@@ -36,20 +36,12 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from mmm_jax.bench.common import versions  # noqa: E402
+from mmm_jax.bench.pmm import resolve_pmm_python  # noqa: E402
+from mmm_jax.bench.report import finite, git_info, machine_info, redact_paths  # noqa: E402
+from mmm_jax.bench.runner import log, raise_on_sigterm, run_one  # noqa: E402
 
-from _bench_common import versions  # noqa: E402
-from bench_single import (  # noqa: E402
-    _finite,
-    _raise_on_sigterm,
-    _redact_paths,
-    git_info,
-    log,
-    machine_info,
-    resolve_pmm_python,
-    run_one,
-)
+HERE = Path(__file__).resolve().parent
 
 
 def parse_args(argv=None):
@@ -154,7 +146,7 @@ def plot(rep: dict, path: Path) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    signal.signal(signal.SIGTERM, raise_on_sigterm)
     now = dt.datetime.now(dt.UTC)
     git = git_info()
     out_dir = Path(args.out) if args.out else HERE / "results"
@@ -173,7 +165,7 @@ def main(argv=None) -> int:
             plan.append(("loop-ours-full", {"brands": args.loop_brands}))
     pmm_python, why = (None, "--pmm-brands 0")
     if args.pmm_brands:
-        pmm_python, why = resolve_pmm_python(args)
+        pmm_python, why = resolve_pmm_python(args.pmm_python, setup=args.setup_pmm_venv)
         if pmm_python:
             plan.append(("loop-pmm", {"brands": args.pmm_brands}))
         else:
@@ -191,7 +183,7 @@ def main(argv=None) -> int:
             worker = HERE / ("_pmm_loop_worker.py" if name == "loop-pmm" else "_batch_worker.py")
             python = pmm_python if name == "loop-pmm" else sys.executable
             log(f"[{i}/{len(plan)}] {name} ({extra['brands']} brands) ...")
-            res = run_one(name, python, worker, spec, args, tmp, _CLEAN_ENV)
+            res = run_one(name, [python, worker], spec, args, tmp, _CLEAN_ENV)
             results[name] = res
             if res.get("status") == "ok":
                 log(f"    {res['wall_s']:.1f} s, {res['brands_per_min']:.2f} brands/min, min ESS/s per brand "
@@ -207,7 +199,7 @@ def main(argv=None) -> int:
         r = results.get(other)
         if tgt and tgt.get("status") == "ok" and r and r.get("status") == "ok":
             ratios[f"batch-{args.target_brands} / {other}"] = tgt["brands_per_min"] / r["brands_per_min"]
-    rep = _finite({
+    rep = finite({
         "benchmark": "bench_batch", "created_utc": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "device": device,
         "config": {k: getattr(args, k) for k in ("weeks", "channels", "chains", "warmup", "draws", "target_accept",
                                                   "seed", "grid", "target_brands", "loop_brands", "pmm_brands",
@@ -216,7 +208,7 @@ def main(argv=None) -> int:
     })
     md = markdown(rep)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    text = json.dumps(_redact_paths(rep), indent=2, default=str, allow_nan=False)
+    text = json.dumps(redact_paths(rep), indent=2, default=str, allow_nan=False)
     (out_dir / f"bench_batch_{stamp}.json").write_text(text)
     (out_dir / "bench_batch_latest.json").write_text(text)
     (out_dir / "bench_batch_latest.md").write_text(md)

@@ -25,8 +25,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _bench_common import RESULT_MARKER, busy_cpu_seconds  # noqa: E402
+from mmm_jax.bench.common import RESULT_MARKER, busy_cpu_seconds
+from mmm_jax.bench.runner import clean_environ
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -61,7 +61,8 @@ def run(mode: str, a, out: Path) -> dict:
     spec = {"mode": mode, "folds": a.folds, "horizon": a.horizon, "chains": a.chains, "warmup": a.warmup,
             "draws": a.draws, "out": str(out)}
     busy0, t0 = busy_cpu_seconds(), time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", WORKER, json.dumps(spec)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", WORKER, json.dumps(spec)], capture_output=True, text=True,
+                          env=clean_environ())
     wall, busy = time.perf_counter() - t0, busy_cpu_seconds() - busy0
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_MARKER)), None)
     if line is None:

@@ -40,11 +40,11 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from mmm_jax.bench.common import versions  # noqa: E402
+from mmm_jax.bench.report import finite, git_info, machine_info, redact_paths  # noqa: E402
+from mmm_jax.bench.runner import log, raise_on_sigterm, run_one  # noqa: E402
 
-from _bench_common import versions  # noqa: E402
-from bench_single import _finite, _raise_on_sigterm, _redact_paths, git_info, log, machine_info, run_one  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 PRESETS = {
     "meridian": dict(markets=40, weeks=156, channels=5, chains=10, warmup=2500, draws=1000,
@@ -98,7 +98,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    signal.signal(signal.SIGTERM, raise_on_sigterm)
     now = dt.datetime.now(dt.UTC)
     git = git_info()
     out_dir = Path(args.out) if args.out else HERE / "results"
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
                 env["MMM_JAX_HOST_DEVICES"] = str(args.host_devices or max(4, args.chains))
             if run == "grad-f32" or (args.float32 and run.startswith("ours-")):
                 env["MMM_JAX_X64"] = "0"
-            res = run_one(run, sys.executable, HERE / "_hier_worker.py", spec, args, tmp, env)
+            res = run_one(run, [sys.executable, HERE / "_hier_worker.py"], spec, args, tmp, env)
             results[run] = res
             if res.get("status") == "ok" and "grad_us" in res:
                 log(f"    {res['grad_us']:.0f} us per value + gradient ({res['n_params']} parameters, {res['dtype']})")
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
         if ref and ref.get("status") == "ok" and results.get(r, {}).get("status") == "ok":
             ratios[f"{r} / pymc-default (ESS/s)"] = results[r]["ess_per_s"] / ref["ess_per_s"]
     device = next((r.get("device_kind") for r in results.values() if r.get("device_kind")), "?")
-    rep = _finite({"benchmark": "bench_hier", "preset": args.preset, "grad_only": args.grad_only, "created_utc": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    rep = finite({"benchmark": "bench_hier", "preset": args.preset, "grad_only": args.grad_only, "created_utc": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
                    "device": f"CPU, {os.cpu_count()} cores" if str(device).lower() == "cpu" else device,
                    "config": {k: getattr(args, k) for k in ("markets", "weeks", "channels", "chains", "warmup", "draws",
                                                             "pymc_draws", "chees_chains", "chees_warmup",
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
             lines += ["", "; ".join(f"{k}: {v:.1f}x" for k, v in ratios.items())]
     md = "\n".join(lines) + "\n"
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    text = json.dumps(_redact_paths(rep), indent=2, default=str, allow_nan=False)
+    text = json.dumps(redact_paths(rep), indent=2, default=str, allow_nan=False)
     stem = f"bench_hier_{args.preset}" + ("_grad" if args.grad_only else "")
     (out_dir / f"{stem}_{stamp}.json").write_text(text)
     (out_dir / f"{stem}_latest.json").write_text(text)

@@ -36,7 +36,6 @@ _CLEAN_ENV = dict(os.environ)
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import platform  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
@@ -45,10 +44,17 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from mmm_jax.bench.common import (  # noqa: E402
+    RESULT_MARKER,
+    Timer,
+    busy_cpu_seconds,
+    convergence,
+    run_main,
+    wrap_timed,
+)
+from mmm_jax.bench.report import fmt  # noqa: E402
 
-from _bench_common import RESULT_MARKER, Timer, busy_cpu_seconds, convergence, run_main, wrap_timed  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 ALL_RUNS = ("ours-numpyro", "ours-blackjax", "pymc-default")
 OURS = ("ours-numpyro", "ours-blackjax")
@@ -213,12 +219,6 @@ def _run(run: str, spec: dict, timeout: float, tmp: Path) -> dict:
     return res
 
 
-def _fmt(x, nd=1):
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    return f"{x:,.{nd}f}"
-
-
 def markdown(report: dict) -> str:
     cfg, runs = report["config"], report["runs"]
     head = ["run", "wall s", "min bulk ESS", "ESS/s", "max R-hat", "divergences", "mean leapfrog steps",
@@ -240,8 +240,8 @@ def markdown(report: dict) -> str:
             continue
         corr = min(r["cac0_t_corr"].values()) if r.get("cac0_t_corr") else None
         lines.append("| " + " | ".join([
-            run, _fmt(r["wall_s"]), _fmt(r["min_ess_bulk"], 0), _fmt(r["ess_per_s"], 2), _fmt(r["max_rhat"], 3),
-            str(r["divergences"]), _fmt(r.get("mean_n_steps"), 1), str(r.get("n_free_scalars")), _fmt(corr, 3),
+            run, fmt(r["wall_s"]), fmt(r["min_ess_bulk"], 0), fmt(r["ess_per_s"], 2), fmt(r["max_rhat"], 3),
+            str(r["divergences"]), fmt(r.get("mean_n_steps"), 1), str(r.get("n_free_scalars")), fmt(corr, 3),
         ]) + " |")
     for name, q in report["ratios"].items():
         lines.append(f"| **ESS/s ratio {name}** | | | **{q:.1f}×** |" + " |" * (len(head) - 4))
@@ -254,7 +254,7 @@ def markdown(report: dict) -> str:
         r = runs.get(run, {})
         if r.get("status") == "ok":
             parts = " · ".join(f"{k} {v:.1f}" for k, v in r["breakdown_s"].items() if v is not None)
-            lines.append(f"| {run} | {parts} | {_fmt(r.get('elapsed_s'))} |")
+            lines.append(f"| {run} | {parts} | {fmt(r.get('elapsed_s'))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -52,9 +52,11 @@ from types import SimpleNamespace  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import bench_single as bs  # noqa: E402
-from _bench_common import versions  # noqa: E402
 from bench_peers import setup_venv312, write_report  # noqa: E402
+
+from mmm_jax.bench.common import versions  # noqa: E402
+from mmm_jax.bench.report import git_info, machine_info  # noqa: E402
+from mmm_jax.bench.runner import log, run_one  # noqa: E402
 
 RUNS = ("ours-converged", "meridian")
 CONVERGED = {"rhat": 1.01, "ess": 400}
@@ -132,7 +134,7 @@ def dataset_csv(name: str, a, tmp: Path) -> tuple[Path, dict]:
         if a.data_dir:
             raise SystemExit(f"--data-dir: {src} not found")
         src.parent.mkdir(parents=True, exist_ok=True)
-        bs.log(f"downloading {RAW.format(name)} ...")
+        log(f"downloading {RAW.format(name)} ...")
         part = src.with_suffix(".part")
         urllib.request.urlretrieve(RAW.format(name), part)
         part.replace(src)
@@ -233,16 +235,16 @@ def markdown(report: dict) -> str:
 def main(argv=None) -> int:
     a = parse_args(argv)
     now = dt.datetime.now(dt.UTC)
-    git = bs.git_info()
+    git = git_info()
     skipped, mer_python = {}, None
     if "meridian" in a.runs:
         mer_python, why = meridian_interpreter(a)
         if mer_python is None:
             skipped["meridian"] = why
             a.runs = [r for r in a.runs if r != "meridian"]
-            bs.log(f"NOTE: {why}")
+            log(f"NOTE: {why}")
     if not a.runs:
-        bs.log("nothing left to run")
+        log("nothing left to run")
         return 1
     opts = SimpleNamespace(timeout=a.timeout, show_worker_output=a.show_worker_output)
     results: dict = {}
@@ -252,23 +254,23 @@ def main(argv=None) -> int:
         mer_env = dict(_CLEAN_ENV, MERIDIAN_BACKEND="jax")
         for name in a.datasets:
             csv, roles = dataset_csv(name, a, tmp)
-            bs.log(f"{name}: {roles['geos']} geos x {roles['weeks']} weeks x {len(roles['channels'])} channels")
+            log(f"{name}: {roles['geos']} geos x {roles['weeks']} weeks x {len(roles['channels'])} channels")
             if a.xla_cache == "warm" and "ours-converged" in a.runs:
-                bs.log("priming the compilation cache (uncounted) ...")
-                bs.run_one("prime", a.ours_python, HERE / "_hier_worker.py", spec_for("ours-converged", csv, roles, a),
-                           opts, tmp, ours_env)
+                log("priming the compilation cache (uncounted) ...")
+                run_one("prime", [a.ours_python, HERE / "_hier_worker.py"], spec_for("ours-converged", csv, roles, a),
+                        opts, tmp, ours_env)
             for run in a.runs:
                 python, worker, env = ((mer_python, HERE / "_meridian_worker.py", mer_env) if run == "meridian"
                                        else (a.ours_python, HERE / "_hier_worker.py", ours_env))
-                bs.log(f"{name}: {run} ...")
-                res = bs.run_one(run, python, worker, spec_for(run, csv, roles, a), opts, tmp, env)
+                log(f"{name}: {run} ...")
+                res = run_one(run, [python, worker], spec_for(run, csv, roles, a), opts, tmp, env)
                 results[f"{name}/{run}"] = res
                 if res.get("status") == "ok":
-                    bs.log(f"    wall {res['wall_s']:.1f} s, min bulk ESS {res['min_ess_bulk']:.0f}, R-hat "
+                    log(f"    wall {res['wall_s']:.1f} s, min bulk ESS {res['min_ess_bulk']:.0f}, R-hat "
                            f"{res['max_rhat']:.4f}, div {res['divergences']}, ROI {res.get('roi_mean')}, other CPU "
                            f"{(res.get('other_cpu_share') or 0):.1%}")
                 else:
-                    bs.log(f"    {res.get('status')}: {res.get('error')}\n{res.get('traceback', '')[-2000:]}")
+                    log(f"    {res.get('status')}: {res.get('error')}\n{res.get('traceback', '')[-2000:]}")
     ratios = time_ratios(results, a.datasets)
 
     def first(prefix):
@@ -282,7 +284,7 @@ def main(argv=None) -> int:
         "config": {k: getattr(a, k) for k in ("datasets", "drivers", "runs", "seed", "ours_chains", "ours_warmup",
                                               "ours_draws", "ours_target_accept", "meridian_chains", "meridian_adapt",
                                               "meridian_burnin", "meridian_keep", "meridian_unrolled", "xla_cache")},
-        "machine": bs.machine_info(),
+        "machine": machine_info(),
         "git": git,
         "ours_versions": first("ours"),
         "meridian_versions": meridian_versions,

@@ -46,11 +46,13 @@ import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from mmm_jax.bench.common import versions  # noqa: E402
+from mmm_jax.bench.data import write_data  # noqa: E402
+from mmm_jax.bench.pmm import PMM_WORKER, check_pmm_python, venv_python  # noqa: E402
+from mmm_jax.bench.report import finite, git_info, machine_info, redact_paths  # noqa: E402
+from mmm_jax.bench.runner import log, run_one  # noqa: E402
 
-import bench_single as bs  # noqa: E402
-from _bench_common import versions  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 RUNS = ("ours-numpyro", "ours-blackjax", "ours-converged", "pmm-numpyro", "pmm-default")
 PMM_VENV = HERE / ".venv-pmm13"
@@ -106,7 +108,7 @@ def setup_venv312(venv: Path, packages, needs: str) -> tuple[str | None, str | N
     base = find_python312()
     if base is None:
         return None, f"no Python >= 3.12 found ({needs} needs one)"
-    py = bs.venv_python(venv)
+    py = venv_python(venv)
     if not py.exists():
         subprocess.run([base, "-m", "venv", str(venv)], check=True)
     subprocess.run([str(py), "-m", "pip", "install", "-q", *packages], check=True, env=_CLEAN_ENV)
@@ -122,7 +124,7 @@ def pmm_interpreter(a) -> tuple[str | None, str | None]:
         a.pmm_python = py
     if not a.pmm_python:
         return None, "no PyMC-Marketing interpreter: pass --pmm-python PATH or --setup-pmm-venv"
-    why = bs.check_pmm_python(a.pmm_python)
+    why = check_pmm_python(a.pmm_python)
     return (None, why) if why else (a.pmm_python, None)
 
 
@@ -201,16 +203,16 @@ def markdown(report: dict) -> str:
 def main(argv=None) -> int:
     a = parse_args(argv)
     now = dt.datetime.now(dt.UTC)
-    git = bs.git_info()
+    git = git_info()
     skipped, pmm_python = {}, None
     if any(r.startswith("pmm") for r in a.runs):
         pmm_python, why = pmm_interpreter(a)
         if pmm_python is None:
             skipped = {r: why for r in a.runs if r.startswith("pmm")}
             a.runs = [r for r in a.runs if not r.startswith("pmm")]
-            bs.log(f"NOTE: {why}")
+            log(f"NOTE: {why}")
     if not a.runs:
-        bs.log("nothing left to run")
+        log("nothing left to run")
         return 1
     opts = SimpleNamespace(timeout=a.timeout, show_worker_output=a.show_worker_output)
     results: dict = {}
@@ -221,32 +223,32 @@ def main(argv=None) -> int:
         for s in a.seeds:
             d = tmp / f"seed{s}"
             d.mkdir()
-            data[s] = bs.make_data(SimpleNamespace(weeks=a.weeks, channels=a.channels, seed=s), d)
+            data[s] = write_data(a.weeks, a.channels, s, d)
         if a.xla_cache == "warm":  # one uncounted fit per sampler on other data of the same shapes
             d = tmp / "prime"
             d.mkdir()
-            prime = bs.make_data(SimpleNamespace(weeks=a.weeks, channels=a.channels, seed=10_000), d)
+            prime = write_data(a.weeks, a.channels, 10_000, d)
             for run in sorted({r for r in a.runs if r.startswith("ours")}):
-                bs.log(f"priming the compilation cache: {run} ...")
-                bs.run_one("prime", a.ours_python, HERE / "_worker.py", spec_for(run, prime, a, 10_000), opts, tmp,
-                           ours_env)
+                log(f"priming the compilation cache: {run} ...")
+                run_one("prime", [a.ours_python, HERE / "_worker.py"], spec_for(run, prime, a, 10_000), opts, tmp,
+                        ours_env)
         for i, s in enumerate(a.seeds):
             order = a.runs[i % len(a.runs):] + a.runs[:i % len(a.runs)]  # rotate: no run always goes first
             for run in order:
                 spec = spec_for(run, data[s], a, s)
                 if run.startswith("pmm"):
-                    python, worker, env = pmm_python, HERE / "_pmm_worker.py", _CLEAN_ENV
+                    python, worker, env = pmm_python, PMM_WORKER, _CLEAN_ENV
                 else:
                     python, worker, env = a.ours_python, HERE / "_worker.py", ours_env
-                bs.log(f"seed {s}: {run} ...")
-                res = bs.run_one(run, python, worker, spec, opts, tmp, env)
+                log(f"seed {s}: {run} ...")
+                res = run_one(run, [python, worker], spec, opts, tmp, env)
                 results[(run, s)] = res
                 if res.get("status") == "ok":
-                    bs.log(f"    wall {res['wall_s']:.1f} s, min bulk ESS {res['min_ess_bulk']:.0f}, ESS/s "
+                    log(f"    wall {res['wall_s']:.1f} s, min bulk ESS {res['min_ess_bulk']:.0f}, ESS/s "
                            f"{res['ess_per_s']:.1f}, R-hat {res['max_rhat']:.4f}, div {res['divergences']}, other CPU "
                            f"{(res.get('other_cpu_share') or 0):.1%}")
                 else:
-                    bs.log(f"    {res.get('status')}: {res.get('error')}\n{res.get('traceback', '')[-2000:]}")
+                    log(f"    {res.get('status')}: {res.get('error')}\n{res.get('traceback', '')[-2000:]}")
 
     def first(prefix):
         return next((r["versions"] for (run, _), r in results.items() if run.startswith(prefix) and "versions" in r), {})
@@ -257,7 +259,7 @@ def main(argv=None) -> int:
         "config": {k: getattr(a, k) for k in ("seeds", "weeks", "channels", "chains", "warmup", "draws",
                                               "target_accept", "converged_warmup", "converged_draws", "runs",
                                               "xla_cache")},
-        "machine": bs.machine_info(),
+        "machine": machine_info(),
         "git": git,
         "ours_versions": first("ours"),
         "pmm_versions": first("pmm"),
@@ -273,15 +275,15 @@ def main(argv=None) -> int:
 def write_report(report: dict, render, out_dir, name: str, now) -> dict:
     """Make ``report`` JSON-safe, write ``<out_dir>/<name>_<UTC stamp>.json`` (machine paths
     redacted) and ``.md`` (``render(report)``), print the Markdown; returns the safe report."""
-    report = bs._finite(report)
+    report = finite(report)
     md = render(report)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"{name}_{now.strftime('%Y%m%dT%H%M%SZ')}"
-    stem.with_suffix(".json").write_text(json.dumps(bs._redact_paths(report), indent=2, default=str))
+    stem.with_suffix(".json").write_text(json.dumps(redact_paths(report), indent=2, default=str))
     stem.with_suffix(".md").write_text(md)
     print(md)
-    bs.log(f"wrote {stem}.json (and .md)")
+    log(f"wrote {stem}.json (and .md)")
     return report
 
 

@@ -31,10 +31,9 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from mmm_jax.bench.common import RESULT_MARKER, busy_cpu_seconds, versions  # noqa: E402
 
-from _bench_common import RESULT_MARKER, busy_cpu_seconds, versions  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 
 def config(channels: list[str], controls: list[str]) -> dict:

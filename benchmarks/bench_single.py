@@ -37,26 +37,21 @@ _CLEAN_ENV = dict(os.environ)
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
 import signal  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from mmm_jax.bench.common import versions  # noqa: E402
+from mmm_jax.bench.data import write_data  # noqa: E402
+from mmm_jax.bench.pmm import PMM_WORKER, resolve_pmm_python  # noqa: E402
+from mmm_jax.bench.report import finite, fmt, git_info, machine_info, redact_paths  # noqa: E402
+from mmm_jax.bench.runner import log, raise_on_sigterm, run_one  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
-from _bench_common import RESULT_MARKER, busy_cpu_seconds, versions  # noqa: E402
-
 ALL_RUNS = ("ours-numpyro", "ours-blackjax", "pymc-default", "pmm-numpyro", "pmm-pymc")
 OURS = ("ours-numpyro", "ours-blackjax")
 PMM_RUNS = ("pmm-numpyro", "pmm-pymc")
-DEFAULT_PMM_VENV = HERE / ".venv-pmm"
-PMM_PACKAGES = ("pymc-marketing", "numpyro")
 
 
 # --------------------------------------------------------------------------- CLI
@@ -126,180 +121,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-# --------------------------------------------------------------------------- PMM interpreter
-def venv_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
-def setup_pmm_venv(venv: Path = DEFAULT_PMM_VENV) -> Path:
-    """Create ``venv`` (if needed) and pip install PyMC-Marketing + NumPyro into it."""
-    py = venv_python(venv)
-    if not py.exists():
-        log(f"creating virtual environment {venv} ...")
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    log(f"pip install {' '.join(PMM_PACKAGES)} into {venv} (this can take a few minutes) ...")
-    subprocess.run([str(py), "-m", "pip", "install", "--upgrade", "pip"], check=True, env=_CLEAN_ENV)
-    subprocess.run([str(py), "-m", "pip", "install", *PMM_PACKAGES], check=True, env=_CLEAN_ENV)
-    return py
-
-
-def check_pmm_python(py: str) -> str | None:
-    """None if ``py`` can import pymc_marketing and numpyro, else the reason it cannot."""
-    if not Path(py).exists() and shutil.which(py) is None:
-        return f"{py} does not exist"
-    code = (
-        "import importlib.util as u, sys; "
-        "missing = [m for m in ('pymc_marketing', 'numpyro') if u.find_spec(m) is None]; "
-        "print(','.join(missing)); sys.exit(1 if missing else 0)"
-    )
-    r = subprocess.run([py, "-c", code], capture_output=True, text=True, env=_CLEAN_ENV)
-    if r.returncode != 0:
-        return f"{py} lacks {r.stdout.strip() or r.stderr.strip()[-300:]}"
-    return None
-
-
-def resolve_pmm_python(args) -> tuple[str | None, str | None]:
-    """(interpreter, None) or (None, why the pmm runs are skipped)."""
-    if args.setup_pmm_venv:
-        py = str(setup_pmm_venv())
-    elif args.pmm_python:
-        py = args.pmm_python
-    elif venv_python(DEFAULT_PMM_VENV).exists():
-        py = str(venv_python(DEFAULT_PMM_VENV))
-    else:
-        return None, (
-            "no PyMC-Marketing interpreter: pass --pmm-python PATH (a python with pymc-marketing and "
-            "numpyro) or --setup-pmm-venv to create benchmarks/.venv-pmm"
-        )
-    why = check_pmm_python(py)
-    return (None, why) if why else (py, None)
-
-
-# --------------------------------------------------------------------------- data
-def make_data(args, tmp: Path) -> dict:
-    """Simulate once, write CSV + truth JSON; returns the shared part of every spec."""
-    from mmm_jax.datasets import simulate
-
-    df, truth = simulate(args.weeks, args.channels, seed=args.seed)
-    channels = list(truth.channels)
-    controls = list(truth.controls)
-    data_csv = tmp / "data.csv"
-    truth_json = tmp / "truth.json"
-    df.to_csv(data_csv, index=False)
-    truth_d = truth.to_dict()
-    truth_json.write_text(json.dumps(truth_d))
-    return {
-        "data_csv": str(data_csv),
-        "truth_json": str(truth_json),
-        "date": "date",
-        "target": "sales",
-        "channels": channels,
-        "controls": controls,
-        "l_max": 8,
-        "seasonality": 2,
-        "true_roas": {c: float(truth_d["roas"][c]) for c in channels},
-        "n_weeks": int(len(df)),
-    }
-
-
-# --------------------------------------------------------------------------- running
-def run_one(run: str, python: str, worker: Path, spec: dict, args, tmp: Path, env: dict) -> dict:
-    """Run one worker to completion (or timeout) and return its parsed result."""
-    err_path = tmp / f"{run}.stderr.log"
-    load_before = _loadavg()
-    busy0 = busy_cpu_seconds()
-    t0 = time.perf_counter()
-    with open(err_path, "w") as err_fh:
-        proc = subprocess.Popen(
-            [python, str(worker)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None if args.show_worker_output else err_fh,
-            cwd=str(tmp),
-            env=env,
-            text=True,
-            start_new_session=True,  # own process group: a timeout kills PyMC's chain processes too
-        )
-        try:
-            stdout, _ = proc.communicate(json.dumps(spec), timeout=args.timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            stdout, _ = proc.communicate()
-            return {
-                "load_avg_before": load_before,
-                "run": run,
-                "status": "timeout",
-                "error": f"no result within --timeout {args.timeout:g} s",
-                "elapsed_s": time.perf_counter() - t0,
-                "stderr_tail": _tail(err_path),
-            }
-        except BaseException:  # Ctrl-C / SIGTERM: take the worker (and PyMC's chain processes) down too
-            _kill_group(proc)
-            raise
-    elapsed = time.perf_counter() - t0
-    busy1 = busy_cpu_seconds()
-    result = None
-    for line in stdout.splitlines():
-        if line.startswith(RESULT_MARKER):
-            result = json.loads(line[len(RESULT_MARKER):])
-    if result is None:
-        result = {
-            "run": run,
-            "status": "error",
-            "error": f"worker exited with code {proc.returncode} and no result line",
-            "stdout_tail": stdout[-3000:],
-            "stderr_tail": _tail(err_path),
-        }
-    elif result.get("status") != "ok":
-        result["stderr_tail"] = _tail(err_path)
-    result["elapsed_s"] = elapsed  # subprocess wall, interpreter start-up and imports included
-    result["returncode"] = proc.returncode
-    # 1-minute load averages around the run: well above the run's own parallelism means
-    # something else competed for the CPU and the timings are suspect
-    result["load_avg_before"], result["load_avg_after"] = load_before, _loadavg()
-    # CPU time the rest of the machine used while this run ran (Linux: /proc/stat minus the
-    # worker's own CPU time); more than a few percent of the machine means the timings are suspect
-    if busy0 is not None and busy1 is not None and result.get("cpu_seconds") is not None:
-        other = max(0.0, busy1 - busy0 - result["cpu_seconds"])
-        result["other_cpu_s"] = other
-        result["other_cpu_share"] = other / (elapsed * (os.cpu_count() or 1))
-    if result.get("status") == "ok" and result.get("wall_s"):
-        result["ess_per_s"] = result["min_ess_bulk"] / result["wall_s"]
-    return result
-
-
-def _loadavg() -> float | None:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-
-
-def _tail(path: Path, n: int = 4000) -> str:
-    try:
-        return path.read_text(errors="replace")[-n:]
-    except OSError:
-        return ""
-
-
 # --------------------------------------------------------------------------- report
-def _fmt(x, nd=1):
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    return f"{x:,.{nd}f}"
-
-
 def ratios(results: dict) -> dict:
     """Our best ESS/s divided by each reference's ESS/s."""
     ours = {r: results[r]["ess_per_s"] for r in OURS if results.get(r, {}).get("status") == "ok"}
@@ -344,14 +166,14 @@ def markdown(report: dict) -> str:
             continue
         row = [
             run,
-            _fmt(r["wall_s"]),
-            _fmt(r["min_ess_bulk"], 0),
-            _fmt(r["ess_per_s"], 2),
-            _fmt(r["max_rhat"], 3),
+            fmt(r["wall_s"]),
+            fmt(r["min_ess_bulk"], 0),
+            fmt(r["ess_per_s"], 2),
+            fmt(r["max_rhat"], 3),
             str(r["divergences"]),
-            _fmt(r.get("mean_tree_depth"), 2),
-            _fmt(r.get("mean_n_steps"), 1),
-        ] + [_fmt(r["roas_mean"].get(c), 2) for c in ch]
+            fmt(r.get("mean_tree_depth"), 2),
+            fmt(r.get("mean_n_steps"), 1),
+        ] + [fmt(r["roas_mean"].get(c), 2) for c in ch]
         lines.append("| " + " | ".join(row) + " |")
     for name, q in report["ratios"].items():
         row = [f"**ESS/s ratio {q['ours']} ÷ {q['reference']}**", "", "", f"**{q['ess_per_s_ratio']:.2f}×**"]
@@ -363,7 +185,7 @@ def markdown(report: dict) -> str:
         if r.get("status") != "ok":
             continue
         parts = " · ".join(f"{k} {v:.2f}" for k, v in r.get("breakdown_s", {}).items() if v is not None)
-        lines.append(f"| {run} | {parts} | {_fmt(r.get('elapsed_s'))} |")
+        lines.append(f"| {run} | {parts} | {fmt(r.get('elapsed_s'))} |")
     noisy = {r: v["other_cpu_share"] for r, v in results.items() if (v.get("other_cpu_share") or 0) > 0.05}
     if noisy:
         lines += ["", "**Warning: other processes used the CPU during " + ", ".join(
@@ -373,57 +195,9 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def git_info() -> dict | None:
-    """Commit and dirty state of the repository holding this script (None outside git)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "mmm_jax"], cwd=HERE.parent,
-                               capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return {"commit": head.stdout.strip(), "mmm_jax_dirty": bool(dirty.stdout.strip())}
-
-
-def machine_info() -> dict:
-    return {
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "python": platform.python_version(),
-    }
-
-
-# --------------------------------------------------------------------------- main
-def _raise_on_sigterm(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _finite(o):
-    """JSON-safe copy: NaN / inf become null."""
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {k: _finite(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_finite(v) for v in o]
-    return o
-
-
-def _redact_paths(obj):
-    """Results are committed: keep only the last parts of absolute paths (no machine paths)."""
-    if isinstance(obj, dict):
-        return {k: _redact_paths(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_redact_paths(v) for v in obj]
-    if isinstance(obj, str) and obj.startswith("/") and obj.count("/") >= 2:
-        return "<local>/" + "/".join(Path(obj).parts[-3:])
-    return obj
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    signal.signal(signal.SIGTERM, raise_on_sigterm)
     now = dt.datetime.now(dt.UTC)
     git = git_info()  # before the runs: the code that is benchmarked
     out_dir = Path(args.out) if args.out else HERE / "results"
@@ -432,7 +206,7 @@ def main(argv=None) -> int:
     skipped = {}
     pmm_python = None
     if any(r in PMM_RUNS for r in args.runs):
-        pmm_python, why = resolve_pmm_python(args)
+        pmm_python, why = resolve_pmm_python(args.pmm_python, setup=args.setup_pmm_venv)
         if pmm_python is None:
             for r in PMM_RUNS:
                 if r in args.runs:
@@ -441,7 +215,7 @@ def main(argv=None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench_single_") as tmp_s:
         tmp = Path(tmp_s)
-        shared = make_data(args, tmp)
+        shared = write_data(args.weeks, args.channels, args.seed, tmp)
         base = {
             **shared,
             "chains": args.chains,
@@ -456,15 +230,15 @@ def main(argv=None) -> int:
         todo = [r for r in args.runs if r not in skipped]
         for i, run in enumerate(todo, 1):
             if run in PMM_RUNS:
-                python, worker, env = pmm_python, HERE / "_pmm_worker.py", _CLEAN_ENV
+                command, env = [pmm_python, PMM_WORKER], _CLEAN_ENV
             else:
-                python, worker, env = sys.executable, HERE / "_worker.py", _CLEAN_ENV
+                command, env = [sys.executable, HERE / "_worker.py"], _CLEAN_ENV
             if args.pytensor_cache == "isolated":
                 env = dict(env)
                 flags = [f for f in env.get("PYTENSOR_FLAGS", "").split(",") if f and not f.startswith("compiledir=")]
                 env["PYTENSOR_FLAGS"] = ",".join([*flags, f"compiledir={tmp / ('pytensor-' + run)}"])
             log(f"[{i}/{len(todo)}] {run} ...")
-            res = run_one(run, python, worker, {**base, "run": run}, args, tmp, env)
+            res = run_one(run, command, {**base, "run": run}, args, tmp, env)
             results[run] = res
             if res.get("status") == "ok":
                 log(
@@ -511,11 +285,11 @@ def main(argv=None) -> int:
         "runs": results,
     }
     report["ratios"] = ratios(results)
-    report = _finite(report)
+    report = finite(report)
     md = markdown(report)
 
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    text = json.dumps(_redact_paths(report), indent=2, default=str, allow_nan=False)
+    text = json.dumps(redact_paths(report), indent=2, default=str, allow_nan=False)
     (out_dir / f"bench_single_{stamp}.json").write_text(text)
     (out_dir / "bench_single_latest.json").write_text(text)
     (out_dir / "bench_single_latest.md").write_text(md)

@@ -31,9 +31,27 @@ from __future__ import annotations
 import os
 import re
 
-__all__ = ["configure", "set_host_devices", "enable_compilation_cache", "default_cache_dir", "throttled_lru_class"]
+__all__ = ["configure", "set_host_devices", "enable_compilation_cache", "default_cache_dir", "throttled_lru_class",
+           "original_environ"]
 
 _OFF = ("0", "off", "false", "no", "none", "")
+# what importing mmm_jax changes in os.environ (configure() here; PyMC's JAX sampling module puts
+# its own host-device count into XLA_FLAGS), as it was before: this module is imported first
+_FLAGS_BEFORE = {name: os.environ.get(name) for name in ("XLA_FLAGS", "PYTENSOR_FLAGS")}
+
+
+def original_environ() -> dict[str, str]:
+    """A copy of ``os.environ`` with ``XLA_FLAGS`` and ``PYTENSOR_FLAGS`` as they were before
+    ``mmm_jax`` was imported (unset if they were): the environment for a fresh process that sets
+    itself up, such as a benchmark worker or another interpreter, so that the host-device count
+    and precision chosen for this process do not leak into it. Other variables are as they are now."""
+    env = dict(os.environ)
+    for name, value in _FLAGS_BEFORE.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
 
 
 def _backends_initialized() -> bool:

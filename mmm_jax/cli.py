@@ -1,7 +1,7 @@
 """Command line: ``mmm-jax demo``, ``mmm-jax fit DATA.csv --config CONFIG.yaml --out DIR``,
 ``mmm-jax batch DATA --by brand --config CONFIG.yaml --out DIR``,
 ``mmm-jax optimize RUN_DIR --total ... --horizon ... --objective cvar --alpha 0.1``,
-``mmm-jax bench [--full] [--pmm-python PY]`` (sampler benchmark suite, source checkout)."""
+``mmm-jax bench [--full] [--pmm-python PY]`` (sampler benchmark suite)."""
 
 from __future__ import annotations
 
@@ -471,29 +471,16 @@ def cmd_export(a) -> int:
     return 0
 
 
-def _bench_suite():
-    """``benchmarks/bench_suite.py`` of the source checkout this package runs from, or None."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_suite.py"
-    if not path.is_file():
-        return None
-    if str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location("bench_suite", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_suite", mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def cmd_bench(a) -> int:
-    suite = a.bench_suite
-    if suite is None:
-        print("mmm-jax bench: error: needs a source checkout (benchmarks/bench_suite.py next to the mmm_jax "
-              "package); clone the repository and `pip install -e .`", file=sys.stderr)
-        return 2
-    return suite.run_suite(suite.finish_args(a))
+    from .bench.suite import finish_args, run_suite
+
+    return run_suite(finish_args(a))
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand of ``argv``: its first word that is not an option (the top-level options
+    take no values)."""
+    return next((w for w in argv if not w.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -619,14 +606,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output directory (default RUN_DIR/budget)")
     p.add_argument("--overwrite", action="store_true", help=overwrite_help)
     p.set_defaults(func=cmd_optimize)
-    p = sub.add_parser("bench", help="sampler benchmark suite: samplers x problem sizes (benchmarks/bench_suite.py)",
+    p = sub.add_parser("bench", help="sampler benchmark suite: samplers x problem sizes",
                        description="Every sampler on a grid of simulated problems, each run in its own process; "
-                                   "writes JSON + Markdown + plot to benchmarks/results/ (see benchmarks/README.md).")
-    # the suite's options are only loaded for `mmm-jax bench` (it lives in benchmarks/, not in the package)
-    suite = _bench_suite() if list(sys.argv[1:] if argv is None else argv)[:1] == ["bench"] else None
-    if suite is not None:
-        suite.add_arguments(p)
-    p.set_defaults(func=cmd_bench, bench_suite=suite)
+                                   "writes JSON + Markdown + plot to --out: benchmarks/results/ when run from a "
+                                   "source checkout, else ./mmm_jax_bench/ (see benchmarks/README.md).")
+    if _command(sys.argv[1:] if argv is None else argv) == "bench":  # the suite's options, only when asked for
+        from .bench.suite import add_arguments
+
+        add_arguments(p)
+    p.set_defaults(func=cmd_bench)
     try:
         a = parser.parse_args(argv)
         if getattr(a, "max_draws", None) is not None and getattr(a, "until", None) is None:

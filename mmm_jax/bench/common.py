@@ -1,12 +1,14 @@
-"""Helpers shared by the benchmark workers.
+"""The benchmark workers' protocol and measurements: run a worker function on its spec and
+print its result line; time phases; convergence, posterior moments and ROAS of a fit.
 
-This module is imported by workers running in *different* interpreters (ours, and the
-separate PyMC-Marketing environment), so it must only need the standard library, NumPy and
-ArviZ -- never ``mmm_jax``.
+Workers in *other* interpreters import this file too (``pmm_worker.py`` next to it, run by path
+under PyMC-Marketing's interpreter; the PyMC-Marketing and Meridian workers in ``benchmarks/``),
+where it is a top-level module ``common``, not ``mmm_jax.bench.common``. So it imports only the
+standard library at the top, NumPy, pandas and ArviZ inside the functions, and never ``mmm_jax``.
 
 Protocol: a worker reads its spec as JSON (from ``argv[1]`` if given, else stdin) and prints
 exactly one line ``RESULT_MARKER + json`` on stdout; anything else it prints (progress bars,
-warnings) is ignored by the parent.
+warnings) is ignored by the parent (:func:`mmm_jax.bench.runner.run_one`).
 """
 
 from __future__ import annotations
@@ -211,6 +213,25 @@ def convergence(posterior, sample_stats, var_names: list[str]) -> dict:
         out["max_tree_depth_seen"] = int(np.asarray(ss["tree_depth"]).max())
     if "n_steps" in ss:
         out["total_leapfrog_steps"] = int(np.asarray(ss["n_steps"]).sum())
+    return out
+
+
+def posterior_moments(posterior, var_names) -> dict:
+    """Mean, sd and bulk ESS of every free scalar, flattened per variable (lists)."""
+    import arviz as az
+    import numpy as np
+
+    post = posterior[list(var_names)]
+    ess = az.ess(post, method="bulk")
+    out = {}
+    for v in var_names:
+        x = np.asarray(post[v].values, dtype=float)
+        x = x.reshape(x.shape[0] * x.shape[1], -1)
+        out[v] = {
+            "mean": x.mean(0).tolist(),
+            "sd": x.std(0).tolist(),
+            "ess_bulk": np.asarray(ess[v].values, dtype=float).ravel().tolist(),
+        }
     return out
 
 

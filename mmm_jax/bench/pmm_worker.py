@@ -1,15 +1,16 @@
-"""Benchmark worker for PyMC-Marketing's MMM (runs in the PyMC-Marketing interpreter).
+"""One run of PyMC-Marketing's MMM, in PyMC-Marketing's interpreter: ``python PATH/pmm_worker.py``
+reads the run's spec (JSON) on stdin and prints one line ``@@BENCH_RESULT@@ {...}``.
 
 Runs: ``pmm-numpyro`` (``nuts_sampler="numpyro"``) and ``pmm-pymc`` (its default sampler,
-PyMC's NUTS). Needs only pymc-marketing (+ numpyro for ``pmm-numpyro``), never ``mmm_jax``.
+PyMC's NUTS). Needs only pymc-marketing (+ numpyro for ``pmm-numpyro``), never ``mmm_jax``:
+that interpreter has no mmm_jax, so the parent runs this file by its path
+(:data:`mmm_jax.bench.pmm.PMM_WORKER`) and it imports :mod:`common` as the file next to it.
 
 The model is ``pymc_marketing.mmm.multidimensional.MMM``, the class PyMC-Marketing documents
 (in 0.19 the legacy ``pymc_marketing.mmm.MMM`` warns that it is deprecated and points there), with
 GeometricAdstock(l_max) + LogisticSaturation(), controls ``[*controls, "t"]`` where ``t`` is a
 linear time index (0, 1, ..., T-1) standing in for our linear trend, yearly seasonality of
 the same order, and PyMC-Marketing's default priors and scaling.
-
-Prints one line ``@@BENCH_RESULT@@ {...}`` on stdout.
 """
 
 from __future__ import annotations
@@ -17,10 +18,16 @@ from __future__ import annotations
 import time
 import warnings
 
-from _bench_common import Timer, convergence, load_data, roas_from_contributions, run_main, wrap_timed
+if __package__:  # imported as mmm_jax.bench.pmm_worker
+    from .common import Timer, convergence, load_data, roas_from_contributions, run_main, wrap_timed
+else:  # run by path (or imported from the folder on sys.path) in an interpreter without mmm_jax
+    from common import Timer, convergence, load_data, roas_from_contributions, run_main, wrap_timed
+
+__all__ = ["run_pmm"]
 
 
 def run_pmm(spec: dict) -> dict:
+    """Build and fit PyMC-Marketing's MMM on the spec's data; wall time, phases, convergence, ROAS."""
     t_imp = time.perf_counter()
     import numpy as np
     import pymc as pm

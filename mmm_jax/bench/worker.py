@@ -1,4 +1,6 @@
-"""Worker of ``bench_suite.py`` for the runs in *our* interpreter (one run per process).
+"""One run of the suite in *our* interpreter, in a fresh process:
+``python -m mmm_jax.bench.worker`` reads the run's spec (JSON) on stdin and prints one line
+``@@BENCH_RESULT@@ {...}`` (:mod:`.common`).
 
 Runs (``spec["sampler"]``):
 
@@ -7,16 +9,16 @@ Runs (``spec["sampler"]``):
   compilation cache come from the environment the parent sets (``MMM_JAX_X64=0``,
   ``MMM_JAX_CACHE_DIR``).
 * ``pymc-default`` — ``pm.sample`` (PyMC's NUTS, C backend) on the ``pm.Model`` that
-  ``MMM.build`` creates (``_worker.run_pymc_default``, shared with ``bench_single.py``).
+  ``MMM.build`` creates (:func:`run_pymc_default`, also used by ``benchmarks/bench_single.py``).
 * ``nutpie`` — ``nutpie.compile_pymc_model(model, backend="jax", gradient_backend="jax")``
   + ``nutpie.sample`` on the same ``pm.Model`` (needs ``pip install nutpie``).
 
-Besides ``_bench_common.convergence`` it reports compile seconds (JAX's own compile events
-during sampling: jaxpr->MLIR lowering + XLA backend compile, or persistent-cache loads),
+Besides :func:`~mmm_jax.bench.common.convergence` it reports compile seconds (JAX's own compile
+events during sampling: jaxpr->MLIR lowering + XLA backend compile, or persistent-cache loads),
 warm-up / sampling seconds, posterior mean / sd / bulk ESS of every free scalar (for the
-float32 vs float64 check) and, through ``run_main``, peak memory.
-
-Prints one line ``@@BENCH_RESULT@@ {...}`` on stdout.
+float32 vs float64 check) and, through ``run_main``, peak memory. ``import_s`` counts only the
+imports left when a run starts: ``python -m`` has imported mmm_jax (and with it JAX and PyMC)
+before; the parent's ``elapsed_s`` includes them.
 """
 
 from __future__ import annotations
@@ -25,74 +27,23 @@ import math
 import os
 import time
 
-from _bench_common import Timer, convergence, load_data, roas_from_contributions, run_main, wrap_timed
+from .common import (
+    Timer,
+    convergence,
+    load_data,
+    posterior_moments,
+    roas_from_contributions,
+    run_main,
+    wrap_timed,
+)
+from .compile_monitor import CompileMonitor
 
-_COMPILE_EVENTS = {
-    "/jax/core/compile/backend_compile_duration": "backend_compile_s",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration": "lowering_s",
-    "/jax/core/compile/jaxpr_trace_duration": "trace_s",
-    "/jax/compilation_cache/cache_retrieval_time_sec": "cache_retrieval_s",
-    "/jax/compilation_cache/compile_time_saved_sec": "cache_saved_s",
-}
-
-
-class CompileMonitor:
-    """Records JAX's compile events; ``snapshot()`` / ``since(snap)`` bracket a phase.
-
-    Durations are summed per kind; the spans of lowering and XLA compilation are kept with
-    their wall-clock start so that :meth:`compile_between` can count only the compilations that
-    started inside the sampler's own clock (not the small eager ops before it).
-    """
-
-    def __init__(self):
-        import jax
-
-        self.totals = {v: 0.0 for v in _COMPILE_EVENTS.values()}
-        self.count = 0
-        self.spans = []  # (kind, start, end), wall clock (time.time())
-
-        def on_duration(event, duration, **kwargs):
-            key = _COMPILE_EVENTS.get(event)
-            if key is not None:
-                self.totals[key] += float(duration)
-                if key == "backend_compile_s":
-                    self.count += 1
-
-        def on_span(event, start, end, **kwargs):
-            key = _COMPILE_EVENTS.get(event)
-            if key in ("backend_compile_s", "lowering_s"):
-                self.spans.append((key, float(start), float(end)))
-
-        jax.monitoring.register_event_duration_secs_listener(on_duration)
-        jax.monitoring.register_event_time_span_listener(on_span)
-
-    def snapshot(self) -> dict:
-        return {**self.totals, "n_backend_compiles": self.count}
-
-    def since(self, snap: dict) -> dict:
-        now = self.snapshot()
-        return {k: now[k] - snap[k] for k in now}
-
-    def compile_between(self, t_from: float, t_to: float) -> float:
-        """Wall seconds of lowering + XLA compilation that started in ``[t_from, t_to]``.
-
-        Spans can nest (a compile triggered while lowering) or overlap (parallel compiles), so
-        this is the length of their union, not their sum.
-        """
-        total, cur_start, cur_end = 0.0, None, None
-        for start, end in sorted((a, b) for _, a, b in self.spans if t_from <= a <= t_to):
-            if cur_end is None or start > cur_end:
-                if cur_end is not None:
-                    total += cur_end - cur_start
-                cur_start, cur_end = start, end
-            else:
-                cur_end = max(cur_end, end)
-        if cur_end is not None:
-            total += cur_end - cur_start
-        return total
+__all__ = ["main", "model_config", "run_nutpie", "run_ours", "run_pymc", "run_pymc_default"]
 
 
-def _config(spec):
+def model_config(spec):
+    """The benchmark model of a spec: geometric adstock (``l_max``), logistic saturation, linear
+    trend, yearly seasonality; with ``spec["hsgp"]`` a time-varying baseline and media effect."""
     from mmm_jax import GeometricAdstock, ModelConfig
 
     kw = {}
@@ -112,25 +63,6 @@ def _config(spec):
     )
 
 
-def posterior_moments(posterior, var_names) -> dict:
-    """Mean, sd and bulk ESS of every free scalar, flattened per variable (lists)."""
-    import arviz as az
-    import numpy as np
-
-    post = posterior[list(var_names)]
-    ess = az.ess(post, method="bulk")
-    out = {}
-    for v in var_names:
-        x = np.asarray(post[v].values, dtype=float)
-        x = x.reshape(x.shape[0] * x.shape[1], -1)
-        out[v] = {
-            "mean": x.mean(0).tolist(),
-            "sd": x.std(0).tolist(),
-            "ess_bulk": np.asarray(ess[v].values, dtype=float).ravel().tolist(),
-        }
-    return out
-
-
 def _sample_stats_extra(ss) -> dict:
     import numpy as np
 
@@ -141,6 +73,7 @@ def _sample_stats_extra(ss) -> dict:
 
 
 def run_ours(spec: dict) -> dict:
+    """``MMM.fit`` with one of our samplers, its phases and compile time measured."""
     t_imp = time.perf_counter()
     import jax
 
@@ -164,7 +97,7 @@ def run_ours(spec: dict) -> dict:
 
     facade.sample = timed_sample
     df, _ = load_data(spec)
-    mmm = MMM(_config(spec))
+    mmm = MMM(model_config(spec))
     mmm.fit(
         df,
         sampler=spec["sampler"],
@@ -212,11 +145,74 @@ def run_ours(spec: dict) -> dict:
     return out
 
 
-def run_pymc(spec: dict) -> dict:
-    import _worker
+def _build_pm_model(spec: dict, timer: Timer):
+    """``MMM.build`` on the spec's data, into ``timer["build_total"]``. It also converts the model
+    to a JAX log-density, which PyMC's own sampler and nutpie do not need: that step is timed
+    apart (``timer["jax_logdensity_conversion"]``), to be left out of their wall time."""
+    import mmm_jax.api.mmm as facade
+    from mmm_jax import MMM
 
-    _worker._config = _config  # same model definition as ours (incl. the HSGP axis)
-    out = _worker.run_pymc_default(spec)
+    wrap_timed(facade, "compile_logdensity", timer, "jax_logdensity_conversion")
+    df, _ = load_data(spec)
+    mmm = MMM(model_config(spec))
+    with timer("build_total"):
+        mmm.build(df)
+    return mmm
+
+
+def run_pymc_default(spec: dict) -> dict:
+    """``pm.sample`` (PyMC's own NUTS) on the ``pm.Model`` that ``MMM.build`` creates; the JAX
+    log-density conversion ``MMM.build`` also does is timed apart and left out of the wall time."""
+    t_imp = time.perf_counter()
+    import pymc as pm
+
+    import_s = time.perf_counter() - t_imp
+    timer = Timer()
+    mmm = _build_pm_model(spec, timer)
+    cores = min(spec["chains"], os.cpu_count() or 1)
+    with timer("pm_sample"):
+        idata = pm.sample(
+            model=mmm.model,
+            draws=spec["draws"],
+            tune=spec["warmup"],
+            chains=spec["chains"],
+            cores=cores,
+            target_accept=spec["target_accept"],
+            random_seed=spec["seed"],
+            progressbar=spec.get("progress", False),
+        )
+    t = timer.times
+    jax_conv = t.get("jax_logdensity_conversion", 0.0)
+    build = t["build_total"] - jax_conv
+    sampling = float(idata.posterior.attrs.get("sampling_time", float("nan")))
+    wall = build + t["pm_sample"]
+    post = idata.posterior
+    contrib = post["channel_contribution"].transpose("chain", "draw", "date", "channel").values
+    contrib = contrib * float(mmm.scaling.target_scale)
+    free = [rv.name for rv in mmm.model.free_RVs]
+    out = {
+        "wall_s": wall,
+        "breakdown_s": {
+            "build": build,
+            # pm.sample minus PyMC's own sampling clock: PyTensor C compile, init, process start-up,
+            # then trace -> InferenceData and convergence checks
+            "compile_init_postprocess": t["pm_sample"] - sampling,
+            "warmup_plus_sampling": sampling,
+            "excluded_jax_logdensity_conversion": jax_conv,
+        },
+        "import_s": import_s,
+        "sampler_settings": {"nuts_sampler": "pymc", "cores": cores, "chains": spec["chains"],
+                             "tune": spec["warmup"], "draws": spec["draws"],
+                             "target_accept": spec["target_accept"]},
+        "roas_mean": roas_from_contributions(contrib, mmm.data.spend, list(spec["channels"])),
+    }
+    out.update(convergence(post, idata.sample_stats, free))
+    return out
+
+
+def run_pymc(spec: dict) -> dict:
+    """:func:`run_pymc_default` with the suite's phase columns (build, compile, run seconds)."""
+    out = run_pymc_default(spec)
     b = out["breakdown_s"]
     out.update(
         build_s=b["build"],
@@ -231,19 +227,13 @@ def run_pymc(spec: dict) -> dict:
 
 
 def run_nutpie(spec: dict) -> dict:
+    """nutpie (JAX backend) on the ``pm.Model`` that ``MMM.build`` creates."""
     t_imp = time.perf_counter()
     import nutpie
 
-    import mmm_jax.api.mmm as facade
-    from mmm_jax import MMM
-
     import_s = time.perf_counter() - t_imp
     timer = Timer()
-    wrap_timed(facade, "compile_logdensity", timer, "jax_logdensity_conversion")
-    df, _ = load_data(spec)
-    mmm = MMM(_config(spec))
-    with timer("build_total"):
-        mmm.build(df)
+    mmm = _build_pm_model(spec, timer)
     build = timer.times["build_total"] - timer.times.get("jax_logdensity_conversion", 0.0)
     cores = min(spec["chains"], os.cpu_count() or 1)
     with timer("compile"):
@@ -287,6 +277,7 @@ def run_nutpie(spec: dict) -> dict:
 
 
 def main(spec: dict) -> dict:
+    """The run ``spec["sampler"]`` names."""
     s = spec["sampler"]
     if s in ("numpyro", "blackjax", "chees", "meads"):
         return run_ours(spec)
@@ -294,7 +285,7 @@ def main(spec: dict) -> dict:
         return run_pymc(spec)
     if s == "nutpie":
         return run_nutpie(spec)
-    raise ValueError(f"_suite_worker.py does not handle sampler {s!r}")
+    raise ValueError(f"mmm_jax.bench.worker does not handle sampler {s!r}")
 
 
 if __name__ == "__main__":
