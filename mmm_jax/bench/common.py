@@ -178,15 +178,21 @@ def load_data(spec: dict):
     return df, truth
 
 
+def as_dataset(group):
+    """An ``xarray.Dataset`` of a results group: ArviZ 1's DataTree node, or the Dataset itself."""
+    return group.to_dataset() if hasattr(group, "children") else group
+
+
 def convergence(posterior, sample_stats, var_names: list[str]) -> dict:
     """Min bulk ESS / max R-hat over ``var_names``, divergences and tree statistics.
 
-    ``posterior`` and ``sample_stats`` are xarray Datasets with (chain, draw) dims.
+    ``posterior`` and ``sample_stats`` are xarray Datasets (or ArviZ 1's DataTree nodes) with
+    (chain, draw) dims.
     """
     import arviz as az
     import numpy as np
 
-    post = posterior[list(var_names)]
+    post = as_dataset(posterior)[list(var_names)]
     ess = az.ess(post, method="bulk")
     rhat = az.rhat(post)
     min_ess = min(float(np.nanmin(ess[v].values)) for v in ess.data_vars)
@@ -204,7 +210,7 @@ def convergence(posterior, sample_stats, var_names: list[str]) -> dict:
         "chains": int(post.sizes["chain"]),
         "draws": int(post.sizes["draw"]),
     }
-    ss = sample_stats
+    ss = as_dataset(sample_stats)
     out["divergences"] = int(np.asarray(ss["diverging"]).sum()) if "diverging" in ss else None
     for name, key in (("tree_depth", "mean_tree_depth"), ("n_steps", "mean_n_steps"),
                       ("step_size", "mean_step_size"), ("acceptance_rate", "mean_acceptance_rate")):
@@ -221,7 +227,7 @@ def posterior_moments(posterior, var_names) -> dict:
     import arviz as az
     import numpy as np
 
-    post = posterior[list(var_names)]
+    post = as_dataset(posterior)[list(var_names)]
     ess = az.ess(post, method="bulk")
     out = {}
     for v in var_names:
