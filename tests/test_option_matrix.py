@@ -33,6 +33,9 @@ from mmm_jax.hierarchical import (
 
 CHANNELS = ("tv", "search", "social")
 LOGNORMAL = {"dist": "LogNormal", "mu": 0.0, "sigma": 0.5}
+#: two event names, each with a date in the brands' year (2021) and the panels' (2022)
+EVENTS = [{"date": f"{y}-03-10", "holiday": "promo", "days_after": 10} for y in (2021, 2022)] + \
+         [{"date": f"{y}-07-04", "holiday": "summer", "days_before": 3} for y in (2021, 2022)]
 
 #: option -> (ModelConfig keywords, variables the posterior must carry)
 OPTIONS = {
@@ -51,6 +54,7 @@ OPTIONS = {
     "delayed": (dict(adstock={"type": "delayed", "l_max": 6}), ["theta"]),
     "infinite_geometric": (dict(adstock={"type": "geometric", "infinite": True}), ["alpha"]),
     "saturation_first": (dict(adstock_first=False), ["alpha", "lam"]),
+    "holidays": (dict(holidays=EVENTS), ["gamma_holiday"]),
 }
 #: variables a market path carries instead (the other channels' pooled beta location)
 MARKET_VARS = {"roas_prior": ["roas_tv", "beta_mu"], "cac_prior": ["cac_search", "beta_mu"]}

@@ -44,6 +44,7 @@ DEFAULT_POOLING: dict[str, str] = {
     "trend": "pooled",
     "gamma_fourier": "pooled",
     "gamma_control": "shared",
+    "gamma_holiday": "shared",
     "sigma": "independent",
     "nu": "shared",
     "overdispersion": "shared",
@@ -175,6 +176,8 @@ class HierarchicalConfig:
             names.append("gamma_fourier")
         if b.controls:
             names.append("gamma_control")
+        if b.holidays:
+            names.append("gamma_holiday")
         names += list(b.media_params)
         if not b.is_count:
             names.append("sigma")

@@ -165,6 +165,8 @@ DEFAULT_PRIORS: dict[str, Prior] = {
     "trend": Prior("Normal", mu=0.0, sigma=0.5),
     "gamma_fourier": Prior("Normal", mu=0.0, sigma=0.5),
     "gamma_control": Prior("Normal", mu=0.0, sigma=0.5),
+    # holiday / event indicators (0/1): the effect of an event's period on the scaled target
+    "gamma_holiday": Prior("Normal", mu=0.0, sigma=0.3),
     # Positive channel effects. HalfNormal keeps effects >= 0 and shrinks a channel that the
     # data cannot separate from a collinear one towards zero instead of letting the pair
     # trade off into a large positive / negative couple.
@@ -509,6 +511,12 @@ class ModelConfig:
         Data check: a spend week (or target week, in absolute value) more than this factor
         above the column's next largest value is refused as a likely typing error, naming the
         column and row (default 1e4; ``None`` / ``null`` turns the check off).
+    holidays : path, DataFrame, list of mappings or None
+        Holidays and events (:mod:`mmm_jax.data.events`): rows of ``date``, ``holiday`` (name)
+        and optional ``days_before`` / ``days_after``; each name becomes a 0/1 feature of the
+        periods its windows touch, with coefficient ``gamma_holiday`` (dim ``holiday``) added to
+        the baseline. Read once; the config keeps (and saves) the events themselves. A relative
+        path in a config file is read next to the file when it is there.
     """
 
     date: str
@@ -531,6 +539,7 @@ class ModelConfig:
     outlier_factor: float | None = 1e4
     lift_tests: str | None = None
     lift_likelihood: str = "normal"
+    holidays: Any = None
 
     def __post_init__(self):
         for key in ("date", "target"):
@@ -576,8 +585,23 @@ class ModelConfig:
                 raise ConfigError(f"lift_tests: must be the path of a CSV / Parquet table, got {self.lift_tests!r}")
         if self.lift_likelihood not in ("normal", "gamma"):
             raise ConfigError(f"lift_likelihood: {self.lift_likelihood!r} is not allowed; allowed: ['normal', 'gamma']")
+        self._check_holidays()
         self._check_time_varying()
         self._check_business_priors()
+
+    def _check_holidays(self) -> None:
+        if self.holidays is None:
+            return
+        from ..data.events import read_events
+
+        try:
+            events = read_events(self.holidays, key="holidays")
+        except FileNotFoundError as err:
+            raise ConfigError(f"holidays: {err}") from None
+        except ValueError as err:  # DataError included: the message names the row and column
+            msg = str(err)
+            raise ConfigError(msg if msg.startswith("holidays") else f"holidays: {msg}") from None
+        object.__setattr__(self, "holidays", events)
 
     def _check_time_varying(self) -> None:
         tvi = self.time_varying_intercept
@@ -629,6 +653,13 @@ class ModelConfig:
     def prior(self, name: str) -> Prior:
         """The prior in force for ``name`` (user override or default)."""
         return self.priors.get(name, DEFAULT_PRIORS[name])
+
+    @property
+    def holiday_names(self) -> tuple[str, ...]:
+        """The event names of ``holidays`` (the model's ``holiday`` dim), in order; () without."""
+        from ..data.events import event_names
+
+        return event_names(self.holidays) if self.holidays else ()
 
     @property
     def is_count(self) -> bool:
@@ -696,6 +727,8 @@ class ModelConfig:
             out["lift_tests"] = self.lift_tests
         if self.lift_likelihood != "normal":
             out["lift_likelihood"] = self.lift_likelihood
+        if self.holidays is not None:  # the events themselves: a saved model needs no table file
+            out["holidays"] = [e.to_dict() for e in self.holidays]
         return out
 
     @classmethod
@@ -766,18 +799,19 @@ def read_mapping(path: str | Path) -> Any:
 
 
 def with_paths_near(d, path: str | Path):
-    """A config mapping read from ``path`` with its relative ``lift_tests`` path (also under
+    """A config mapping read from ``path`` with its relative ``lift_tests`` / ``holidays`` paths (also under
     ``base``) resolved next to the file when the file is there (else left for the working directory)."""
     if not isinstance(d, Mapping):
         return d
     d = dict(d)
     if isinstance(d.get("base"), Mapping):
         d["base"] = with_paths_near(d["base"], path)
-    p = d.get("lift_tests")
-    if isinstance(p, str) and p and not Path(p).is_absolute() and not Path(p).exists():
-        near = Path(path).parent / p
-        if near.exists():
-            d["lift_tests"] = str(near)
+    for key in ("lift_tests", "holidays"):
+        p = d.get(key)
+        if isinstance(p, str) and p and not Path(p).is_absolute() and not Path(p).exists():
+            near = Path(path).parent / p
+            if near.exists():
+                d[key] = str(near)
     return d
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..config.model import ModelConfig
+from .events import event_features
 from .lift import lift_for_weeks
 from .validate import MMMData, check_counts
 
@@ -211,6 +212,7 @@ def model_arrays(
 
     Extras, only when the config uses them:
 
+    * ``holidays`` (T, H) — 0/1 event features (:func:`mmm_jax.data.events.event_features`);
     * ``target_scale`` () — count likelihoods and ROAS / CAC priors;
     * ``spend_scale`` (C,) — ROAS / CAC priors;
     * ``{term}_phi`` (T, m), ``{term}_sqrt_eig`` (m,) — centred HSGP bases on ``scaling.hsgp``'s
@@ -223,6 +225,8 @@ def model_arrays(
       the tests add nothing on other weeks).
     """
     arrays = design_arrays(data, scaling, config.seasonality)
+    if config.holidays:
+        arrays["holidays"] = event_features(data.dates, config.holidays)
     if config.is_count or config.business_priors:
         arrays["target_scale"] = np.asarray(float(scaling.target_scale))
     if config.business_priors:
@@ -290,6 +294,7 @@ _BRAND_AXES = {
     "spend": ("date", "channel"), "controls": ("date", "control"), "fourier": ("date", "fourier_mode"),
     "time": ("date",), "target": ("date",), "mask": ("date",), "target_scale": (),
     "spend_scale": ("channel",), "spend_train": ("date", "channel"), "mask_train": ("date",),
+    "holidays": ("date", "holiday"),
 }
 #: ... and of a market panel's model (``channel``: local channels; ``model_channel``: local, then national)
 _PANEL_AXES = {
@@ -298,6 +303,7 @@ _PANEL_AXES = {
     "target": ("market", "date"), "mask": ("market", "date"), "target_scale": ("market",),
     "spend_scale": ("market", "model_channel"), "spend_train": ("market", "date", "channel"),
     "national_spend_train": ("date", "national_channel"), "mask_train": ("market", "date"),
+    "holidays": ("date", "holiday"),
 }
 #: axes of the lift-test inputs (:mod:`mmm_jax.data.lift`), the same for brands and panels
 _LIFT_AXES = {

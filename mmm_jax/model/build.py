@@ -5,6 +5,7 @@ On scaled data (see :mod:`mmm_jax.data.features`)::
     y_t ~ Likelihood(mu_t, sigma[, nu])            for weeks with mask_t = 1
     mu_t = baseline_t + sum_c media_c(spend)_t
     baseline_t = intercept + trend * time_t + fourier_t @ gamma_fourier + controls_t @ gamma_control
+                 [+ holidays_t @ gamma_holiday]    (holidays / events: 0/1 features)
                  [+ f_intercept(t)]                (time_varying_intercept: an HSGP)
 
 Count likelihoods (Poisson, negative binomial) use a log link on the baseline and keep the
@@ -391,7 +392,7 @@ def build_pymc_model(
     arrays : dict
         Scaled inputs. One brand (:func:`mmm_jax.data.features.design_arrays` /
         :func:`~mmm_jax.data.features.model_arrays`): spend (T, C), controls (T, K), fourier
-        (T, 2n), time (T,), target (T,), mask (T,). Markets
+        (T, 2n), time (T,), target (T,), mask (T,), [holidays (T, H)]. Markets
         (:func:`mmm_jax.data.panel.panel_arrays`): spend (G, T, C_local),
         national_spend (T, C_nat), controls (G, T, K), target (G, T), mask (G, T), fourier,
         time. Plus, when the config uses them: ``target_scale`` (() / (G,)), ``spend_scale``
@@ -408,7 +409,7 @@ def build_pymc_model(
     Returns
     -------
     pm.Model
-        Free variables: intercept, [trend], [gamma_fourier], [gamma_control],
+        Free variables: intercept, [trend], [gamma_fourier], [gamma_control], [gamma_holiday],
         [intercept_tv_eta, intercept_tv_ell, intercept_tv_z], the media parameters of the
         chosen families (``config.media_params``, each per channel; e.g. beta, alpha, lam;
         under ROAS / CAC priors ``roas_<channel>`` / ``cac_<channel>`` and ``beta_free`` replace
@@ -443,6 +444,9 @@ def build_pymc_model(
         coords["control"] = list(config.controls)
     if "lift_column" in arrays:
         coords["lift_test"] = list(range(len(arrays["lift_observed"])))
+    holidays = config.holiday_names
+    if holidays:
+        coords["holiday"] = list(holidays)
     if n_four:
         coords["fourier_mode"] = [f"{f}{k}" for k in range(1, config.seasonality + 1) for f in ("sin", "cos")]
     business = config.business_priors
@@ -492,6 +496,10 @@ def build_pymc_model(
             ctl = data("controls", None, "date", "control")  # (T, K) / (G, T, K)
             gc, per = create("gamma_control", ("control",))
             baseline = baseline + (pt.dot(ctl, gc) if one else (ctl * per_market(gc, per)[:, None, :]).sum(axis=-1))
+        if holidays:
+            hol = data("holidays", "holidays", "date", "holiday")  # (T, H), the same for every market
+            gh, per = create("gamma_holiday", ("holiday",))
+            baseline = baseline + (pt.dot(hol, gh) if one else pt.dot(per_market(gh, per), hol.T))
         if config.time_varying_intercept is not None:
             from .hsgp import hsgp_process
 
