@@ -45,6 +45,7 @@ DEFAULT_POOLING: dict[str, str] = {
     "gamma_fourier": "pooled",
     "gamma_control": "shared",
     "gamma_holiday": "shared",
+    "gamma_weekday": "shared",
     "sigma": "independent",
     "nu": "shared",
     "overdispersion": "shared",
@@ -178,6 +179,8 @@ class HierarchicalConfig:
             names.append("gamma_control")
         if b.holidays:
             names.append("gamma_holiday")
+        if b.day_of_week:
+            names.append("gamma_weekday")
         names += list(b.media_params)
         if not b.is_count:
             names.append("sigma")

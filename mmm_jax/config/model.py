@@ -167,6 +167,8 @@ DEFAULT_PRIORS: dict[str, Prior] = {
     "gamma_control": Prior("Normal", mu=0.0, sigma=0.5),
     # holiday / event indicators (0/1): the effect of an event's period on the scaled target
     "gamma_holiday": Prior("Normal", mu=0.0, sigma=0.3),
+    # day-of-week effects (daily data): Monday..Saturday against the week's average (Sunday = -sum)
+    "gamma_weekday": Prior("Normal", mu=0.0, sigma=0.3),
     # Positive channel effects. HalfNormal keeps effects >= 0 and shrinks a channel that the
     # data cannot separate from a collinear one towards zero instead of letting the pair
     # trade off into a large positive / negative couple.
@@ -517,6 +519,9 @@ class ModelConfig:
         periods its windows touch, with coefficient ``gamma_holiday`` (dim ``holiday``) added to
         the baseline. Read once; the config keeps (and saves) the events themselves. A relative
         path in a config file is read next to the file when it is there.
+    day_of_week : bool
+        Daily data only: day-of-week effects ``gamma_weekday`` (dim ``weekday``, Mon..Sat; each
+        against the week's average, Sunday's is minus their sum) added to the baseline.
     """
 
     date: str
@@ -540,6 +545,7 @@ class ModelConfig:
     lift_tests: str | None = None
     lift_likelihood: str = "normal"
     holidays: Any = None
+    day_of_week: bool = False
 
     def __post_init__(self):
         for key in ("date", "target"):
@@ -557,6 +563,7 @@ class ModelConfig:
         object.__setattr__(self, "adstock", _component(self.adstock, _ADSTOCKS, "adstock", "geometric"))
         object.__setattr__(self, "saturation", _component(self.saturation, _SATURATIONS, "saturation", "logistic"))
         _check_bool("adstock_first", self.adstock_first)
+        _check_bool("day_of_week", self.day_of_week)
         if not isinstance(self.trend, bool):
             raise ConfigError(f"trend: must be true or false, got {self.trend!r}")
         if not isinstance(self.seasonality, int) or isinstance(self.seasonality, bool) or self.seasonality < 0:
@@ -729,6 +736,8 @@ class ModelConfig:
             out["lift_likelihood"] = self.lift_likelihood
         if self.holidays is not None:  # the events themselves: a saved model needs no table file
             out["holidays"] = [e.to_dict() for e in self.holidays]
+        if self.day_of_week:
+            out["day_of_week"] = True
         return out
 
     @classmethod

@@ -22,7 +22,7 @@ import pandas as pd
 from ..config.model import ModelConfig
 from .events import event_features
 from .lift import lift_for_weeks
-from .validate import MMMData, check_counts
+from .validate import DataError, MMMData, check_counts
 
 __all__ = [
     "Scaling",
@@ -126,6 +126,25 @@ def fourier_features(dates: pd.DatetimeIndex, order: int) -> np.ndarray:
     return out
 
 
+#: the ``weekday`` dim of the day-of-week features (Sunday is the reference: minus their sum)
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
+
+
+def weekday_features(dates: pd.DatetimeIndex) -> np.ndarray:
+    """Day-of-week features in effect (sum-to-zero) coding: (T,) dates -> (T, 6); column ``j``
+    (Mon..Sat) is 1 on that day, -1 on Sundays, else 0. Coefficient ``j`` is then day ``j``'s
+    effect against the week's average, and Sunday's effect is minus the sum of the six."""
+    dow = np.asarray(pd.DatetimeIndex(dates).day_of_week)  # Monday = 0 .. Sunday = 6
+    return (dow[:, None] == np.arange(6)[None, :]).astype(float) - (dow == 6)[:, None]
+
+
+def check_daily(config: ModelConfig, freq_days: int) -> None:
+    """``day_of_week`` needs daily data: a :class:`DataError` naming the date column otherwise."""
+    if config.day_of_week and int(freq_days) != 1:
+        raise DataError(f"column {config.date!r}: day_of_week needs daily data (rows 1 day apart); these rows are "
+                        f"{int(freq_days)} days apart", column=config.date)
+
+
 def design_arrays(data: MMMData, scaling: Scaling, seasonality: int) -> dict[str, np.ndarray]:
     """Scaled model inputs (float64 NumPy) keyed by :data:`DATA_NAMES`.
 
@@ -213,6 +232,7 @@ def model_arrays(
     Extras, only when the config uses them:
 
     * ``holidays`` (T, H) — 0/1 event features (:func:`mmm_jax.data.events.event_features`);
+    * ``day_of_week`` (T, 6) — day-of-week features of daily data (:func:`weekday_features`);
     * ``target_scale`` () — count likelihoods and ROAS / CAC priors;
     * ``spend_scale`` (C,) — ROAS / CAC priors;
     * ``{term}_phi`` (T, m), ``{term}_sqrt_eig`` (m,) — centred HSGP bases on ``scaling.hsgp``'s
@@ -227,6 +247,9 @@ def model_arrays(
     arrays = design_arrays(data, scaling, config.seasonality)
     if config.holidays:
         arrays["holidays"] = event_features(data.dates, config.holidays)
+    if config.day_of_week:
+        check_daily(config, data.freq_days)
+        arrays["day_of_week"] = weekday_features(data.dates)
     if config.is_count or config.business_priors:
         arrays["target_scale"] = np.asarray(float(scaling.target_scale))
     if config.business_priors:
@@ -294,7 +317,7 @@ _BRAND_AXES = {
     "spend": ("date", "channel"), "controls": ("date", "control"), "fourier": ("date", "fourier_mode"),
     "time": ("date",), "target": ("date",), "mask": ("date",), "target_scale": (),
     "spend_scale": ("channel",), "spend_train": ("date", "channel"), "mask_train": ("date",),
-    "holidays": ("date", "holiday"),
+    "holidays": ("date", "holiday"), "day_of_week": ("date", "weekday"),
 }
 #: ... and of a market panel's model (``channel``: local channels; ``model_channel``: local, then national)
 _PANEL_AXES = {
@@ -303,7 +326,7 @@ _PANEL_AXES = {
     "target": ("market", "date"), "mask": ("market", "date"), "target_scale": ("market",),
     "spend_scale": ("market", "model_channel"), "spend_train": ("market", "date", "channel"),
     "national_spend_train": ("date", "national_channel"), "mask_train": ("market", "date"),
-    "holidays": ("date", "holiday"),
+    "holidays": ("date", "holiday"), "day_of_week": ("date", "weekday"),
 }
 #: axes of the lift-test inputs (:mod:`mmm_jax.data.lift`), the same for brands and panels
 _LIFT_AXES = {

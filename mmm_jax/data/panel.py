@@ -26,7 +26,15 @@ import pandas as pd
 from ..config.markets import HierarchicalConfig
 from ..model.pooling import parent_index
 from .events import event_features
-from .features import fourier_features, hsgp_arrays, hsgp_domains, hsgp_terms, training_copies
+from .features import (
+    check_daily,
+    fourier_features,
+    hsgp_arrays,
+    hsgp_domains,
+    hsgp_terms,
+    training_copies,
+    weekday_features,
+)
 from .lift import lift_for_weeks
 from .validate import DataError, check_counts, validate_frame
 
@@ -275,7 +283,8 @@ def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalCon
     (local, then national) and the training copies of :func:`mmm_jax.data.features.training_copies`
     (from ``train``, a fitted model's inputs, when given: beta stays solved on the fitted weeks);
     HSGP terms: ``{term}_phi`` (T, m) and ``{term}_sqrt_eig`` (m,) on ``scaling.hsgp``'s domains
-    (one time axis for all markets); holidays: ``holidays`` (T, H), the same for every market; the hierarchy: ``group_index_{level}`` (G,) int, each
+    (one time axis for all markets); holidays ``holidays`` (T, H) and day of week ``day_of_week``
+    (T, 6), the same for every market; the hierarchy: ``group_index_{level}`` (G,) int, each
     market's group at every level, and with centred parameters on nested levels
     ``group_parent_{level}`` (groups of the level,) int, each group's parent group."""
     b = config.base
@@ -305,6 +314,9 @@ def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalCon
     }
     if b.holidays:
         out["holidays"] = event_features(data.dates, b.holidays)
+    if b.day_of_week:
+        check_daily(b, data.freq_days)
+        out["day_of_week"] = weekday_features(data.dates)
     for k, level in enumerate(config.levels):
         out[f"group_index_{level}"] = np.asarray(data.groups[level], dtype=np.int64)
         if k and config.centered and not config.crossed:

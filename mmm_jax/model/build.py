@@ -6,6 +6,7 @@ On scaled data (see :mod:`mmm_jax.data.features`)::
     mu_t = baseline_t + sum_c media_c(spend)_t
     baseline_t = intercept + trend * time_t + fourier_t @ gamma_fourier + controls_t @ gamma_control
                  [+ holidays_t @ gamma_holiday]    (holidays / events: 0/1 features)
+                 [+ day_of_week_t @ gamma_weekday] (day of week, daily data)
                  [+ f_intercept(t)]                (time_varying_intercept: an HSGP)
 
 Count likelihoods (Poisson, negative binomial) use a log link on the baseline and keep the
@@ -44,6 +45,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from ..config.model import COUNT_LIKELIHOODS, ModelConfig, Prior
+from ..data.features import WEEKDAYS
 from ..data.lift import LIFT_INPUTS
 from ..media.adstock import apply_adstock
 from ..media.saturation import media_response
@@ -392,7 +394,7 @@ def build_pymc_model(
     arrays : dict
         Scaled inputs. One brand (:func:`mmm_jax.data.features.design_arrays` /
         :func:`~mmm_jax.data.features.model_arrays`): spend (T, C), controls (T, K), fourier
-        (T, 2n), time (T,), target (T,), mask (T,), [holidays (T, H)]. Markets
+        (T, 2n), time (T,), target (T,), mask (T,), [holidays (T, H)], [day_of_week (T, 6)]. Markets
         (:func:`mmm_jax.data.panel.panel_arrays`): spend (G, T, C_local),
         national_spend (T, C_nat), controls (G, T, K), target (G, T), mask (G, T), fourier,
         time. Plus, when the config uses them: ``target_scale`` (() / (G,)), ``spend_scale``
@@ -409,7 +411,7 @@ def build_pymc_model(
     Returns
     -------
     pm.Model
-        Free variables: intercept, [trend], [gamma_fourier], [gamma_control], [gamma_holiday],
+        Free variables: intercept, [trend], [gamma_fourier], [gamma_control], [gamma_holiday], [gamma_weekday],
         [intercept_tv_eta, intercept_tv_ell, intercept_tv_z], the media parameters of the
         chosen families (``config.media_params``, each per channel; e.g. beta, alpha, lam;
         under ROAS / CAC priors ``roas_<channel>`` / ``cac_<channel>`` and ``beta_free`` replace
@@ -447,6 +449,8 @@ def build_pymc_model(
     holidays = config.holiday_names
     if holidays:
         coords["holiday"] = list(holidays)
+    if config.day_of_week:
+        coords["weekday"] = list(WEEKDAYS)
     if n_four:
         coords["fourier_mode"] = [f"{f}{k}" for k in range(1, config.seasonality + 1) for f in ("sin", "cos")]
     business = config.business_priors
@@ -500,6 +504,10 @@ def build_pymc_model(
             hol = data("holidays", "holidays", "date", "holiday")  # (T, H), the same for every market
             gh, per = create("gamma_holiday", ("holiday",))
             baseline = baseline + (pt.dot(hol, gh) if one else pt.dot(per_market(gh, per), hol.T))
+        if config.day_of_week:
+            dow = data("day_of_week", "day_of_week", "date", "weekday")  # (T, 6), the same for every market
+            gw, per = create("gamma_weekday", ("weekday",))
+            baseline = baseline + (pt.dot(dow, gw) if one else pt.dot(per_market(gw, per), dow.T))
         if config.time_varying_intercept is not None:
             from .hsgp import hsgp_process
 
