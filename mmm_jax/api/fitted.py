@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import jax
 
-from ..compat import get_group, group_names, hdi_array, new_idata, summary
+from ..compat import get_group, group, group_names, hdi_array, new_idata, summary
 from ..inference import sample
 from ..persist import RunFormatError, output_kind, save_run
 from ..posterior.results import check_convergence, diagnostics, free_parameter_names
@@ -298,8 +298,8 @@ class FittedModel:
             idata = pm.sample_prior_predictive(int(draws), model=other.model, random_seed=seed)
         ts = np.asarray(other.scaling.target_scale, dtype=float)
         per_cell = ts[:, None] if ts.ndim else ts  # (G, 1) / ()
-        prior = idata.prior
-        y = idata.prior_predictive["y"]
+        prior = group(idata, "prior")
+        y = group(idata, "prior_predictive")["y"]
         mask = np.asarray(other.model_inputs()["mask"])
         contrib = prior["channel_contribution"].values * (ts[:, None, None] if ts.ndim else ts)  # (..., [G,] T, C)
         tot = (contrib * mask[..., None]).sum(axis=-2)
@@ -308,8 +308,8 @@ class FittedModel:
                                                                     if d != "date")
         prior = prior.assign(mu_original=prior["mu"] * per_cell,
                              roas=(roas_dims, tot / np.where(spend > 0, spend, np.nan)))
-        live = xr.DataArray(mask > 0, dims=idata.observed_data["y"].dims)  # markets: weeks a market has
-        observed = (idata.observed_data["y"] * per_cell).where(live)
+        live = xr.DataArray(mask > 0, dims=group(idata, "observed_data")["y"].dims)  # markets: weeks a market has
+        observed = (group(idata, "observed_data")["y"] * per_cell).where(live)
         return new_idata({"prior": prior, "prior_predictive": xr.Dataset({"y": (y * per_cell).where(live)}),
                           "observed_data": xr.Dataset({"y": observed})})
 

@@ -61,6 +61,20 @@ _POSITIVE_PARAMS = frozenset({"sigma", "tau", "lam", "nu", "alpha", "beta", "b",
 _SIGNED_PARAMS = frozenset({("SkewNormal", "alpha")})
 
 
+def _dist_parameter_names(cls) -> frozenset[str]:
+    """The named parameters of ``cls.dist`` (a PyMC distribution), less the shape and RNG
+    keywords; empty where it takes only ``*args`` / ``**kwargs``."""
+    import inspect
+
+    try:
+        sig = inspect.signature(cls.dist)
+    except (TypeError, ValueError):
+        return frozenset()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    named = frozenset(n for n, p in sig.parameters.items() if p.kind in kinds)
+    return named - {"size", "shape", "dims", "rng", "dtype"}
+
+
 @dataclass(frozen=True, eq=True)
 class Prior:
     """A prior: a PyMC distribution name and its parameters.
@@ -101,6 +115,11 @@ class Prior:
         lo, hi = self.params.get("lower"), self.params.get("upper")
         if lo is not None and hi is not None and np.any(np.asarray(_thaw(lo), float) >= np.asarray(_thaw(hi), float)):
             raise ConfigError(f"{key}: {self.dist} needs lower < upper, got lower={_thaw(lo)!r}, upper={_thaw(hi)!r}")
+        named = _dist_parameter_names(cls)
+        unknown = sorted(set(self.params) - named) if named else []
+        if unknown:  # PyMC 6 passes unknown keywords on silently
+            raise ConfigError(f"{key}: bad parameters {dict(self.params)} for {self.dist}: unknown parameter "
+                              f"{unknown[0]!r}; its parameters: {sorted(named)}")
         try:
             cls.dist(**{k: _thaw(v) for k, v in self.params.items()})
         except (TypeError, ValueError) as err:
