@@ -8,8 +8,9 @@ brand named after its folder) and writes, into one folder,
   single-market model, ``"market"`` (with ``market``) and ``"national"`` for a market model;
   ``mean``, ``median``, ``sd`` and the HDI bounds (``hdi_low`` / ``hdi_high`` at ``hdi_prob``) of
   ROAS = contribution / spend over the fitted weeks (original units);
-* ``contributions.<fmt>``: one row per run, brand, [market,] date and component (``baseline``
-  and each channel for a single-market model; each channel per market for a market model):
+* ``contributions.<fmt>``: one row per run, brand, [market,] date and component (``baseline``,
+  each non-media treatment and each channel for a single-market model; each channel and each
+  treatment per market for a market model):
   posterior ``mean`` and ``sd`` of the weekly contribution in the target's units;
 * ``diagnostics.<fmt>``: one row per run and brand: ``status`` (``done`` / ``failed``),
   ``converged``, ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``, ``divergences``, ``draws``,
@@ -32,7 +33,7 @@ import xarray as xr
 from .compat import get_group
 from .persist import RunFormatError, check_output_dir, mark_output_dir, output_kind, write_table
 from .posterior.results import RHAT_MAX
-from .posterior.tables import posterior_table
+from .posterior.tables import posterior_table, summary_contributions
 
 __all__ = ["TABLES", "FORMATS", "export_runs", "model_tables"]
 
@@ -56,19 +57,23 @@ def model_tables(model, *, run: str, brand: str, hdi_prob: float = 0.9) -> dict[
         roas = pd.concat([_summary(post["roas"], hdi_prob).assign(level="market"),
                           _summary(post["roas_national"], hdi_prob).assign(level="national", market=pd.NA)])
         summ = get_group(model.idata, "contribution_summary")
-        contrib = (summ.rename({"contribution_mean": "mean", "contribution_sd": "sd"}).to_dataframe().reset_index()
-                   .rename(columns={"channel": "component"}))
+        contrib = (summary_contributions(summ).rename(columns={"contribution_mean": "mean", "contribution_sd": "sd"})
+                   .reset_index().rename(columns={"channel": "component"}))
         weeks = int(summ.sizes["date"])
     else:
         roas = _summary(post["roas"], hdi_prob).assign(level="brand", market=pd.NA)
         ch = post["channel_contribution_original"]
         base = post["baseline_original"]
-        contrib = pd.concat([
-            xr.Dataset({"mean": base.mean(("chain", "draw")), "sd": base.std(("chain", "draw"))})
-            .to_dataframe().reset_index().assign(component="baseline"),
-            xr.Dataset({"mean": ch.mean(("chain", "draw")), "sd": ch.std(("chain", "draw"))})
-            .to_dataframe().reset_index().rename(columns={"channel": "component"}),
-        ]).assign(market=pd.NA)
+
+        def moments(da):
+            return xr.Dataset({"mean": da.mean(("chain", "draw")), "sd": da.std(("chain", "draw"))}).to_dataframe()
+
+        parts = [moments(base).reset_index().assign(component="baseline")]
+        if "treatment_contribution_original" in post:  # non-media treatments, between baseline and channels
+            parts.append(moments(post["treatment_contribution_original"]).reset_index()
+                         .rename(columns={"treatment": "component"}))
+        parts.append(moments(ch).reset_index().rename(columns={"channel": "component"}))
+        contrib = pd.concat(parts).assign(market=pd.NA)
         weeks = int(ch.sizes["date"])
     d = model.diagnostics()
     diag = {"status": "done", "converged": int(d["max_rhat"] < RHAT_MAX and d["divergences"] == 0), **d,

@@ -35,7 +35,10 @@ def _has_display() -> bool:
 
 
 def plot_decomposition(mmm, path: str | Path | None = None, *, title: str | None = None):
-    """Stacked weekly decomposition (baseline + channels, posterior means) against the target.
+    """Stacked weekly decomposition (baseline, non-media treatments and channels: the columns of
+    ``mmm.contributions()``, posterior means) against the target. A negative treatment
+    contribution (e.g. a price rise) stacks below zero; the bar chart shows each non-baseline
+    component's share of the total.
 
     Returns the matplotlib Figure; writes a PNG when ``path`` is given.
     """

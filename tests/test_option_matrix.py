@@ -19,6 +19,7 @@ from mmm_jax.config.model import ConfigError
 
 from mmm_jax import MMM, ModelConfig
 from mmm_jax.batch import fit_many
+from mmm_jax.compat import get_group
 from mmm_jax.compile import compile_logdensity
 from mmm_jax.datasets import simulate
 from mmm_jax.hierarchical import (
@@ -36,6 +37,8 @@ LOGNORMAL = {"dist": "LogNormal", "mu": 0.0, "sigma": 0.5}
 #: two event names, each with a date in the brands' year (2021) and the panels' (2022)
 EVENTS = [{"date": f"{y}-03-10", "holiday": "promo", "days_after": 10} for y in (2021, 2022)] + \
          [{"date": f"{y}-07-04", "holiday": "summer", "days_before": 3} for y in (2021, 2022)]
+#: non-media treatments: a 0/1 promotion and a signed price change (added to the frames by ``_data``)
+TREATMENTS = ["promo", "price_change"]
 
 #: option -> (ModelConfig keywords, variables the posterior must carry)
 OPTIONS = {
@@ -55,6 +58,9 @@ OPTIONS = {
     "infinite_geometric": (dict(adstock={"type": "geometric", "infinite": True}), ["alpha"]),
     "saturation_first": (dict(adstock_first=False), ["alpha", "lam"]),
     "holidays": (dict(holidays=EVENTS), ["gamma_holiday"]),
+    "treatments": (dict(treatments=TREATMENTS), ["gamma_treatment"]),
+    "treatments_carryover": (dict(treatments=TREATMENTS, treatment_carryover=True),
+                             ["gamma_treatment", "alpha_treatment"]),
 }
 #: variables a market path carries instead (the other channels' pooled beta location)
 MARKET_VARS = {"roas_prior": ["roas_tv", "beta_mu"], "cac_prior": ["cac_search", "beta_mu"]}
@@ -71,6 +77,18 @@ def _counts(df: pd.DataFrame, option: str) -> pd.DataFrame:
     if option in ("poisson", "negative_binomial"):
         df = df.copy()
         df["sales"] = np.round(df["sales"] / df["sales"].max() * 300.0).astype(int)
+    return df
+
+
+def _data(df: pd.DataFrame, option: str) -> pd.DataFrame:
+    """The frame for ``option``: counts (:func:`_counts`) and, for the treatment options, a 0/1
+    ``promo`` and a signed ``price_change`` column (seeded by the frame's length; other options'
+    frames are unchanged)."""
+    df = _counts(df, option)
+    if option.startswith("treatments"):
+        rng = np.random.default_rng(len(df))
+        df = df.assign(promo=(rng.random(len(df)) < 0.2).astype(float),
+                       price_change=rng.choice([-10.0, -5.0, 0.0, 5.0], size=len(df)))
     return df
 
 
@@ -98,14 +116,14 @@ def _fit(option: str, path: str, tmp_path):
     """Run the (option, path) cell; returns the fitted posterior's InferenceData."""
     if path == "one_brand":
         mmm = MMM(_config(option))
-        mmm.fit(_counts(_brand(0), option), **FIT)
+        mmm.fit(_data(_brand(0), option), **FIT)
         return mmm.idata
     if path in ("markets_nested", "markets_crossed"):
         h = HierarchicalMMM(_market_config(option, path))
-        h.fit(_counts(_panel(0, path), option), **FIT)
+        h.fit(_data(_panel(0, path), option), **FIT)
         return h.idata
     if path == "batch_brands":
-        frames = {"b0": _counts(_brand(0), option), "b1": _counts(_brand(1, 48), option)}
+        frames = {"b0": _data(_brand(0), option), "b1": _data(_brand(1, 48), option)}
         if option != "hsgp_media_hierarchical":  # zero-sum deviations: a brand needs every channel (tested below)
             frames["b1"]["social"] = 0.0
         res = fit_many(frames, config=_config(option), out=tmp_path / "batch", **FIT)
@@ -117,8 +135,8 @@ def _fit(option: str, path: str, tmp_path):
         return idata
     # nested region/market panels of different sizes: padded in weeks, markets and groups; the same
     # front door as single-market brands (the config's market keys make each brand a panel)
-    frames = {"b0": _counts(_panel(0, "markets_nested", 3, 36), option),
-              "b1": _counts(_panel(1, "markets_nested", 2, 30), option)}
+    frames = {"b0": _data(_panel(0, "markets_nested", 3, 36), option),
+              "b1": _data(_panel(1, "markets_nested", 2, 30), option)}
     res = fit_many(frames, config=_market_config(option, "markets_nested"), out=tmp_path / "panels", **FIT)
     m = res.manifest().set_index("brand")
     assert (m["status"] == "done").all(), m["error"].tolist()
@@ -136,6 +154,16 @@ def test_option_runs_on_every_path_or_is_refused(option, path, tmp_path):
     missing = [v for v in want_vars if v not in post]
     assert not missing, f"{option} on {path}: posterior lacks {missing}; has {sorted(post.data_vars)}"
     assert np.isfinite(post["roas"].values).any()
+    if option.startswith("treatments"):  # weekly treatment contributions: per draw, or streamed for markets
+        if "market" in post.dims:
+            summ = get_group(idata, "contribution_summary")
+            assert summ["treatment_contribution_mean"].dims == ("market", "date", "treatment")
+        else:
+            assert post["treatment_contribution_original"].dims[2:] == ("date", "treatment")
+            np.testing.assert_allclose(
+                post["mu_original"].values, post["baseline_original"].values
+                + post["treatment_contribution_original"].values.sum(-1)
+                + post["channel_contribution_original"].values.sum(-1), rtol=1e-9)
     if option in MARKET_VARS and "market" in post.dims:  # the prior's channel has no free beta location
         channel = MARKET_VARS[option][0].split("_", 1)[1]
         assert channel not in post["beta_mu"].coords["beta_free_channel"].values.tolist()
@@ -158,11 +186,11 @@ def test_option_runs_on_every_path_or_is_refused(option, path, tmp_path):
 def test_compiled_logp_equals_pymc_for_every_option(option, path, rng):
     if path == "one_brand":
         mmm = MMM(_config(option))
-        mmm.build(_counts(_brand(2), option))
+        mmm.build(_data(_brand(2), option))
         model = mmm.model
     else:
         cfg = _market_config(option, path)
-        panel = validate_panel(_counts(_panel(2, path), option), cfg)
+        panel = validate_panel(_data(_panel(2, path), option), cfg)
         model = build_hierarchical_model(cfg, panel_arrays(panel, fit_panel_scaling(panel, cfg), cfg), panel)
     ld = compile_logdensity(model)
     f = model.compile_logp()

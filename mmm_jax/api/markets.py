@@ -36,7 +36,7 @@ from ..model.markets import build_hierarchical_model
 from ..persist import read_run
 from ..posterior.metrics import crps_samples
 from ..posterior.results import draw_quantities, to_inference_data
-from ..posterior.tables import posterior_table
+from ..posterior.tables import posterior_table, summary_contributions
 from .fitted import FittedModel
 from .market_analysis import marginal_frame, response_curve_frames
 
@@ -108,8 +108,10 @@ class HierarchicalMMM(FittedModel):
 
     # ------------------------------------------------------------------ post-processing
     def _quantities(self, samples: dict, arrays: dict, data: PanelData, key, chunk_draws: int,
-                    keep_mu: bool = False) -> dict:
-        """Per-draw small quantities + streamed mean/sd of weekly contributions."""
+                    keep_mu: bool = False) -> tuple:
+        """Per-draw small quantities + streamed mean/sd of weekly contributions: ``(q, mean, sd)``
+        with ``mean`` / ``sd`` (G, T, C) of the channels' contributions and, with treatments,
+        ``q["_treatment_mean"]`` / ``q["_treatment_sd"]`` (G, T, J), original units."""
         ld, cfg = self.logdensity, self.config
         ts = jnp.asarray(self.scaling.target_scale)
         free = [rv.name for rv in self.model.free_RVs]
@@ -128,14 +130,19 @@ class HierarchicalMMM(FittedModel):
         spend_tot_j = jnp.asarray(spend_tot)
         nat_tot_j = jnp.asarray(nat_tot)
         data_j = {k: jnp.asarray(arrays[k]) for k in ld.data_names}
-        weekly = ("channel_contribution", "baseline", "mu", "channel_contribution_original", "baseline_original")
+        weekly = ("channel_contribution", "baseline", "mu", "channel_contribution_original", "baseline_original",
+                  "treatment_contribution", "treatment_contribution_original")
         drop = weekly if keep_mu else (*weekly, "mu_original")
+        J = len(cfg.base.treatments)
 
         def per_draw(params, k):
             q = draw_quantities(ld, params, data_j, k, target_scale=ts, total_spend=spend_tot_j,
                                 likelihood=cfg.base.likelihood, national_spend=nat_tot_j)
-            # weekly contributions are streamed (mean / sd), not kept per draw
-            return {n: v for n, v in q.items() if n not in drop}, q["channel_contribution_original"]
+            # weekly contributions are streamed (mean / sd), not kept per draw: channels, then treatments
+            weekly_c = q["channel_contribution_original"]
+            if J:
+                weekly_c = jnp.concatenate([weekly_c, q["treatment_contribution_original"]], axis=-1)
+            return {n: v for n, v in q.items() if n not in drop}, weekly_c
 
         @jax.jit
         def chunk(params, keys, w):
@@ -164,6 +171,9 @@ class HierarchicalMMM(FittedModel):
         mean = csum / S
         sd = np.sqrt(np.maximum(csq / S - mean**2, 0.0))
         q["_free"] = free
+        if J:  # the last J components are the treatments
+            q["_treatment_mean"], q["_treatment_sd"] = mean[..., -J:], sd[..., -J:]
+            mean, sd = mean[..., :-J], sd[..., :-J]
         return q, mean, sd
 
     def attach(self, result, *, key, seed: int, chunk_draws: int = 256) -> az.InferenceData:
@@ -185,6 +195,11 @@ class HierarchicalMMM(FittedModel):
              "contribution_sd": (("market", "date", "channel"), sd)},
             coords={"market": self.panel.markets, "date": self.panel.dates, "channel": self.channels},
         )
+        if "_treatment_mean" in q:  # the treatments' weekly contributions, over their own dim
+            dims = ("market", "date", "treatment")
+            summ = summ.assign({"treatment_contribution_mean": (dims, q.pop("_treatment_mean")),
+                                "treatment_contribution_sd": (dims, q.pop("_treatment_sd"))})
+            summ = summ.assign_coords(treatment=list(self.config.base.treatments))
         return to_inference_data(
             result, self.logdensity, self.arrays, coords=coords, target_scale=None, spend=None,
             target=self.panel.target, likelihood=self.config.base.likelihood, key=key, quantities=q,
@@ -237,9 +252,12 @@ class HierarchicalMMM(FittedModel):
         return posterior_table(da, hdi_prob)
 
     def contributions(self) -> pd.DataFrame:
-        """Posterior mean (and sd) of weekly contributions, original units, long format."""
+        """Posterior mean (and sd) of weekly contributions, original units, long format: columns
+        ``contribution_mean`` and ``contribution_sd``, one row per (market, date, channel). A model
+        with non-media treatments has one row per (market, date, component) instead: the channels,
+        then the treatments (what each added against its lowest level; any sign)."""
         self._require_fit()
-        return get_group(self.idata, "contribution_summary").to_dataframe()
+        return summary_contributions(get_group(self.idata, "contribution_summary"))
 
     def predict(self, df: pd.DataFrame, *, seed: int = 0, max_draws: int | None = None,
                 chunk_draws: int = 256) -> xr.Dataset:
@@ -328,7 +346,7 @@ class HierarchicalMMM(FittedModel):
 
     # ------------------------------------------------------------------ persistence
     def training_frame(self) -> pd.DataFrame:
-        """The long-format training data (levels, population, date, target, channels, controls)."""
+        """The long-format training data (levels, population, date, target, channels, controls, treatments)."""
         self._require_data("save")
         return self.frame
 
@@ -382,8 +400,9 @@ class HierarchicalMMM(FittedModel):
 
 
 def _training_frame(df: pd.DataFrame, config: HierarchicalConfig) -> pd.DataFrame:
-    """The columns of ``df`` the model reads (levels, population, date, target, channels, controls)."""
+    """The columns of ``df`` the model reads (levels, population, date, target, channels, controls,
+    treatments)."""
     b = config.base
     cols = [*config.levels, *([config.population] if config.population else []), b.date, b.target,
-            *b.channels, *b.controls]
+            *b.channels, *b.controls, *b.treatments]
     return df[[c for c in dict.fromkeys(cols) if c in df.columns]].reset_index(drop=True)

@@ -74,6 +74,7 @@ class MMM(FittedModel):
             min_length=c.adstock.l_max,
             require_target=require_target,
             outlier_factor=c.outlier_factor,
+            treatments=c.treatments,
         )
 
     def build(self, df: pd.DataFrame, *, lift_tests=None, holdout=None) -> None:
@@ -122,6 +123,9 @@ class MMM(FittedModel):
         if c.controls:
             coords["control"] = list(c.controls)
             const["controls"] = (("date", "control"), d.control_values)
+        if c.treatments:
+            coords["treatment"] = list(c.treatments)
+            const["treatments"] = (("date", "treatment"), d.treatment_values)  # original units
         if self.lift_tests is not None:
             const.update(lift_constant_data(self.lift_tests))
         extra = {} if self.holdout_start is None else {"holdout_start": self.holdout_start.isoformat()}
@@ -177,10 +181,16 @@ class MMM(FittedModel):
         return posterior_table(da, hdi_prob)
 
     def contributions(self) -> pd.DataFrame:
-        """Posterior-mean weekly decomposition in original units: baseline + one column per channel."""
+        """Posterior-mean weekly decomposition in original units (rows: dates): ``baseline``, one
+        column per non-media treatment (what it added against its lowest level; any sign), then
+        one column per channel. The columns sum to the posterior mean of ``mu_original``."""
         self._require_fit()
         post = self.idata.posterior
         df = post["channel_contribution_original"].mean(("chain", "draw")).to_pandas()
+        if "treatment_contribution_original" in post:
+            tr = post["treatment_contribution_original"].mean(("chain", "draw")).to_pandas()
+            for j, name in enumerate(tr.columns):
+                df.insert(j, name, tr[name].to_numpy())
         df.insert(0, "baseline", post["baseline_original"].mean(("chain", "draw")).values)
         df.index.name = "date"
         return df
@@ -188,15 +198,17 @@ class MMM(FittedModel):
     def predict(self, df: pd.DataFrame, *, seed: int = 0, include_noise: bool = True) -> xr.Dataset:
         """Posterior predictions on new data, on the training scale.
 
-        ``df`` needs the date, channel and control columns (the target is optional: rows
-        without it are forecasts). Put the history first so that carry-over from past spend
-        is counted.
+        ``df`` needs the date, channel, control and treatment columns (the target is optional:
+        rows without it are forecasts). Put the history first so that carry-over from past spend
+        (and treatments, with ``treatment_carryover``) is counted. Treatments are scaled with the
+        fit's references (values beyond the training range extrapolate linearly).
 
         Returns
         -------
         xarray.Dataset with ``y`` (chain, draw, date) — with observation noise when
         ``include_noise`` — ``mu`` (the mean), ``channel_contribution`` (chain, draw, date,
-        channel) and ``baseline``, all in original units.
+        channel), ``baseline`` and, with treatments, ``treatment_contribution`` (chain, draw,
+        date, treatment), all in original units.
         """
         self._require_fit()
         new = self.validate(df, require_target=False)
@@ -226,6 +238,10 @@ class MMM(FittedModel):
             "channel_contribution": (("chain", "draw", "date", "channel"), q["channel_contribution_original"]),
             "baseline": (("chain", "draw", "date"), q["baseline_original"]),
         }
+        if "treatment_contribution_original" in q:
+            coords["treatment"] = list(self.config.treatments)
+            out["treatment_contribution"] = (("chain", "draw", "date", "treatment"),
+                                             q["treatment_contribution_original"])
         out["y"] = (("chain", "draw", "date"), q["y"] if include_noise else q["mu_original"])
         return xr.Dataset(out, coords=coords)
 
@@ -380,7 +396,7 @@ class MMM(FittedModel):
     kind = "brand"
 
     def training_frame(self) -> pd.DataFrame:
-        """The validated training data (date, target, channel and control columns)."""
+        """The validated training data (date, target, channel, control and treatment columns)."""
         self._require_fit()
         return self.data.to_frame()
 

@@ -57,7 +57,7 @@ def _brand_template(pending: list[BrandData], ok: list[BrandData], job: Job) -> 
     n_params = sum(int(np.prod(s)) for s in ld.param_shapes.values())
     per_brand = 8.0 * cfg.chains * (cfg.warmup + cfg.draws) * (n_params + 8) * 3
     S = cfg.chains * cfg.draws
-    q_bytes = 8.0 * S * T * (3 * len(config.channels) + 6)
+    q_bytes = 8.0 * S * T * (3 * len(config.channels) + 2 * len(config.treatments) + 6)
     qfn = quantity_fn(ld, config.likelihood, batch_size=job.chunk_draws, log_likelihood=job.log_likelihood)
 
     def postprocess(c, chunk: int) -> int:
@@ -214,6 +214,9 @@ def brand_idata(b: BrandData, q: dict, stats: dict, ld: LogDensity, cfg: Sampler
     if b.config.controls:
         coords["control"] = list(b.config.controls)
         const["controls"] = (("date", "control"), d.control_values)
+    if b.config.treatments:
+        coords["treatment"] = list(b.config.treatments)
+        const["treatments"] = (("date", "treatment"), d.treatment_values)  # original units
     coords.pop("lift_test", None)  # the template's padded tests
     if b.lift_tests is not None:
         coords["lift_test"] = list(range(len(b.lift_tests)))
@@ -256,6 +259,8 @@ def restore_brand(config: ModelConfig, idata, brand: str):
         df[c] = cd["spend"].values[:, i]
     for i, c in enumerate(config.controls):
         df[c] = cd["controls"].values[:, i]
+    for i, c in enumerate(config.treatments):
+        df[c] = cd["treatments"].values[:, i]
     mmm = MMM.restore(config, df, Scaling.from_dict(json.loads(attrs["scaling"])), idata,
                       {"sampler": "blackjax", "seed": int(attrs.get("seed", 0)), "brand": brand})
     return mmm

@@ -93,8 +93,8 @@ def _panel_hash(p) -> str:
     """Hash of the validated panel (not of the raw frame: a CSV round trip must not look like new data)."""
     digest = hashlib.sha256("|".join([*map(str, p.markets), *map(str, p.dates.asi8)]).encode())
     for x in (p.spend, p.controls, np.nan_to_num(p.target, nan=-1.2345e300), p.observed,
-              p.population if p.population is not None else np.zeros(0)):
-        digest.update(np.ascontiguousarray(x, dtype=float).tobytes())
+              p.population if p.population is not None else np.zeros(0), p.treatments):
+        digest.update(np.ascontiguousarray(x, dtype=float).tobytes())  # no treatments: no bytes, the same hash
     return digest.hexdigest()[:16]
 
 

@@ -5,7 +5,7 @@ exception for the batch), scaled with its own :class:`~mmm_jax.data.features.Sca
 to the template length ``T_max`` at the END of its history:
 
 * padded weeks have ``mask = 0`` (they add nothing to the log-likelihood), zero spend, zero
-  controls and zero target; time and Fourier features continue the brand's calendar;
+  controls, zero treatments and zero target; time and Fourier features continue the brand's calendar;
 * a channel the brand does not have (column absent, all NaN or all zero for that brand) gets
   zero spend: every saturation curve is 0 at 0, so it contributes nothing and its parameters
   are only sampled from their prior; it is dropped from the brand's results.
@@ -177,6 +177,9 @@ def _data_hash(data: MMMData) -> str:
     for a in (data.spend, data.control_values, data.target):
         h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
     h.update(repr((data.channels, data.controls)).encode())
+    if data.treatments:  # only then: a brand without treatments keeps the hash of earlier runs (resume)
+        h.update(np.ascontiguousarray(data.treatment_values, dtype=np.float64).tobytes())
+        h.update(repr(data.treatments).encode())
     return h.hexdigest()
 
 
@@ -212,6 +215,7 @@ def prepare_brand(name: str, frame: pd.DataFrame, config: ModelConfig,
             controls=config.controls,
             min_length=max(2, int(getattr(config.adstock, "l_max", 1) or 1)),
             outlier_factor=config.outlier_factor,
+            treatments=config.treatments,
         )
         brand_cfg = config.for_channels(chans)
         n = holdout_split(data.dates, holdout, min_train=max(2, int(getattr(config.adstock, "l_max", 1) or 1)))

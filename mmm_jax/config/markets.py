@@ -46,6 +46,8 @@ DEFAULT_POOLING: dict[str, str] = {
     "gamma_control": "shared",
     "gamma_holiday": "shared",
     "gamma_weekday": "shared",
+    "gamma_treatment": "shared",
+    "alpha_treatment": "shared",
     "sigma": "independent",
     "nu": "shared",
     "overdispersion": "shared",
@@ -181,6 +183,10 @@ class HierarchicalConfig:
             names.append("gamma_holiday")
         if b.day_of_week:
             names.append("gamma_weekday")
+        if b.treatments:
+            names.append("gamma_treatment")
+            if b.treatment_carryover:
+                names.append("alpha_treatment")
         names += list(b.media_params)
         if not b.is_count:
             names.append("sigma")

@@ -188,6 +188,11 @@ DEFAULT_PRIORS: dict[str, Prior] = {
     "gamma_holiday": Prior("Normal", mu=0.0, sigma=0.3),
     # day-of-week effects (daily data): Monday..Saturday against the week's average (Sunday = -sum)
     "gamma_weekday": Prior("Normal", mu=0.0, sigma=0.3),
+    # non-media treatments (promotions, price changes), each scaled to [0, 1] over the training
+    # weeks (0 = its lowest level): the signed effect of the whole range on the scaled target
+    "gamma_treatment": Prior("Normal", mu=0.0, sigma=0.5),
+    # treatment_carryover: geometric decay of each treatment's effect (weights normalised to sum 1)
+    "alpha_treatment": Prior("Beta", alpha=1.0, beta=3.0),
     # Positive channel effects. HalfNormal keeps effects >= 0 and shrinks a channel that the
     # data cannot separate from a collinear one towards zero instead of letting the pair
     # trade off into a large positive / negative couple.
@@ -504,7 +509,8 @@ class ModelConfig:
         original integer counts (``target_scale`` is a data input of the model).
     priors : mapping of parameter name -> :class:`Prior`
         Overrides of :data:`DEFAULT_PRIORS` (keys: intercept, trend, gamma_fourier,
-        gamma_control, sigma, nu, overdispersion, and the media parameters of the chosen
+        gamma_control, gamma_holiday, gamma_weekday, gamma_treatment, alpha_treatment, sigma, nu,
+        overdispersion, and the media parameters of the chosen
         families: beta, alpha, theta, weibull_shape, weibull_scale, lam, sat_level, cac0,
         half_sat, slope).
     time_varying_intercept : HSGPSpec, True or None
@@ -541,6 +547,20 @@ class ModelConfig:
     day_of_week : bool
         Daily data only: day-of-week effects ``gamma_weekday`` (dim ``weekday``, Mon..Sat; each
         against the week's average, Sunday's is minus their sum) added to the baseline.
+    treatments : sequence of str
+        Non-media treatment columns (promotions, price changes; any sign, finite). Each is scaled
+        to ``(z - min) / (max - min)`` over the training weeks (in [0, 1]; 0 is its lowest level)
+        and enters the mean with a signed coefficient ``gamma_treatment`` (dim ``treatment``):
+        ``mu = baseline + treatments + media``. Its contribution (``treatment_contribution``) is
+        reported apart from the baseline: what the treatment added against its lowest level.
+        Not available with a count likelihood (its baseline has a log link; an additive signed
+        effect could make the mean count negative). A column has one role: not a channel,
+        control, date or target.
+    treatment_carryover : bool
+        Each treatment's effect carries over with a geometric decay ``alpha_treatment`` (dim
+        ``treatment``) over the media adstock's ``l_max`` weeks, weights normalised to sum 1 (so
+        ``gamma_treatment`` is the total effect of one period at the treatment's highest level).
+        Needs ``treatments``.
     """
 
     date: str
@@ -565,12 +585,14 @@ class ModelConfig:
     lift_likelihood: str = "normal"
     holidays: Any = None
     day_of_week: bool = False
+    treatments: tuple[str, ...] = ()
+    treatment_carryover: bool = False
 
     def __post_init__(self):
         for key in ("date", "target"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key):
                 raise ConfigError(f"{key}: must be a non-empty column name, got {getattr(self, key)!r}")
-        for key in ("channels", "controls"):
+        for key in ("channels", "controls", "treatments"):
             val = getattr(self, key)
             if isinstance(val, str) or not isinstance(val, Sequence | tuple | list):
                 raise ConfigError(f"{key}: must be a list of column names, got {val!r}")
@@ -583,6 +605,7 @@ class ModelConfig:
         object.__setattr__(self, "saturation", _component(self.saturation, _SATURATIONS, "saturation", "logistic"))
         _check_bool("adstock_first", self.adstock_first)
         _check_bool("day_of_week", self.day_of_week)
+        _check_bool("treatment_carryover", self.treatment_carryover)
         if not isinstance(self.trend, bool):
             raise ConfigError(f"trend: must be true or false, got {self.trend!r}")
         if not isinstance(self.seasonality, int) or isinstance(self.seasonality, bool) or self.seasonality < 0:
@@ -612,6 +635,7 @@ class ModelConfig:
         if self.lift_likelihood not in ("normal", "gamma"):
             raise ConfigError(f"lift_likelihood: {self.lift_likelihood!r} is not allowed; allowed: ['normal', 'gamma']")
         self._check_holidays()
+        self._check_treatments()
         self._check_time_varying()
         self._check_business_priors()
 
@@ -628,6 +652,25 @@ class ModelConfig:
             msg = str(err)
             raise ConfigError(msg if msg.startswith("holidays") else f"holidays: {msg}") from None
         object.__setattr__(self, "holidays", events)
+
+    def _check_treatments(self) -> None:
+        roles = {self.date: "the date column", self.target: "the target",
+                 **{c: "a control" for c in self.controls}, **{c: "a channel" for c in self.channels}}
+        seen = set()
+        for name in self.treatments:
+            if name in roles:
+                raise ConfigError(f"treatments: {name!r} is already {roles[name]}; a column has one role")
+            if name in seen:
+                raise ConfigError(f"treatments: {name!r} is listed twice")
+            seen.add(name)
+        if self.treatments and self.is_count:
+            raise ConfigError(
+                f"treatments: not available with the {self.likelihood} likelihood: the count model's baseline has a "
+                "log link (exp(baseline) + media), so an additive signed treatment effect could make the mean count "
+                "negative; use likelihood 'normal' or 'studentt', or give the column as a control (a multiplier on "
+                "the baseline)")
+        if self.treatment_carryover and not self.treatments:
+            raise ConfigError("treatment_carryover: needs treatments (the columns whose effect carries over)")
 
     def _check_time_varying(self) -> None:
         tvi = self.time_varying_intercept
@@ -757,6 +800,10 @@ class ModelConfig:
             out["holidays"] = [e.to_dict() for e in self.holidays]
         if self.day_of_week:
             out["day_of_week"] = True
+        if self.treatments:
+            out["treatments"] = list(self.treatments)
+        if self.treatment_carryover:
+            out["treatment_carryover"] = True
         return out
 
     @classmethod

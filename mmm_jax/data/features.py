@@ -7,6 +7,10 @@ Scaled space:
 * spend ``x[t, c] = spend[t, c] / spend_scale[c]`` with ``spend_scale`` the channel's max spend;
 * target ``y[t] = target[t] / target_scale`` with ``target_scale = max |target|``;
 * controls standardised ``(z - loc) / scale``;
+* non-media treatments ``(z - ref) / scale`` with ``ref`` the column's minimum over the training
+  weeks and ``scale = max - min`` (1 for a constant column): values in [0, 1] on the training
+  weeks (new data may leave it), 0 at the treatment's lowest level, so its contribution is what
+  it added against that level (Meridian's "min" baseline);
 * time ``(date - t0) / t_unit`` in [0, 1] over the training window (extrapolates beyond);
 * yearly Fourier features ``sin/cos(2 pi k d / 365.25)`` with ``d`` days since 1970-01-01.
 """
@@ -33,6 +37,8 @@ __all__ = [
     "hsgp_domains",
     "hsgp_arrays",
     "model_arrays",
+    "scaled_treatments",
+    "treatment_range",
     "training_copies",
     "with_hsgp_domains",
     "fit_model_scaling",
@@ -52,7 +58,9 @@ _EPOCH = pd.Timestamp("1970-01-01")
 
 @dataclass(frozen=True)
 class Scaling:
-    """Scale factors fitted on the training data. Shapes: spend_scale (C,), control_* (K,).
+    """Scale factors fitted on the training data. Shapes: spend_scale (C,), control_* (K,),
+    treatment_ref / treatment_scale (J,) (original units of each treatment column; empty without
+    treatments, and in runs saved before treatments existed).
 
     ``hsgp`` holds, per HSGP term of the model (``"intercept_tv"``, ``"media_tv"``), the basis
     domain fixed on the training window: ``{"centre": float, "L": float, "shift": [m floats]}``
@@ -67,6 +75,8 @@ class Scaling:
     t0: pd.Timestamp
     t_unit_days: float
     hsgp: dict = field(default_factory=dict)
+    treatment_ref: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    treatment_scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def to_dict(self) -> dict:
         out = {
@@ -80,6 +90,9 @@ class Scaling:
         if self.hsgp:
             out["hsgp"] = {k: {"centre": float(v["centre"]), "L": float(v["L"]),
                                "shift": [float(x) for x in v["shift"]]} for k, v in self.hsgp.items()}
+        if np.size(self.treatment_ref):  # written only when used, so older readers see the same dict
+            out["treatment_ref"] = np.asarray(self.treatment_ref, dtype=float).tolist()
+            out["treatment_scale"] = np.asarray(self.treatment_scale, dtype=float).tolist()
         return out
 
     @classmethod
@@ -93,7 +106,22 @@ class Scaling:
             t_unit_days=float(d["t_unit_days"]),
             hsgp={k: {"centre": float(v["centre"]), "L": float(v["L"]), "shift": [float(x) for x in v["shift"]]}
                   for k, v in (d.get("hsgp") or {}).items()},
+            treatment_ref=np.asarray(d.get("treatment_ref", []), dtype=float),
+            treatment_scale=np.asarray(d.get("treatment_scale", []), dtype=float),
         )
+
+
+def treatment_range(values: np.ndarray, axis=0) -> tuple[np.ndarray, np.ndarray]:
+    """``(ref, scale)`` of treatment columns ``values`` (..., J), reduced over ``axis``: ``ref``
+    the minimum and ``scale = max - min`` (1 for a constant column), both (J,) in the columns'
+    original units; empty for J == 0 or no rows. ``(values - ref) / scale`` is then in [0, 1]."""
+    v = np.asarray(values, dtype=float)
+    J = v.shape[-1]
+    if J == 0 or v.size == 0:
+        return np.zeros(J), np.ones(J)
+    lo, hi = v.min(axis=axis), v.max(axis=axis)
+    span = hi - lo
+    return lo, np.where(span > 0, span, 1.0)
 
 
 def fit_scaling(data: MMMData) -> Scaling:
@@ -105,6 +133,7 @@ def fit_scaling(data: MMMData) -> Scaling:
     scale = data.control_values.std(axis=0) if k else np.zeros(0)
     scale = np.where(scale > 0, scale, 1.0)  # a constant control is centred, not divided by 0
     span = (data.dates[-1] - data.dates[0]).days
+    ref, tscale = treatment_range(data.treatment_values)
     return Scaling(
         spend_scale=spend_scale,
         target_scale=target_scale,
@@ -112,6 +141,8 @@ def fit_scaling(data: MMMData) -> Scaling:
         control_scale=scale,
         t0=pd.Timestamp(data.dates[0]),
         t_unit_days=float(max(span, 1)),
+        treatment_ref=ref,
+        treatment_scale=tscale,
     )
 
 
@@ -233,6 +264,8 @@ def model_arrays(
 
     * ``holidays`` (T, H) — 0/1 event features (:func:`mmm_jax.data.events.event_features`);
     * ``day_of_week`` (T, 6) — day-of-week features of daily data (:func:`weekday_features`);
+    * ``treatments`` (T, J) — non-media treatments ``(z - treatment_ref) / treatment_scale``
+      (:func:`scaled_treatments`; in [0, 1] on the training weeks);
     * ``target_scale`` () — count likelihoods and ROAS / CAC priors;
     * ``spend_scale`` (C,) — ROAS / CAC priors;
     * ``{term}_phi`` (T, m), ``{term}_sqrt_eig`` (m,) — centred HSGP bases on ``scaling.hsgp``'s
@@ -250,6 +283,8 @@ def model_arrays(
     if config.day_of_week:
         check_daily(config, data.freq_days)
         arrays["day_of_week"] = weekday_features(data.dates)
+    if config.treatments:
+        arrays["treatments"] = scaled_treatments(config, data, scaling)
     if config.is_count or config.business_priors:
         arrays["target_scale"] = np.asarray(float(scaling.target_scale))
     if config.business_priors:
@@ -265,6 +300,21 @@ def model_arrays(
     if train is not None:  # a fit with lift tests: the compiled model takes its lift inputs everywhere
         arrays.update(lift_for_weeks(train, len(arrays["time"])))
     return arrays
+
+
+def scaled_treatments(config: ModelConfig, data: MMMData, scaling: Scaling) -> np.ndarray:
+    """The treatment inputs (T, J): ``(z - treatment_ref) / treatment_scale`` of ``data``'s
+    treatment columns (original units) in ``config.treatments``' order. Raises ``ValueError``
+    when the data or the scaling (e.g. a run saved before treatments existed) lack them."""
+    names = tuple(config.treatments)
+    if tuple(data.treatments) != names:
+        raise ValueError(f"the data's treatments {list(data.treatments)} are not the config's {list(names)} "
+                         "(validate the frame with treatments=config.treatments)")
+    ref, scale = np.asarray(scaling.treatment_ref, float), np.asarray(scaling.treatment_scale, float)
+    if ref.shape != (len(names),) or scale.shape != (len(names),):
+        raise ValueError(f"the scaling has {ref.size} treatment references, the config has {len(names)} treatments "
+                         f"{list(names)}; fit the scaling on data with them (fit_scaling)")
+    return (np.asarray(data.treatment_values, dtype=float) - ref) / scale
 
 
 def training_copies(arrays: Mapping[str, np.ndarray], config: ModelConfig,
@@ -317,7 +367,7 @@ _BRAND_AXES = {
     "spend": ("date", "channel"), "controls": ("date", "control"), "fourier": ("date", "fourier_mode"),
     "time": ("date",), "target": ("date",), "mask": ("date",), "target_scale": (),
     "spend_scale": ("channel",), "spend_train": ("date", "channel"), "mask_train": ("date",),
-    "holidays": ("date", "holiday"), "day_of_week": ("date", "weekday"),
+    "holidays": ("date", "holiday"), "day_of_week": ("date", "weekday"), "treatments": ("date", "treatment"),
 }
 #: ... and of a market panel's model (``channel``: local channels; ``model_channel``: local, then national)
 _PANEL_AXES = {
@@ -327,6 +377,7 @@ _PANEL_AXES = {
     "spend_scale": ("market", "model_channel"), "spend_train": ("market", "date", "channel"),
     "national_spend_train": ("date", "national_channel"), "mask_train": ("market", "date"),
     "holidays": ("date", "holiday"), "day_of_week": ("date", "weekday"),
+    "treatments": ("market", "date", "treatment"),
 }
 #: axes of the lift-test inputs (:mod:`mmm_jax.data.lift`), the same for brands and panels
 _LIFT_AXES = {

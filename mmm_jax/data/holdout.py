@@ -57,10 +57,11 @@ def training_weeks(data, n: int):
         return data
     fields = {"dates": data.dates[:n]}
     if hasattr(data, "observed"):  # a panel: (G, T, ...) arrays
-        for k in ("spend", "controls", "target", "observed"):
-            fields[k] = getattr(data, k)[:, :n]
+        for k in ("spend", "controls", "target", "observed", "treatments"):
+            if getattr(data, k, None) is not None:
+                fields[k] = getattr(data, k)[:, :n]
     else:
-        for k in ("spend", "control_values", "target"):
+        for k in ("spend", "control_values", "target", "treatment_values"):
             fields[k] = getattr(data, k)[:n]
     return dataclasses.replace(data, **fields)
 

@@ -13,7 +13,11 @@ Scaling (per market ``g``; with ``population`` per capita, so markets are compar
   national max;
 * target ``y[g, t] = target / target_scale[g]`` with ``target_scale = max |target|`` (or
   ``pop[g] * max per-capita |target|``);
-* controls standardised per market; time in [0, 1] over the grid; yearly Fourier features.
+* controls standardised per market; time in [0, 1] over the grid; yearly Fourier features;
+* non-media treatments ``(z - treatment_ref[j]) / treatment_scale[j]`` with ONE reference per
+  column for all markets: its minimum over every market's training weeks, and ``scale = max - min``
+  (1 for a constant column), so values are in [0, 1] and 0 is the lowest level seen in any market
+  (a treatment is a common unit, e.g. a discount in percent, so markets share the reference).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from .features import (
     hsgp_domains,
     hsgp_terms,
     training_copies,
+    treatment_range,
     weekday_features,
 )
 from .lift import lift_for_weeks
@@ -58,6 +63,9 @@ class PanelData:
     target : (G, T) (NaN outside a market's weeks)
     observed : (G, T) bool, the market has the week
     population : (G,) or None
+    freq_days : int
+    treatments : (G, T, J) original units (0 outside a market's weeks), ``config.treatments``' order
+        (``None`` is read as J = 0)
     """
 
     markets: list
@@ -70,6 +78,11 @@ class PanelData:
     observed: np.ndarray
     population: np.ndarray | None
     freq_days: int
+    treatments: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.treatments is None:
+            object.__setattr__(self, "treatments", np.zeros((*np.shape(self.target), 0)))
 
     @property
     def n_markets(self) -> int:
@@ -87,6 +100,11 @@ class PanelScaling:
     #: HSGP basis domains per term, fixed on the grid's observed weeks (see
     #: :func:`mmm_jax.data.features.hsgp_domains`; one time axis shared by the markets)
     hsgp: dict = field(default_factory=dict)
+    #: non-media treatments: each column's minimum (J,) over all markets' training weeks, and
+    #: max - min (J,) (1 when constant), original units; empty without treatments (and in runs
+    #: saved before treatments existed)
+    treatment_ref: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    treatment_scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def to_dict(self) -> dict:
         out = {
@@ -100,6 +118,9 @@ class PanelScaling:
         if self.hsgp:
             out["hsgp"] = {k: {"centre": float(v["centre"]), "L": float(v["L"]),
                                "shift": [float(x) for x in v["shift"]]} for k, v in self.hsgp.items()}
+        if np.size(self.treatment_ref):  # written only when used, so older readers see the same dict
+            out["treatment_ref"] = np.asarray(self.treatment_ref, dtype=float).tolist()
+            out["treatment_scale"] = np.asarray(self.treatment_scale, dtype=float).tolist()
         return out
 
     @classmethod
@@ -113,6 +134,8 @@ class PanelScaling:
             float(d["t_unit_days"]),
             {k: {"centre": float(v["centre"]), "L": float(v["L"]), "shift": [float(x) for x in v["shift"]]}
              for k, v in (d.get("hsgp") or {}).items()},
+            np.asarray(d.get("treatment_ref", []), float),
+            np.asarray(d.get("treatment_scale", []), float),
         )
 
 
@@ -156,6 +179,7 @@ def validate_panel(df: pd.DataFrame, config: HierarchicalConfig, *, require_targ
                 frame.drop(columns=[c for c in absent if c in frame.columns]).reset_index(drop=True),
                 date=b.date, target=b.target, channels=present or [b.channels[0]], controls=b.controls,
                 min_length=2, require_target=require_target, outlier_factor=b.outlier_factor,
+                treatments=b.treatments,
             ) if present else None
         except DataError as err:
             raise DataError(f"market {name!r}: {err}", column=err.column,
@@ -196,6 +220,7 @@ def validate_panel(df: pd.DataFrame, config: HierarchicalConfig, *, require_targ
     G, T, C, K = len(names), len(grid), len(b.channels), len(b.controls)
     spend = np.zeros((G, T, C))
     controls = np.zeros((G, T, K))
+    treatments = np.zeros((G, T, len(b.treatments)))
     target = np.full((G, T), np.nan)
     observed = np.zeros((G, T), bool)
     for g, name in enumerate(names):
@@ -205,12 +230,13 @@ def validate_panel(df: pd.DataFrame, config: HierarchicalConfig, *, require_targ
         for j, c in enumerate(present):
             spend[g, sl, b.channels.index(c)] = d.spend[:, j]
         controls[g, sl] = d.control_values
+        treatments[g, sl] = d.treatment_values
         target[g, sl] = d.target
         observed[g, sl] = True
     _check_national(spend, observed, config, names, grid)
     groups, labels = _groups(names, config)
     pops = np.asarray([per[n][2] for n in names]) if config.population else None
-    return PanelData(names, groups, labels, grid, spend, controls, target, observed, pops, step.days)
+    return PanelData(names, groups, labels, grid, spend, controls, target, observed, pops, step.days, treatments)
 
 
 def _check_national(spend, observed, config, names, grid):
@@ -272,7 +298,8 @@ def fit_panel_scaling(data: PanelData, config: HierarchicalConfig) -> PanelScali
     if hsgp_terms(b):
         t = np.asarray((data.dates - t0).days, dtype=float) / unit
         hsgp = hsgp_domains(b, t, data.observed.any(axis=0))
-    return PanelScaling(spend_scale, target_scale, loc, scale, t0, unit, hsgp)
+    ref, tscale = treatment_range(data.treatments[data.observed])  # (n_observed, J): one per column
+    return PanelScaling(spend_scale, target_scale, loc, scale, t0, unit, hsgp, ref, tscale)
 
 
 def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalConfig,
@@ -284,7 +311,8 @@ def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalCon
     (from ``train``, a fitted model's inputs, when given: beta stays solved on the fitted weeks);
     HSGP terms: ``{term}_phi`` (T, m) and ``{term}_sqrt_eig`` (m,) on ``scaling.hsgp``'s domains
     (one time axis for all markets); holidays ``holidays`` (T, H) and day of week ``day_of_week``
-    (T, 6), the same for every market; the hierarchy: ``group_index_{level}`` (G,) int, each
+    (T, 6), the same for every market; treatments ``treatments`` (G, T, J), ``(z - treatment_ref)
+    / treatment_scale`` (0 outside a market's weeks); the hierarchy: ``group_index_{level}`` (G,) int, each
     market's group at every level, and with centred parameters on nested levels
     ``group_parent_{level}`` (groups of the level,) int, each group's parent group."""
     b = config.base
@@ -317,6 +345,14 @@ def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalCon
     if b.day_of_week:
         check_daily(b, data.freq_days)
         out["day_of_week"] = weekday_features(data.dates)
+    if b.treatments:
+        J = len(b.treatments)
+        ref, scale = np.asarray(scaling.treatment_ref, float), np.asarray(scaling.treatment_scale, float)
+        if data.treatments.shape[-1] != J or ref.shape != (J,) or scale.shape != (J,):
+            raise ValueError(f"the panel has {data.treatments.shape[-1]} treatment columns and the scaling {ref.size} "
+                             f"references; the config has {J} treatments {list(b.treatments)} (validate and fit the "
+                             "scaling with them)")
+        out["treatments"] = (data.treatments - ref) / scale * data.observed[:, :, None]
     for k, level in enumerate(config.levels):
         out[f"group_index_{level}"] = np.asarray(data.groups[level], dtype=np.int64)
         if k and config.centered and not config.crossed:

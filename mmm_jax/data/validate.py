@@ -92,6 +92,11 @@ class MMMData:
         Spacing between consecutive dates in days (7 weekly, 1 daily).
     date_col, target_col : str
         Original names of the date and target columns.
+    treatments : tuple of str, length J
+        Non-media treatment column names (promotions, price changes), in the order given (J may
+        be 0).
+    treatment_values : numpy.ndarray, shape (T, J), float64
+        Treatment values in original units (shape ``(T, 0)`` if J == 0; ``None`` is read as that).
     """
 
     dates: pd.DatetimeIndex
@@ -103,13 +108,19 @@ class MMMData:
     freq_days: int
     date_col: str
     target_col: str
+    treatments: tuple[str, ...] = ()
+    treatment_values: np.ndarray | None = None
 
     def __post_init__(self):
         T, C, K = len(self.dates), len(self.channels), len(self.controls)
+        object.__setattr__(self, "treatments", tuple(self.treatments))
+        if self.treatment_values is None:
+            object.__setattr__(self, "treatment_values", np.zeros((T, len(self.treatments))))
         expected = {
             "spend": (self.spend, (T, C)),
             "control_values": (self.control_values, (T, K)),
             "target": (self.target, (T,)),
+            "treatment_values": (self.treatment_values, (T, len(self.treatments))),
         }
         for name, (arr, shape) in expected.items():
             if np.shape(arr) != shape:
@@ -136,6 +147,11 @@ class MMMData:
         return len(self.controls)
 
     @property
+    def n_treatments(self) -> int:
+        """Number of non-media treatments J."""
+        return len(self.treatments)
+
+    @property
     def has_target(self) -> bool:
         """False when the target is entirely missing (forecasting input)."""
         return not bool(np.isnan(self.target).all())
@@ -145,8 +161,8 @@ class MMMData:
 
         Returns
         -------
-        pandas.DataFrame, shape (T, 2 + C + K)
-            Columns ``[date_col, target_col, *channels, *controls]`` with a
+        pandas.DataFrame, shape (T, 2 + C + K + J)
+            Columns ``[date_col, target_col, *channels, *controls, *treatments]`` with a
             fresh RangeIndex. The target column is omitted when the target is
             all-NaN (i.e. it was absent), so that the result validates again
             with the same ``require_target`` setting.
@@ -158,6 +174,8 @@ class MMMData:
             cols[name] = self.spend[:, j].copy()
         for j, name in enumerate(self.controls):
             cols[name] = self.control_values[:, j].copy()
+        for j, name in enumerate(self.treatments):
+            cols[name] = self.treatment_values[:, j].copy()
         return pd.DataFrame(cols)
 
 
@@ -214,11 +232,12 @@ def _as_name_tuple(value, what: str) -> tuple:
         raise DataError(f"{what} must be a sequence of column names, got {type(value).__name__}") from None
 
 
-def _check_roles(date, target, channels: tuple, controls: tuple) -> None:
+def _check_roles(date, target, channels: tuple, controls: tuple, treatments: tuple = ()) -> None:
     if len(channels) == 0:
         raise DataError("no channels given; pass at least one spend column in channels")
     roles = [(date, "date"), (target, "target")]
     roles += [(c, "channel") for c in channels] + [(k, "control") for k in controls]
+    roles += [(k, "treatment") for k in treatments]
     seen: dict = {}
     for name, role in roles:
         if name in seen:
@@ -231,11 +250,12 @@ def _check_roles(date, target, channels: tuple, controls: tuple) -> None:
 
 
 def _check_columns(df: pd.DataFrame, date, target, channels, controls, require_target: bool,
-                   allow_extra_columns: bool) -> bool:
+                   allow_extra_columns: bool, treatments=()) -> bool:
     """Check that configured columns exist exactly once. Returns whether the target is present."""
     available = _list_columns(df.columns)
     roles = [(date, "the date column"), (target, "the target")]
     roles += [(c, "a channel") for c in channels] + [(k, "a control") for k in controls]
+    roles += [(k, "a treatment") for k in treatments]
     has_target = target in df.columns
     for name, role in roles:
         if name == target and not require_target and not has_target:
@@ -248,11 +268,11 @@ def _check_columns(df: pd.DataFrame, date, target, channels, controls, require_t
             raise DataError(f"column {name!r} appears {count} times in the frame; column names must be unique",
                             column=name)
     if not allow_extra_columns:
-        used = {date, target, *channels, *controls}
+        used = {date, target, *channels, *controls, *treatments}
         extra = [c for c in df.columns if c not in used]
         if extra:
             raise DataError(
-                f"unexpected columns not used as date/target/channel/control: {_list_columns(extra)}; "
+                f"unexpected columns not used as date/target/channel/control/treatment: {_list_columns(extra)}; "
                 "drop them or pass allow_extra_columns=True",
                 column=extra[0],
             )
@@ -468,6 +488,7 @@ def validate_frame(
     allow_extra_columns: bool = True,
     require_target: bool = True,
     outlier_factor: float | None = OUTLIER_FACTOR,
+    treatments: Sequence[str] = (),
 ) -> MMMData:
     """Validate a DataFrame and return checked float64 arrays.
 
@@ -490,6 +511,9 @@ def validate_frame(
         some positive spend.
     controls : sequence of str, length K >= 0, optional
         Control columns: finite, any sign.
+    treatments : sequence of str, length J >= 0, optional
+        Non-media treatment columns (promotions, price changes): finite, any sign, checked as
+        the controls are (required on forecast rows too: a treatment's plan is known).
     min_length : int, optional
         Minimum number of rows T (callers pass the adstock window ``l_max``).
         At least 2 rows are always required.
@@ -513,8 +537,8 @@ def validate_frame(
     Returns
     -------
     MMMData
-        Dates (T,), spend (T, C), control_values (T, K), target (T,), all
-        fresh float64 copies, plus ``freq_days``.
+        Dates (T,), spend (T, C), control_values (T, K), treatment_values (T, J),
+        target (T,), all fresh float64 copies, plus ``freq_days``.
 
     Raises
     ------
@@ -530,8 +554,10 @@ def validate_frame(
 
     channels_t = _as_name_tuple(channels, "channels")
     controls_t = _as_name_tuple(controls, "controls")
-    _check_roles(date, target, channels_t, controls_t)
-    has_target = _check_columns(df, date, target, channels_t, controls_t, require_target, allow_extra_columns)
+    treatments_t = _as_name_tuple(treatments, "treatments")
+    _check_roles(date, target, channels_t, controls_t, treatments_t)
+    has_target = _check_columns(df, date, target, channels_t, controls_t, require_target, allow_extra_columns,
+                                treatments_t)
 
     n_rows = len(df)
     if n_rows < 2:
@@ -563,12 +589,17 @@ def validate_frame(
         _check_magnitude(values, name, idx, "spend", outlier_factor)
         spend[:, j] = values
 
-    control_values = np.empty((n_rows, len(controls_t)), dtype=np.float64)
-    for j, name in enumerate(controls_t):
-        values = _numeric_values(df[name], name, idx)
-        _check_finite(values, name, idx)
-        _check_magnitude(values, name, idx, "value", None)
-        control_values[:, j] = values
+    def covariates(names: tuple) -> np.ndarray:  # controls and treatments: finite numbers of any sign
+        out = np.empty((n_rows, len(names)), dtype=np.float64)
+        for j, name in enumerate(names):
+            values = _numeric_values(df[name], name, idx)
+            _check_finite(values, name, idx)
+            _check_magnitude(values, name, idx, "value", None)
+            out[:, j] = values
+        return out
+
+    control_values = covariates(controls_t)
+    treatment_values = covariates(treatments_t)
 
     return MMMData(
         dates=idx,
@@ -580,6 +611,8 @@ def validate_frame(
         freq_days=freq_days,
         date_col=date,
         target_col=target,
+        treatments=treatments_t,
+        treatment_values=treatment_values,
     )
 
 

@@ -3,11 +3,17 @@
 On scaled data (see :mod:`mmm_jax.data.features`)::
 
     y_t ~ Likelihood(mu_t, sigma[, nu])            for weeks with mask_t = 1
-    mu_t = baseline_t + sum_c media_c(spend)_t
+    mu_t = baseline_t [+ sum_j treatment_j(t)] + sum_c media_c(spend)_t
     baseline_t = intercept + trend * time_t + fourier_t @ gamma_fourier + controls_t @ gamma_control
                  [+ holidays_t @ gamma_holiday]    (holidays / events: 0/1 features)
                  [+ day_of_week_t @ gamma_weekday] (day of week, daily data)
                  [+ f_intercept(t)]                (time_varying_intercept: an HSGP)
+
+Non-media treatments (``treatments``: promotions, price changes, scaled to [0, 1] by
+:func:`mmm_jax.data.features.scaled_treatments`) add ``treatment_j(t) = gamma_treatment_j * z_j(t)``
+(signed), or with ``treatment_carryover`` ``gamma_treatment_j * adstock(z_j, alpha_treatment_j)(t)``
+(geometric, the media's ``l_max``, weights summing to 1); they are reported as
+``treatment_contribution``, apart from the baseline, so that baseline + treatments + channels = mu.
 
 Count likelihoods (Poisson, negative binomial) use a log link on the baseline and keep the
 media additive: ``baseline_t = exp(<the linear predictor above>)``, and the count
@@ -31,7 +37,7 @@ response (saturation times its coefficient) of ``config.saturation``
 
 Every data array is a ``pm.Data`` container, so :func:`mmm_jax.compile.compile_logdensity`
 can turn it into a function input (HSGP bases included). Deterministics
-(``channel_contribution``, ``baseline``, ``mu``; ``media_multiplier``, ``<p>_t``,
+(``channel_contribution``, ``baseline``, ``mu``; ``treatment_contribution``; ``media_multiplier``, ``<p>_t``,
 ``intercept_tv``; ``beta`` under ROAS priors) are part of the model graph and are evaluated
 after sampling in one vectorised pass.
 """
@@ -44,7 +50,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from ..config.model import COUNT_LIKELIHOODS, ModelConfig, Prior
+from ..config.model import COUNT_LIKELIHOODS, GeometricAdstock, ModelConfig, Prior
 from ..data.features import WEEKDAYS
 from ..data.lift import LIFT_INPUTS
 from ..media.adstock import apply_adstock
@@ -370,6 +376,29 @@ def _business_beta(config: ModelConfig, channels: tuple, markets: Markets | None
     return beta
 
 
+def _treatment_contribution(config: ModelConfig, data, create, per_market, one: bool, G: int):
+    """The ``treatment_contribution`` deterministic: (T, J) one brand, (G, T, J) markets (scaled
+    units). ``gamma_treatment`` (and ``alpha_treatment`` with ``treatment_carryover``) are created
+    by ``create`` per their pooling; with carry-over each (market, treatment) series goes through
+    the geometric adstock (:func:`mmm_jax.media.adstock.apply_adstock`, the media's ``l_max``,
+    normalised weights) as one column of a (T, G * J) matrix, market-major."""
+    z = data("treatments", "treatments", "date", "treatment")  # (T, J) / (G, T, J)
+    gamma, per_g = create("gamma_treatment", ("treatment",))
+    if config.treatment_carryover:
+        J = len(config.treatments)
+        alpha, per_a = create("alpha_treatment", ("treatment",))
+        ad = GeometricAdstock(l_max=config.adstock.l_max, normalize=True)
+        if one:
+            z = apply_adstock(z, ad, {"alpha": alpha})
+        else:
+            cols = z.dimshuffle(1, 0, 2).reshape((z.shape[1], G * J))  # column g * J + j
+            a_cols = alpha.reshape((G * J,)) if per_a else pt.tile(alpha, G)
+            z = apply_adstock(cols, ad, {"alpha": a_cols}).reshape((z.shape[1], G, J)).dimshuffle(1, 0, 2)
+    out = z * gamma if one else z * per_market(gamma, per_g)[:, None, :]
+    return pm.Deterministic("treatment_contribution", out,
+                            dims=("date", "treatment") if one else ("market", "date", "treatment"))
+
+
 def _media_prior(config: ModelConfig, name: str, order: list[int]) -> Prior:
     """The prior of media parameter ``name`` with per-channel values in the model's channel order."""
     prior = config.prior(name)
@@ -394,10 +423,10 @@ def build_pymc_model(
     arrays : dict
         Scaled inputs. One brand (:func:`mmm_jax.data.features.design_arrays` /
         :func:`~mmm_jax.data.features.model_arrays`): spend (T, C), controls (T, K), fourier
-        (T, 2n), time (T,), target (T,), mask (T,), [holidays (T, H)], [day_of_week (T, 6)]. Markets
-        (:func:`mmm_jax.data.panel.panel_arrays`): spend (G, T, C_local),
+        (T, 2n), time (T,), target (T,), mask (T,), [holidays (T, H)], [day_of_week (T, 6)],
+        [treatments (T, J)]. Markets (:func:`mmm_jax.data.panel.panel_arrays`): spend (G, T, C_local),
         national_spend (T, C_nat), controls (G, T, K), target (G, T), mask (G, T), fourier,
-        time. Plus, when the config uses them: ``target_scale`` (() / (G,)), ``spend_scale``
+        time, [treatments (G, T, J)]. Plus, when the config uses them: ``target_scale`` (() / (G,)), ``spend_scale``
         ((C,) / (G, C), model channel order), HSGP bases ``*_phi`` (T, m) / ``*_sqrt_eig``
         (m,), training copies ``spend_train``, [``national_spend_train``], ``mask_train``,
         ``media_tv_phi_train``. A missing HSGP basis is computed from ``time`` on the domain of
@@ -412,14 +441,15 @@ def build_pymc_model(
     -------
     pm.Model
         Free variables: intercept, [trend], [gamma_fourier], [gamma_control], [gamma_holiday], [gamma_weekday],
-        [intercept_tv_eta, intercept_tv_ell, intercept_tv_z], the media parameters of the
-        chosen families (``config.media_params``, each per channel; e.g. beta, alpha, lam;
+        [intercept_tv_eta, intercept_tv_ell, intercept_tv_z], [gamma_treatment, alpha_treatment], the
+        media parameters of the chosen families (``config.media_params``, each per channel; e.g. beta, alpha, lam;
         under ROAS / CAC priors ``roas_<channel>`` / ``cac_<channel>`` and ``beta_free`` replace
         ``beta``), [media_tv_* HSGP variables], sigma, [nu] (Normal / StudentT) or
         [overdispersion] (negative binomial); with markets, pooled parameters add their
         ``_mu`` / ``_sd_<level>`` / ``_z_<level>`` variables. Deterministics (with markets, a
         leading ``market`` dim): channel_contribution (date, channel), baseline (date), mu
-        (date) — all in scaled units — and, when used, intercept_tv (date), media_multiplier
+        (date) — all in scaled units — and, when used, treatment_contribution (date, treatment;
+        scaled units, not part of ``baseline``), intercept_tv (date), media_multiplier
         (date, channel), ``<p>_t`` (date, channel; one brand), beta (channel), pooled parameters
         (market, ...). A pooled HSGP intercept (markets, ``pooling: {intercept_tv: pooled}``) is
         ``intercept_tv[t, g] = intercept_tv_global(t) + delta_g(t)`` (date, market), the
@@ -436,6 +466,7 @@ def build_pymc_model(
     G = 1 if one else markets.size
     T = spend.shape[-2]
     K = len(config.controls)
+    J = len(config.treatments)
     n_four = 2 * config.seasonality
     coords = {"date": list(dates) if dates is not None else list(range(T)), "channel": list(channels)}
     if not one:
@@ -451,6 +482,8 @@ def build_pymc_model(
         coords["holiday"] = list(holidays)
     if config.day_of_week:
         coords["weekday"] = list(WEEKDAYS)
+    if J:
+        coords["treatment"] = list(config.treatments)
     if n_four:
         coords["fourier_mode"] = [f"{f}{k}" for k in range(1, config.seasonality + 1) for f in ("sin", "cos")]
     business = config.business_priors
@@ -527,6 +560,7 @@ def build_pymc_model(
                 baseline = baseline + (f if one else f[None, :])
         if config.is_count:
             baseline = pt.exp(baseline)  # log link: a positive baseline, media stay additive
+        treated = _treatment_contribution(config, data, create, per_market, one, G) if J else None
 
         ts = None
         if config.is_count or business:
@@ -595,7 +629,8 @@ def build_pymc_model(
                 out = out * beta
             contribution = pm.Deterministic("channel_contribution", out, dims=("date", "channel"))
             baseline = pm.Deterministic("baseline", baseline, dims="date")
-            mu = pm.Deterministic("mu", baseline + contribution.sum(axis=-1), dims="date")
+            total = baseline if treated is None else baseline + treated.sum(axis=-1)
+            mu = pm.Deterministic("mu", total + contribution.sum(axis=-1), dims="date")
             y_dims = "date"
         else:
             out = out.reshape((-1, C, G))
@@ -606,6 +641,8 @@ def build_pymc_model(
             summed = out[:, 0]  # (T, G); unrolled: one fused add on CPU (a Sum over axis 1 became a slower reduction)
             for j in range(1, C):
                 summed = summed + out[:, j]
+            if treated is not None:
+                summed = summed + treated.sum(axis=-1).T
             mu = pm.Deterministic("mu", baseline + summed.T, dims=("market", "date"))
             y_dims = ("market", "date")
 

@@ -92,7 +92,8 @@ def posterior_quantities(
     -------
     dict of arrays with leading (chains, draws):
         every output of ``ld.constrain``; ``channel_contribution_original`` (T, C),
-        ``baseline_original`` (T,), ``mu_original`` (T,), ``total_contribution`` (C,),
+        ``baseline_original`` (T,), ``mu_original`` (T,), [``treatment_contribution_original``
+        (T, J), with treatments], ``total_contribution`` (C,),
         ``roas`` (C,); and ``y`` (T,) when ``key`` is given.
     """
     data = {n: jnp.asarray(data[n]) for n in ld.data_names}
@@ -156,7 +157,9 @@ def draw_quantities(ld: LogDensity, params, data, key=None, *, target_scale, tot
 
     Returns every output of ``ld.constrain`` (less the ``__`` transformed parameters) plus
     ``channel_contribution_original`` ([G,] T, C), ``baseline_original`` / ``mu_original``
-    ([G,] T), ``total_contribution`` / ``roas`` ([G,] C) and ``y`` ([G,] T).
+    ([G,] T), ``treatment_contribution_original`` ([G,] T, J; a model with treatments),
+    ``total_contribution`` / ``roas`` ([G,] C) and ``y`` ([G,] T), in the target's original units
+    (scaled x ``target_scale``).
     """
     ts = jnp.asarray(target_scale)
     mask = data["mask"]
@@ -166,6 +169,8 @@ def draw_quantities(ld: LogDensity, params, data, key=None, *, target_scale, tot
     q["channel_contribution_original"] = contrib
     q["baseline_original"] = out["baseline"] * ts[..., None]
     q["mu_original"] = out["mu"] * ts[..., None]
+    if "treatment_contribution" in out:
+        q["treatment_contribution_original"] = out["treatment_contribution"] * ts[..., None, None]
     tot = jnp.sum(contrib * mask[..., None], axis=-2)
     q["total_contribution"] = tot
     q["roas"] = tot / jnp.where(total_spend > 0, total_spend, jnp.nan)
@@ -236,6 +241,7 @@ def cell_log_likelihood(ld: LogDensity, params, data, target_scale, likelihood: 
 #: dims of the post-processed quantities of the single-brand model (the rest come from the model)
 BRAND_DIMS = {
     "channel_contribution_original": ("date", "channel"),
+    "treatment_contribution_original": ("date", "treatment"),
     "baseline_original": ("date",),
     "mu_original": ("date",),
     "total_contribution": ("channel",),
