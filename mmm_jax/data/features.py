@@ -176,6 +176,19 @@ def check_daily(config: ModelConfig, freq_days: int) -> None:
                         f"{int(freq_days)} days apart", column=config.date)
 
 
+def calendar_inputs(config: ModelConfig, dates, freq_days: int) -> dict[str, np.ndarray]:
+    """The calendar inputs the config uses, the same for a brand and for every market of a panel:
+    ``holidays`` (T, H) (:func:`mmm_jax.data.events.event_features`) and ``day_of_week`` (T, 6)
+    (:func:`weekday_features`; daily data only, :func:`check_daily`)."""
+    out = {}
+    if config.holidays:
+        out["holidays"] = event_features(dates, config.holidays)
+    if config.day_of_week:
+        check_daily(config, freq_days)
+        out["day_of_week"] = weekday_features(dates)
+    return out
+
+
 def design_arrays(data: MMMData, scaling: Scaling, seasonality: int) -> dict[str, np.ndarray]:
     """Scaled model inputs (float64 NumPy) keyed by :data:`DATA_NAMES`.
 
@@ -278,11 +291,7 @@ def model_arrays(
       the tests add nothing on other weeks).
     """
     arrays = design_arrays(data, scaling, config.seasonality)
-    if config.holidays:
-        arrays["holidays"] = event_features(data.dates, config.holidays)
-    if config.day_of_week:
-        check_daily(config, data.freq_days)
-        arrays["day_of_week"] = weekday_features(data.dates)
+    arrays.update(calendar_inputs(config, data.dates, data.freq_days))
     if config.treatments:
         arrays["treatments"] = scaled_treatments(config, data, scaling)
     if config.is_count or config.business_priors:

@@ -29,16 +29,14 @@ import pandas as pd
 
 from ..config.markets import HierarchicalConfig
 from ..model.pooling import parent_index
-from .events import event_features
 from .features import (
-    check_daily,
+    calendar_inputs,
     fourier_features,
     hsgp_arrays,
     hsgp_domains,
     hsgp_terms,
     training_copies,
     treatment_range,
-    weekday_features,
 )
 from .lift import lift_for_weeks
 from .validate import DataError, check_counts, validate_frame
@@ -340,11 +338,7 @@ def panel_arrays(data: PanelData, scaling: PanelScaling, config: HierarchicalCon
         "target": np.where(known, data.target, 0.0) / scaling.target_scale[:, None],
         "mask": known.astype(float),
     }
-    if b.holidays:
-        out["holidays"] = event_features(data.dates, b.holidays)
-    if b.day_of_week:
-        check_daily(b, data.freq_days)
-        out["day_of_week"] = weekday_features(data.dates)
+    out.update(calendar_inputs(b, data.dates, data.freq_days))
     if b.treatments:
         J = len(b.treatments)
         ref, scale = np.asarray(scaling.treatment_ref, float), np.asarray(scaling.treatment_scale, float)
